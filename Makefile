@@ -1,0 +1,43 @@
+# The two commands: `make up` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+VENV := .venv
+LFR := $(VENV)/bin/lfr
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: venv proto setup up down status test test-fast test-slow clean-state bench help
+
+help:
+	@echo "make up      set up what is missing, start the stack and the services, run the demo until Ctrl-C"
+	@echo "make test    set up what is missing, start the stack, run all tests, stop the stack"
+	@echo "make proto   regenerate services/gen from proto/"
+
+venv:
+	@deploy/local/bootstrap.sh
+
+proto: venv
+	@$(PY) -m services.cli.protogen
+
+# Install everything the stack and the models need (idempotent, cached under ~/.cache/lfr).
+setup: venv
+	@$(LFR) stack install
+	@$(LFR) models build
+
+up: setup
+	@$(LFR) up
+
+down: venv
+	@$(LFR) stack down
+
+status: venv
+	@$(LFR) stack status
+
+test: setup
+	@deploy/local/run-tests.sh $(PYTEST_ARGS)
+
+# unit tests only: no servers
+test-fast: venv
+	@$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+bench: setup
+	@$(LFR) bench --help
