@@ -82,6 +82,32 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group is still running; reaps the leader if it is our child."""
+    try:
+        os.waitpid(pgid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return any(_pgid_of(p) == pgid and pid_alive(p) for p in _pids())
+
+
+def _pids() -> list[int]:
+    return [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()]
+
+
+def _pgid_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class Component(abc.ABC):
     """One real server of the local stack."""
 
@@ -178,19 +204,18 @@ class Component(abc.ABC):
                 os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+            # wait for the whole group (not only its leader) to be gone
             deadline = time.monotonic() + timeout
-            while pid_alive(pid) and time.monotonic() < deadline:
+            while group_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if pid_alive(pid):
+            if group_alive(pid):
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                time.sleep(0.5)
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
+                deadline = time.monotonic() + 5.0
+                while group_alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
         pf.unlink(missing_ok=True)
 
     def status(self) -> Health:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from services.common.errors import SetupError
 from services.stack.base import Component, Health, StackPaths
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -18,14 +19,64 @@ COMPONENTS: tuple[str, ...] = (
 )
 
 
+class MissingComponent(Component):
+    """Stands in for a component whose module is not in this checkout yet:
+    status says so; install and start fail with one clear line."""
+
+    def __init__(self, paths: StackPaths, name: str, module: str) -> None:
+        super().__init__(paths)
+        self.name = name
+        self.module = module
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return ()
+
+    def _missing(self) -> SetupError:
+        return SetupError(f"{self.name}: component not installed ({self.module} does not exist in this checkout)",
+                          f"pull the branch that adds it, or leave it out with --only <others>")
+
+    def install(self) -> None:
+        raise self._missing()
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        raise self._missing()
+
+    def health(self) -> Health:
+        return Health(self.name, False, f"not installed: {self.module} does not exist yet")
+
+    def start(self, timeout: float = 0.0) -> Health:
+        raise self._missing()
+
+    def status(self) -> Health:
+        return self.health()
+
+
+def component_names() -> list[str]:
+    return [spec.split(":")[0].rsplit(".", 1)[1] for spec in COMPONENTS]
+
+
 def load_components(paths: StackPaths | None = None, only: list[str] | None = None) -> list[Component]:
     paths = paths or StackPaths.default(REPO_ROOT)
+    names = component_names()
+    if only:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise SetupError(f"unknown stack component(s) {', '.join(unknown)}",
+                             f"use --only with one of {', '.join(names)}")
     out: list[Component] = []
-    for spec in COMPONENTS:
+    for spec, name in zip(COMPONENTS, names):
+        if only and name not in only:
+            continue
         mod, cls = spec.split(":")
-        comp = getattr(importlib.import_module(mod), cls)(paths)
-        if only is None or comp.name in only:
-            out.append(comp)
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+            out.append(MissingComponent(paths, name, mod.replace(".", "/") + ".py"))
+            continue
+        out.append(getattr(module, cls)(paths))
     return out
 
 

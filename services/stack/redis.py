@@ -1,0 +1,85 @@
+"""Redis from Debian's ``redis-server`` on 127.0.0.1:6379.
+
+Installed with apt when missing (the stack runs as root on the dev/CI
+machine). Runs with no persistence at all (``save ""``, ``appendonly no``):
+keys such as frame or officer-availability entries must never reach disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+
+from services.common.errors import SetupError
+from services.stack.base import Component, Health
+
+log = logging.getLogger("lfr.stack.redis")
+
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
+
+
+class RedisComponent(Component):
+    name = "redis"
+    port = 6379
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.port,)
+
+    def binary(self) -> str | None:
+        return shutil.which("redis-server")
+
+    def install(self) -> None:
+        if self.binary():
+            return
+        if os.geteuid() != 0:
+            raise SetupError("redis-server is not installed and installing it needs root",
+                             "run 'sudo apt-get install -y redis-server'")
+        log.info("installing redis-server with apt-get")
+        env = {**os.environ, **APT_ENV}
+        for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "redis-server"]):
+            try:
+                res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                raise SetupError(f"'{' '.join(argv)}' failed: {e}",
+                                 "check the Debian apt mirror is reachable, then rerun 'lfr stack install'") from e
+            if res.returncode != 0:
+                last = (res.stderr.strip().splitlines() or ["no output"])[-1]
+                raise SetupError(f"'{' '.join(argv)}' exited {res.returncode}: {last}",
+                                 "check the Debian apt mirror is reachable, then rerun 'lfr stack install'")
+        if not self.binary():
+            raise SetupError("apt-get installed redis-server but it is not on PATH",
+                             "add /usr/bin to PATH or install redis-server by hand")
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        binary = self.binary()
+        if binary is None:
+            raise SetupError("redis-server is not installed", "run 'lfr stack install --only redis'")
+        argv = [
+            binary,
+            "--bind", self.host,
+            "--port", str(self.port),
+            "--dir", str(self.paths.data_dir(self.name)),
+            "--daemonize", "no",
+            "--save", "",
+            "--appendonly", "no",
+            "--protected-mode", "yes",
+            "--logfile", "",
+        ]
+        return argv, {}
+
+    def health(self) -> Health:
+        import redis
+
+        endpoint = f"redis://{self.host}:{self.port}"
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=2.0, socket_connect_timeout=2.0)
+        try:
+            ok = bool(client.ping())
+            version = str(client.info("server").get("redis_version", "?"))
+        except redis.RedisError as e:
+            return Health(self.name, False, f"PING failed: {e}", endpoint=endpoint)
+        finally:
+            client.close()
+        return Health(self.name, ok, f"PING ok, redis {version}", endpoint=endpoint)
