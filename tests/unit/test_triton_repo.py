@@ -1,0 +1,113 @@
+"""The Triton model repository: the committed configs are what models.yaml
+renders, and every config parses as Triton's ModelConfig protobuf."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from services.triton_repo.generate import VARIANTS, generate, render_local, render_production, stale_files
+from services.triton_repo.spec import DEPLOY_DIR, ModelSpec, load_spec
+
+CONFIGS = sorted(p for v in VARIANTS for p in (DEPLOY_DIR / v).glob("*/config.pbtxt"))
+
+
+def parse(text: str) -> mc.ModelConfig:
+    return text_format.Parse(text, mc.ModelConfig())
+
+
+def test_committed_configs_are_fresh() -> None:
+    stale = stale_files()
+    assert not stale, f"regenerate with 'python -m services.triton_repo generate': stale {stale}"
+
+
+def test_regenerate_into_temp_dir_matches(tmp_path: Path) -> None:
+    written = generate(tmp_path)
+    assert written
+    for p in written:
+        rel = p.relative_to(tmp_path)
+        assert (DEPLOY_DIR / rel).read_text() == p.read_text(), rel
+
+
+def test_stale_config_is_detected(tmp_path: Path) -> None:
+    generate(tmp_path)
+    cfg = tmp_path / "production" / "mobilefacenet" / "config.pbtxt"
+    cfg.write_text(cfg.read_text().replace("max_batch_size: 64", "max_batch_size: 63"))
+    (tmp_path / "local" / "retired_model").mkdir()
+    (tmp_path / "local" / "retired_model" / "config.pbtxt").write_text('name: "retired_model"\n')
+    assert stale_files(tmp_path) == ["local/retired_model/config.pbtxt", "production/mobilefacenet/config.pbtxt"]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}")
+def test_config_parses_as_triton_model_config(path: Path) -> None:
+    cfg = parse(path.read_text())
+    spec = load_spec().get(cfg.name)
+    assert cfg.name == path.parent.name
+    assert cfg.max_batch_size == spec.max_batch_size
+    assert [(t.name, mc.DataType.Name(t.data_type), tuple(t.dims)) for t in cfg.input] == [
+        (t.name, t.triton_dtype, t.dims) for t in spec.inputs]
+    assert [(t.name, mc.DataType.Name(t.data_type), tuple(t.dims)) for t in cfg.output] == [
+        (t.name, t.triton_dtype, t.dims) for t in spec.outputs]
+    if spec.dynamic_batching:
+        assert cfg.HasField("dynamic_batching")
+        assert tuple(cfg.dynamic_batching.preferred_batch_size) == spec.dynamic_batching.preferred_batch_size
+        assert cfg.dynamic_batching.max_queue_delay_microseconds == spec.dynamic_batching.max_queue_delay_us
+    assert len(cfg.instance_group) == 1 and cfg.instance_group[0].count == spec.instances
+    if path.parent.parent.name == "production":
+        assert cfg.platform == "onnxruntime_onnx" and not cfg.backend
+        assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+        accel = cfg.optimization.execution_accelerators.gpu_execution_accelerator
+        assert [a.name for a in accel] == (["tensorrt"] if spec.tensorrt else [])
+    else:
+        assert cfg.backend == "python" and not cfg.platform
+        assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+        if spec.kind == "onnx":
+            assert cfg.parameters["onnx_file"].string_value == "model.onnx"
+            assert int(cfg.parameters["intra_op_threads"].string_value) == spec.intra_op_threads
+
+
+def test_every_model_has_both_variants_with_the_same_tensors() -> None:
+    spec = load_spec()
+    assert spec.get("identity").kind == "identity"
+    for m in spec.models:
+        local = parse((DEPLOY_DIR / "local" / m.name / "config.pbtxt").read_text())
+        if not m.in_production:
+            assert not (DEPLOY_DIR / "production" / m.name).exists()
+            continue
+        prod = parse((DEPLOY_DIR / "production" / m.name / "config.pbtxt").read_text())
+        for field in ("input", "output", "max_batch_size", "dynamic_batching"):
+            assert getattr(local, field) == getattr(prod, field), (m.name, field)
+
+
+def test_tensorrt_accelerator_renders_and_parses() -> None:
+    m = ModelSpec.model_validate({
+        "name": "x", "onnx": "x.onnx", "max_batch_size": 4,
+        "inputs": [{"name": "in", "dtype": "float16", "dims": [3, -1]}],
+        "outputs": [{"name": "out", "dtype": "int64", "dims": [1]}],
+        "tensorrt": {"precision": "FP32", "max_workspace_mb": 256}})
+    cfg = parse(render_production(m))
+    accel = cfg.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert accel.name == "tensorrt"
+    assert dict(accel.parameters) == {"precision_mode": "FP32", "max_workspace_size_bytes": str(256 << 20)}
+    assert cfg.input[0].data_type == mc.TYPE_FP16 and cfg.output[0].data_type == mc.TYPE_INT64
+    local = parse(render_local(m))
+    assert local.backend == "python" and not local.HasField("dynamic_batching")
+
+
+@pytest.mark.parametrize("bad", [
+    {"max_batch_size": 0, "dynamic_batching": {"max_queue_delay_us": 10}},
+    {"max_batch_size": 4, "dynamic_batching": {"preferred_batch_size": [8]}},
+    {"max_batch_size": 4, "unknown_key": 1},
+    {"max_batch_size": 4, "onnx": None},
+    {"max_batch_size": 4, "inputs": [{"name": "in", "dtype": "float32", "dims": [0]}]},
+])
+def test_bad_descriptions_are_refused(bad: dict[str, object]) -> None:
+    base: dict[str, object] = {
+        "name": "x", "onnx": "x.onnx",
+        "inputs": [{"name": "in", "dtype": "float32", "dims": [3]}],
+        "outputs": [{"name": "out", "dtype": "float32", "dims": [3]}]}
+    with pytest.raises(ValueError):
+        ModelSpec.model_validate({**base, **bad})
