@@ -102,7 +102,10 @@ def _rows(model: str, inputs: dict[str, np.ndarray]) -> int:
 
 class MicroBatcher:
     """Merges concurrent calls (same model, same per-item shapes and dtypes) into
-    one call of ``send`` of up to ``max_batch`` rows, waiting at most ``max_delay_s``."""
+    one call of ``send`` of up to ``max_batch`` rows. While a batch of that kind is
+    in flight, new calls wait at most ``max_delay_s`` (or until ``max_batch`` rows
+    are queued); when none is, they go at the next loop turn, so a lone call pays
+    no delay."""
 
     def __init__(self, send: Callable[[str, dict[str, np.ndarray]], Awaitable[dict[str, np.ndarray]]],
                  max_batch: int, max_delay_s: float) -> None:
@@ -112,6 +115,7 @@ class MicroBatcher:
         self._queues: dict[BatchKey, list[_Pending]] = {}
         self._full: dict[BatchKey, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: dict[BatchKey, int] = {}
 
     async def submit(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = _rows(model, inputs)
@@ -140,10 +144,15 @@ class MicroBatcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _collect(self, key: BatchKey) -> None:
-        try:
-            await asyncio.wait_for(self._full[key].wait(), timeout=self.max_delay_s)
-        except TimeoutError:
-            pass
+        if self._inflight.get(key, 0) == 0:
+            # idle model: no waiting, only one loop turn so that calls made together
+            # (asyncio.gather) still share the request; under load, wait for company
+            await asyncio.sleep(0)
+        else:
+            try:
+                await asyncio.wait_for(self._full[key].wait(), timeout=self.max_delay_s)
+            except TimeoutError:
+                pass
         queue = self._queues.pop(key)
         self._full.pop(key)
         batch: list[_Pending] = []
@@ -157,7 +166,13 @@ class MicroBatcher:
             if sum(p.rows for p in queue) >= self.max_batch:
                 self._full[key].set()
             self._spawn(self._collect(key))
-        await self._run(key[0], batch)
+        self._inflight[key] = self._inflight.get(key, 0) + 1
+        try:
+            await self._run(key[0], batch)
+        finally:
+            self._inflight[key] -= 1
+            if not self._inflight[key]:
+                del self._inflight[key]
 
     async def _run(self, model: str, batch: list[_Pending]) -> None:
         try:

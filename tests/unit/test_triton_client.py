@@ -95,3 +95,32 @@ def test_settings_forbid_unknown_keys() -> None:
         TritonClientSettings.model_validate({"url": "x:1", "max_batchs": 3})
     with pytest.raises(ValueError):
         TritonClientSettings(max_batch=0)
+
+
+async def test_a_lone_call_does_not_wait_for_company() -> None:
+    fake = FakeModel()
+    b = MicroBatcher(fake, max_batch=8, max_delay_s=5.0)
+    t = asyncio.get_running_loop().time()
+    await b.submit("m", {"x": np.ones((1, 2), np.float32)})
+    assert asyncio.get_running_loop().time() - t < 1.0
+
+
+async def test_calls_arriving_while_a_batch_is_in_flight_are_merged() -> None:
+    gate = asyncio.Event()
+    batches: list[int] = []
+
+    async def slow(model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batches.append(inputs["x"].shape[0])
+        if len(batches) == 1:
+            await gate.wait()
+        return {"y": inputs["x"] + 1}
+
+    b = MicroBatcher(slow, max_batch=4, max_delay_s=5.0)
+    first = asyncio.ensure_future(b.submit("m", {"x": np.zeros((1, 1))}))
+    await asyncio.sleep(0.01)  # the first request is now in flight
+    later = [asyncio.ensure_future(b.submit("m", {"x": np.full((1, 1), i)})) for i in range(1, 5)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    outs = await asyncio.gather(first, *later)
+    assert batches == [1, 4]  # the four later calls filled one batch without waiting the 5 s
+    assert [float(o["y"][0, 0]) for o in outs] == [1, 2, 3, 4, 5]
