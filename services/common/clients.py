@@ -1,0 +1,79 @@
+"""Connections to the platform's servers, each with a health check.
+
+Every ``connect_*`` raises when the server does not answer (the service runner
+retries with backoff); every ``check_*`` raises while it is down. Heavy client
+libraries are imported inside the functions, not at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from services.common.settings import MilvusSettings, RedisSettings, TritonSettings
+
+
+async def check_kafka(producer: Any) -> None:
+    """A metadata round trip through a started AIOKafkaProducer (or consumer)."""
+    await producer.client.fetch_all_metadata()
+
+
+async def connect_redis(settings: RedisSettings) -> Any:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(
+        settings.url,
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.socket_timeout_s,
+        password=settings.password.get_secret_value() if settings.password else None,
+    )
+    try:
+        await client.ping()
+    except BaseException:
+        await client.aclose()
+        raise
+    return client
+
+
+async def check_redis(client: Any) -> None:
+    await client.ping()
+
+
+async def connect_milvus(settings: MilvusSettings) -> Any:
+    """A MilvusClient (synchronous API: call it through ``asyncio.to_thread``)."""
+
+    def _connect() -> Any:
+        from pymilvus import MilvusClient
+
+        client = MilvusClient(
+            uri=settings.uri,
+            token=settings.token.get_secret_value() if settings.token else "",
+            timeout=settings.timeout_s,
+        )
+        client.list_collections(timeout=settings.timeout_s)
+        return client
+
+    return await asyncio.to_thread(_connect)
+
+
+async def check_milvus(client: Any, timeout_s: float) -> None:
+    await asyncio.to_thread(client.list_collections, timeout=timeout_s)
+
+
+async def connect_triton(settings: TritonSettings) -> Any:
+    """A tritonclient asyncio gRPC client, once the server reports ready."""
+    from tritonclient.grpc.aio import InferenceServerClient
+
+    client = InferenceServerClient(url=settings.url, ssl=settings.ssl)
+    try:
+        await check_triton(client, settings.timeout_s)
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
+async def check_triton(client: Any, timeout_s: float) -> None:
+    ready = await client.is_server_ready(client_timeout=timeout_s)
+    if not ready:
+        raise ConnectionError("triton is not ready")

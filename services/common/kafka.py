@@ -1,0 +1,393 @@
+"""Kafka helpers: a reliable producer and a consumer loop that commits after processing.
+
+The loop (in the spirit of aiokafka's ``examples/concurrent_consumption.py``):
+partitions of a fetched batch are handled concurrently, records within a
+partition in order. A handler publishes through an :class:`Outbox`; the loop
+waits until every publish of the batch (dead letters included) is acknowledged
+by the broker (``acks=all``) and only then commits the batch's offsets. So a
+crash redelivers (at least once) and never loses a record.
+
+Bad input: a handler raises :class:`PoisonMessage` (reason, detail); the record
+goes to the dead-letter topic and its offset is committed, the service keeps
+running. An unexpected exception is logged, counted and dead-lettered with
+reason INTERNAL (no crash loop on one bad record). Only a failure to publish
+(the broker itself) ends the loop without committing.
+
+Privacy: a dead letter keeps its source payload only for topics the caller
+lists in ``payload_topics``; for biometric topics (frames, faces, matches,
+alerts) it keeps the reason, topic, partition, offset and key, and drops the bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from google.protobuf.message import DecodeError, Message
+
+from services.common.metrics import MessageMetrics
+from services.common.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+FRAMES_TOPIC = "lfr.frames.v1"
+FACES_TOPIC = "lfr.faces.v1"
+MATCHES_TOPIC = "lfr.matches.v1"
+ALERTS_TOPIC = "lfr.alerts.v1"
+DLQ_TOPIC = "lfr.dlq.v1"
+AUDIT_TOPIC = "lfr.audit.v1"
+# topics whose payloads hold pixels, crops or embeddings: never copied into the DLQ
+BIOMETRIC_TOPICS: frozenset[str] = frozenset({FRAMES_TOPIC, FACES_TOPIC, MATCHES_TOPIC, ALERTS_TOPIC})
+
+HEADER_TYPE = "lfr-type"
+HEADER_PRODUCER = "lfr-producer"
+HEADER_TRACE = "lfr-trace"
+
+M = TypeVar("M", bound=Message)
+
+
+class PoisonMessage(Exception):
+    """Raised by a handler for a record that can never be processed (bad input)."""
+
+    def __init__(self, reason: int, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class RecordLike(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+    headers: Sequence[tuple[str, bytes]]
+
+
+class ProducerLike(Protocol):
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> "asyncio.Future[Any]": ...
+
+
+class ConsumerLike(Protocol):
+    async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]: ...
+
+    async def commit(self, offsets: dict[Any, int] | None = None) -> None: ...
+
+
+# --- keys and headers -------------------------------------------------------
+
+
+def record_key(*parts: str) -> bytes:
+    """A record key from ids (e.g. the camera id, so each camera stays ordered)."""
+    if not parts or any(not p or "/" in p for p in parts):
+        raise ValueError("record key parts must be non-empty ids without '/'")
+    return "/".join(parts).encode()
+
+
+def make_headers(message: Message | str, producer: str, trace_id: str | None = None) -> list[tuple[str, bytes]]:
+    """Standard headers: the payload's protobuf type, the producing service, a trace id."""
+    type_name = message if isinstance(message, str) else message.DESCRIPTOR.full_name
+    out = [(HEADER_TYPE, type_name.encode()), (HEADER_PRODUCER, producer.encode())]
+    if trace_id:
+        out.append((HEADER_TRACE, trace_id.encode()))
+    return out
+
+
+def header(record: RecordLike, name: str) -> str | None:
+    for k, v in record.headers or ():
+        if k == name:
+            return v.decode(errors="replace")
+    return None
+
+
+def decode(record: RecordLike, message_cls: type[M], max_bytes: int | None = None) -> M:
+    """Parse a record's value as ``message_cls`` or raise PoisonMessage."""
+    from lfr.v1 import dlq_pb2
+
+    value = record.value
+    if value is None:
+        raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_DECODE_ERROR, "empty record value")
+    if max_bytes is not None and len(value) > max_bytes:
+        raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_OVERSIZED, f"record of {len(value)} bytes > {max_bytes}")
+    try:
+        return message_cls.FromString(value)
+    except DecodeError as e:
+        raise PoisonMessage(
+            dlq_pb2.DEAD_LETTER_REASON_DECODE_ERROR, f"not a valid {message_cls.DESCRIPTOR.full_name}: {e}"
+        ) from e
+
+
+# --- producer ----------------------------------------------------------------
+
+
+def client_kwargs(settings: KafkaSettings, service: str) -> dict[str, Any]:
+    """Connection options shared by producers, consumers and admin clients."""
+    kw: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap,
+        "client_id": f"{settings.client_id}-{service}",
+        "request_timeout_ms": settings.request_timeout_ms,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        kw["ssl_context"] = create_ssl_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
+            certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+            keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+        )
+    if settings.security_protocol.startswith("SASL"):
+        kw["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
+        kw["sasl_plain_username"] = settings.sasl_username
+        kw["sasl_plain_password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+    return kw
+
+
+async def start_producer(settings: KafkaSettings, service: str) -> Any:
+    """A started AIOKafkaProducer: acks=all, idempotent, batched (linger), size-capped."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        **client_kwargs(settings, service),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=settings.linger_ms,
+        compression_type=None if settings.compression == "none" else settings.compression,
+        max_request_size=settings.max_request_bytes,
+    )
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
+    return producer
+
+
+async def start_consumer(settings: KafkaSettings, service: str, group_id: str, topics: Sequence[str]) -> Any:
+    """A started AIOKafkaConsumer in ``group_id``, manual commits."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        *topics,
+        **client_kwargs(settings, service),
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset=settings.auto_offset_reset,
+        session_timeout_ms=settings.session_timeout_ms,
+        max_partition_fetch_bytes=settings.max_request_bytes,
+        isolation_level="read_committed",
+    )
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer
+
+
+# --- the consumer loop ---------------------------------------------------------
+
+
+class Outbox:
+    """Publishes for one batch; the loop awaits every acknowledgement before committing."""
+
+    def __init__(self, producer: ProducerLike, metrics: MessageMetrics | None = None) -> None:
+        self._producer = producer
+        self._metrics = metrics
+        self._pending: list[tuple[str, asyncio.Future[Any]]] = []
+        self.dead_letters: list[tuple[RecordLike, PoisonMessage]] = []
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        """Queue a record (returns once buffered, not yet acknowledged)."""
+        fut = await self._producer.send(topic, value=value, key=key, headers=headers)
+        self._pending.append((topic, fut))
+
+    def dead_letter(self, record: RecordLike, error: PoisonMessage) -> None:
+        """Mark one record of a batch as bad input (for batch handlers)."""
+        self.dead_letters.append((record, error))
+
+    async def flush(self) -> int:
+        """Wait for every queued publish to be acknowledged; raises if one failed."""
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*(f for _, f in pending))
+        if self._metrics is not None:
+            for topic, _ in pending:
+                self._metrics.produced.labels(topic).inc()
+        return len(pending)
+
+
+RecordHandler = Callable[[RecordLike, Outbox], Awaitable[None]]
+BatchHandler = Callable[[list[RecordLike], Outbox], Awaitable[None]]
+
+
+def build_dead_letter(
+    record: RecordLike,
+    error: PoisonMessage,
+    *,
+    service: str,
+    instance: str,
+    payload_topics: frozenset[str],
+    max_payload_bytes: int,
+) -> Any:
+    from lfr.v1 import dlq_pb2
+
+    value = record.value or b""
+    keep = record.topic in payload_topics and record.topic not in BIOMETRIC_TOPICS
+    kept = value[:max_payload_bytes] if keep else b""
+    return dlq_pb2.DeadLetter(
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        source_key=record.key or b"",
+        source_timestamp_unix_ns=int(record.timestamp) * 1_000_000,
+        reason=error.reason,
+        detail=error.detail[:1024],
+        service=service,
+        instance=instance,
+        dead_letter_unix_ns=time.time_ns(),
+        payload=kept,
+        payload_size=len(value),
+        payload_truncated=keep and len(kept) < len(value),
+        payload_dropped=bool(value) and not keep,
+    )
+
+
+class ConsumerLoop:
+    """Consume, handle, publish, wait for acks, commit; dead-letter bad records.
+
+    Give exactly one of ``handler`` (called per record, in order within a
+    partition) or ``batch_handler`` (called once per partition batch; it reports
+    bad records with ``out.dead_letter``; if it raises, every record of that
+    batch is dead-lettered as INTERNAL).
+    """
+
+    def __init__(
+        self,
+        *,
+        consumer: ConsumerLike,
+        producer: ProducerLike,
+        service: str,
+        instance: str,
+        metrics: MessageMetrics,
+        handler: RecordHandler | None = None,
+        batch_handler: BatchHandler | None = None,
+        dlq_topic: str = DLQ_TOPIC,
+        payload_topics: frozenset[str] = frozenset(),
+        max_payload_bytes: int = 4096,
+        max_records: int = 64,
+        poll_timeout_ms: int = 200,
+    ) -> None:
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give exactly one of handler or batch_handler")
+        self._consumer = consumer
+        self._producer = producer
+        self._service = service
+        self._instance = instance
+        self._metrics = metrics
+        self._handler = handler
+        self._batch_handler = batch_handler
+        self._dlq_topic = dlq_topic
+        self._payload_topics = payload_topics
+        self._max_payload_bytes = max_payload_bytes
+        self._max_records = max_records
+        self._poll_timeout_ms = poll_timeout_ms
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Loop until ``stop`` is set; the batch in flight is finished and committed first."""
+        while not stop.is_set():
+            batches = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_records)
+            if batches:
+                await self.process(batches)
+        log.info("consumer loop drained", extra={"service": self._service})
+
+    async def process(self, batches: dict[Any, list[Any]]) -> None:
+        """Handle one fetched batch and commit it (partitions concurrently)."""
+        await asyncio.gather(*(self._partition(records) for records in batches.values() if records))
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
+        await self._commit(offsets)
+
+    async def _partition(self, records: list[RecordLike]) -> None:
+        topic = records[0].topic
+        self._metrics.consumed.labels(topic).inc(len(records))
+        out = Outbox(self._producer, self._metrics)
+        started = time.perf_counter()
+        if self._handler is not None:
+            for record in records:
+                await self._one(record, out)
+        else:
+            await self._batch(records, out)
+        for record, error in out.dead_letters:
+            await self._send_dead_letter(record, error, out)
+        await out.flush()  # raises if the broker refused: nothing committed, redelivered later
+        self._metrics.handle_seconds.labels(topic).observe(time.perf_counter() - started)
+
+    async def _one(self, record: RecordLike, out: Outbox) -> None:
+        assert self._handler is not None
+        try:
+            await self._handler(record, out)
+        except PoisonMessage as e:
+            out.dead_letter(record, e)
+        except Exception as e:  # one bad record must not crash-loop the service
+            out.dead_letter(record, self._internal(record, e))
+
+    async def _batch(self, records: list[RecordLike], out: Outbox) -> None:
+        assert self._batch_handler is not None
+        try:
+            await self._batch_handler(records, out)
+        except Exception as e:  # the whole batch failed: dead-letter each record, keep running
+            error = self._internal(records[0], e)
+            out.dead_letters = [(r, error) for r in records]
+
+    def _internal(self, record: RecordLike, exc: Exception) -> PoisonMessage:
+        from lfr.v1 import dlq_pb2
+
+        self._metrics.handler_errors.labels(record.topic).inc()
+        log.exception(
+            "handler failed",
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+            exc_info=exc,
+        )
+        return PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    async def _send_dead_letter(self, record: RecordLike, error: PoisonMessage, out: Outbox) -> None:
+        from lfr.v1 import dlq_pb2
+
+        letter = build_dead_letter(
+            record,
+            error,
+            service=self._service,
+            instance=self._instance,
+            payload_topics=self._payload_topics,
+            max_payload_bytes=self._max_payload_bytes,
+        )
+        reason = dlq_pb2.DeadLetterReason.Name(error.reason) if error.reason in dlq_pb2.DeadLetterReason.values() else str(error.reason)
+        self._metrics.dead_lettered.labels(record.topic, reason).inc()
+        log.warning(
+            "dead-lettered",
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "reason": reason, "detail": error.detail},
+        )
+        await out.send(self._dlq_topic, letter.SerializeToString(), key=record.key, headers=make_headers(letter, self._service))
+
+    async def _commit(self, offsets: dict[Any, int]) -> None:
+        from aiokafka.errors import CommitFailedError, IllegalStateError
+
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as e:  # rebalanced away: redelivered to the new owner
+            self._metrics.commit_failures.inc()
+            log.warning("offset commit failed; records will be redelivered", extra={"error": str(e)})

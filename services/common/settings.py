@@ -1,0 +1,234 @@
+"""Typed configuration for every service (pydantic-settings).
+
+Sources, highest priority first: keyword arguments, environment variables
+(prefix ``LFR_``, nested sections joined with ``__``, e.g.
+``LFR_KAFKA__BOOTSTRAP=127.0.0.1:9092``), a YAML file named by ``LFR_CONFIG``,
+then the defaults. Every model forbids unknown keys, so a typo fails at load:
+nested ones through pydantic (``LFR_KAFKA__BOOTSTRAPP``) and top-level ones
+through :func:`check_unknown_env` (``LFR_GRPC_PORT`` instead of ``LFR_GRPC__PORT``).
+
+Reusable sections (:class:`KafkaSettings`, :class:`RedisSettings`, ...) are
+plain ``BaseModel`` classes; a service composes them in a subclass of
+:class:`ServiceSettings` and sets its own defaults (ports) in ``section_defaults``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "LFR_"
+NESTED_DELIMITER = "__"
+CONFIG_ENV = "LFR_CONFIG"
+
+# LFR_* variables that are not service settings (paths for the CLI and bootstrap).
+RESERVED_ENV: frozenset[str] = frozenset({"config", "cache", "state", "python"})
+# Top-level sections that belong to some service: set in a shared environment
+# (``make up``), each service ignores the others' sections instead of failing.
+SERVICE_SECTIONS: frozenset[str] = frozenset(
+    {"ingest", "recognizer", "matcher", "alerts", "watchlist", "officers", "console", "audit"}
+)
+
+MiB = 1024 * 1024
+
+
+class Section(BaseModel):
+    """A settings section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(Section):
+    bootstrap: str = Field("127.0.0.1:9092", min_length=1, description="Kafka bootstrap servers, comma-separated host:port")
+    client_id: str = Field("lfr", min_length=1, description="Kafka client id prefix (the service name is appended)")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol (TLS/SASL are wired by the security issue)"
+    )
+    ssl_cafile: Path | None = Field(None, description="CA bundle for SSL/SASL_SSL")
+    ssl_certfile: Path | None = Field(None, description="client certificate for mTLS to Kafka")
+    ssl_keyfile: Path | None = Field(None, description="client key for mTLS to Kafka")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(None, description="SASL mechanism")
+    sasl_username: str | None = Field(None, description="SASL user")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (never logged)")
+    request_timeout_ms: int = Field(30_000, ge=1_000, le=300_000, description="request timeout")
+    linger_ms: int = Field(5, ge=0, le=1_000, description="producer batching delay")
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "none",
+        description="producer compression; JPEG payloads do not compress, and snappy/lz4/zstd need extra packages",
+    )
+    max_request_bytes: int = Field(
+        4 * MiB, ge=MiB, le=64 * MiB, description="producer max request size (must be <= the broker's message.max.bytes)"
+    )
+    max_poll_records: int = Field(64, ge=1, le=10_000, description="records per consumer fetch/batch")
+    session_timeout_ms: int = Field(10_000, ge=3_000, le=300_000, description="consumer group session timeout")
+    auto_offset_reset: Literal["earliest", "latest"] = Field("latest", description="where a new group starts")
+    dlq_topic: str = Field("lfr.dlq.v1", min_length=1, description="dead-letter topic")
+    dlq_max_payload_bytes: int = Field(
+        4096, ge=0, le=MiB, description="payload bytes kept in a dead letter (non-biometric topics only)"
+    )
+
+
+class RedisSettings(Section):
+    url: str = Field("redis://127.0.0.1:6379/0", min_length=1, description="Redis URL (rediss:// for TLS)")
+    socket_timeout_s: float = Field(2.0, gt=0, le=60, description="socket timeout")
+    password: SecretStr | None = Field(None, description="Redis AUTH password (never logged)")
+
+
+class MilvusSettings(Section):
+    uri: str = Field("http://127.0.0.1:19530", min_length=1, description="Milvus URI")
+    token: SecretStr | None = Field(None, description="Milvus token (user:password), never logged")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="per-call timeout")
+
+
+class TritonSettings(Section):
+    url: str = Field("127.0.0.1:8001", min_length=1, description="Triton gRPC endpoint host:port")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="per-inference timeout")
+    ssl: bool = Field(False, description="use TLS to Triton")
+
+
+class GrpcTlsSettings(Section):
+    cert_file: Path | None = Field(None, description="server certificate (PEM); TLS is on when cert and key are set")
+    key_file: Path | None = Field(None, description="server private key (PEM)")
+    ca_file: Path | None = Field(None, description="CA bundle (PEM) that client certificates must chain to")
+    require_client_cert: bool = Field(False, description="mTLS: refuse clients without a certificate from ca_file")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "GrpcTlsSettings":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls.cert_file and tls.key_file must be set together")
+        if self.require_client_cert and (self.ca_file is None or self.cert_file is None):
+            raise ValueError("tls.require_client_cert needs tls.cert_file, tls.key_file and tls.ca_file")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
+class GrpcAuthSettings(Section):
+    require_authentication: bool = Field(
+        False, description="refuse unauthenticated calls (except health/reflection) with UNAUTHENTICATED"
+    )
+    static_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict, description="principal -> bearer token accepted in the `authorization` metadata"
+    )
+
+
+class GrpcServerSettings(Section):
+    host: str = Field("127.0.0.1", min_length=1, description="listen address")
+    port: int = Field(50050, ge=1, le=65535, description="listen port")
+    max_message_bytes: int = Field(16 * MiB, ge=MiB, le=256 * MiB, description="max send/receive message size")
+    grace_s: float = Field(5.0, ge=0, le=120, description="graceful shutdown period for in-flight calls")
+    tls: GrpcTlsSettings = Field(default_factory=GrpcTlsSettings, description="TLS/mTLS (off by default)")
+    auth: GrpcAuthSettings = Field(default_factory=GrpcAuthSettings, description="per-call authentication")
+
+
+class MetricsSettings(Section):
+    host: str = Field("127.0.0.1", min_length=1, description="listen address of /metrics")
+    port: int = Field(9100, ge=1, le=65535, description="Prometheus /metrics port")
+    enabled: bool = Field(True, description="serve /metrics")
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+class UnknownSettingError(ValueError):
+    """An LFR_* environment variable that names no setting (a typo)."""
+
+
+def check_unknown_env(fields: set[str], environ: Mapping[str, str], ignore: frozenset[str]) -> None:
+    """Fail on LFR_* variables that name no top-level field (nested typos fail in pydantic)."""
+    unknown = []
+    for key in environ:
+        if not key.upper().startswith(ENV_PREFIX):
+            continue
+        top = key[len(ENV_PREFIX) :].split(NESTED_DELIMITER, 1)[0].lower()
+        if top not in fields and top not in ignore:
+            unknown.append(key)
+    if unknown:
+        valid = ", ".join(f"{ENV_PREFIX}{f.upper()}" for f in sorted(fields))
+        raise UnknownSettingError(f"unknown setting(s) {', '.join(sorted(unknown))}; valid top-level names: {valid}")
+
+
+class _FilteredYaml(YamlConfigSettingsSource):
+    """The LFR_CONFIG YAML file, without the sections of other services."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None, ignore: frozenset[str]) -> None:
+        super().__init__(settings_cls, yaml_file=path)
+        self._ignore = ignore
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        return {k: v for k, v in data.items() if k not in self._ignore}
+
+
+class ServiceSettings(BaseSettings):
+    """Base of every service's settings. Subclasses add sections and set
+    ``section_defaults`` (e.g. their gRPC and metrics ports); an env var or YAML
+    key that sets one field of a section keeps the other defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    section_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    instance: str = Field(default_factory=lambda: os.uname().nodename, min_length=1, description="instance name")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings, description="Kafka connection")
+    grpc: GrpcServerSettings = Field(default_factory=GrpcServerSettings, description="gRPC server")
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus /metrics")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_section_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for section, defaults in cls.section_defaults.items():
+            given = out.get(section)
+            if given is None:
+                out[section] = dict(defaults)
+            elif isinstance(given, Mapping):
+                out[section] = _deep_merge(defaults, given)
+        return out
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        ignore = RESERVED_ENV | (SERVICE_SECTIONS - set(cls.model_fields))
+        check_unknown_env(set(cls.model_fields), os.environ, ignore)
+        config = os.environ.get(CONFIG_ENV)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config:
+            path = Path(config)
+            if not path.is_file():
+                raise ValueError(f"{CONFIG_ENV}={config}: no such file")
+            sources.append(_FilteredYaml(settings_cls, path, ignore))
+        return tuple(sources)

@@ -1,0 +1,113 @@
+"""Base classes for a service's main task: connect (with retries), work until
+stop, close. :class:`KafkaWorker` adds the producer and, when it names an input
+topic, a consumer driven by :class:`services.common.kafka.ConsumerLoop`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from google.protobuf.message import Message
+
+from services.common import clients
+from services.common.kafka import ConsumerLoop, Outbox, RecordLike, decode, start_consumer, start_producer
+from services.common.metrics import MessageMetrics
+from services.common.service import ServiceContext
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Subclasses implement ``connect`` (idempotent: connect what is not yet
+    connected, raise if a server does not answer), ``work`` and ``close``."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    async def connect(self) -> None:
+        raise NotImplementedError
+
+    async def work(self) -> None:
+        await self.ctx.stop.wait()
+
+    async def close(self) -> None:
+        return None
+
+    async def _connect(self) -> bool:
+        await self.connect()
+        return True
+
+    async def run(self) -> None:
+        try:
+            if await self.ctx.connect(f"{self.ctx.name} dependencies", self._connect) is None:
+                return  # stopped before the servers answered
+            log.info("connected", extra={"service": self.ctx.name})
+            self.ctx.refresh_health()
+            await self.work()
+        finally:
+            await self.close()
+
+
+class KafkaWorker(Worker):
+    """A worker with a Kafka producer and, if ``input_topic`` is set, a consumer loop.
+
+    The pipeline issue overrides :meth:`handle` (per record) with the real work;
+    the default decodes the record as ``input_type`` (bad protobuf -> DLQ) and
+    drops it."""
+
+    input_topic: ClassVar[str | None] = None
+    input_type: ClassVar[type[Message] | None] = None
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        super().__init__(ctx)
+        self.settings = ctx.settings
+        self.kafka = ctx.settings.kafka
+        self.messages = MessageMetrics.create(ctx.metrics)
+        self.producer: Any = None
+        self.consumer: Any = None
+        ctx.add_dependency("kafka", self.check_kafka)
+
+    @property
+    def group_id(self) -> str:
+        return f"lfr-{self.ctx.name}"
+
+    async def connect(self) -> None:
+        if self.producer is None:
+            self.producer = await start_producer(self.kafka, self.ctx.name)
+        if self.input_topic and self.consumer is None:
+            self.consumer = await start_consumer(self.kafka, self.ctx.name, self.group_id, [self.input_topic])
+
+    async def check_kafka(self) -> None:
+        if self.producer is None:
+            raise ConnectionError("not connected")
+        await clients.check_kafka(self.producer)
+
+    async def handle(self, record: RecordLike, out: Outbox) -> None:
+        assert self.input_type is not None
+        decode(record, self.input_type, max_bytes=self.kafka.max_request_bytes)
+
+    async def work(self) -> None:
+        if self.consumer is None:
+            await self.ctx.stop.wait()
+            return
+        loop = ConsumerLoop(
+            consumer=self.consumer,
+            producer=self.producer,
+            service=self.ctx.name,
+            instance=self.settings.instance,
+            metrics=self.messages,
+            handler=self.handle,
+            dlq_topic=self.kafka.dlq_topic,
+            max_payload_bytes=self.kafka.dlq_max_payload_bytes,
+            max_records=self.kafka.max_poll_records,
+        )
+        await loop.run(self.ctx.stop)
+
+    async def close(self) -> None:
+        # consumer first: its last offsets are already committed by the loop
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+        if self.producer is not None:
+            await self.producer.stop()  # flushes anything still buffered
+            self.producer = None
