@@ -45,7 +45,7 @@ def onnx_path(model: ModelSpec, paths: StackPaths) -> Path:
     except ModuleNotFoundError as e:
         if e.name not in ("services.models", "services.models.paths"):
             raise
-        return paths.cache / "models" / model.onnx
+        return paths.cache / "models" / "onnx" / model.onnx
     return Path(mod.model_path(model.name))
 
 

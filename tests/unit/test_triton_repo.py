@@ -111,3 +111,21 @@ def test_bad_descriptions_are_refused(bad: dict[str, object]) -> None:
         "outputs": [{"name": "out", "dtype": "float32", "dims": [3]}]}
     with pytest.raises(ValueError):
         ModelSpec.model_validate({**base, **bad})
+
+
+def test_models_yaml_agrees_with_the_models_manifest() -> None:
+    """The tensors Triton declares are the ones `lfr models build` produces."""
+    manifest_mod = pytest.importorskip("services.models.manifest")
+    manifest = manifest_mod.load_manifest()
+    for m in load_spec().models:
+        if m.kind != "onnx":
+            continue
+        assert m.name in manifest.models, f"{m.name} is served but not built by lfr models build"
+        built = manifest.models[m.name]
+        batch = [-1] if m.max_batch_size > 0 else []
+
+        def contract(ts: object) -> dict[str, tuple[str, list[int]]]:
+            return {t.name: (t.dtype, list(t.shape)) for t in ts}  # type: ignore[attr-defined]
+
+        assert {t.name: (t.dtype, batch + list(t.dims)) for t in m.inputs} == contract(built.inputs), m.name
+        assert {t.name: (t.dtype, batch + list(t.dims)) for t in m.outputs} == contract(built.outputs), m.name
