@@ -40,6 +40,13 @@ class TritonClientSettings(BaseModel):
     retries: int = Field(2, ge=0, le=10, description="retries when the server is unreachable or times out")
     retry_backoff_s: float = Field(0.1, ge=0, le=10, description="first retry delay; doubles each retry")
 
+    @classmethod
+    def from_section(cls, section: BaseModel, **overrides: Any) -> "TritonClientSettings":
+        """From a service's ``triton`` settings section (services.common.settings.TritonSettings):
+        the fields both know are taken from it, the batching ones from ``overrides`` or defaults."""
+        known = {k: v for k, v in section.model_dump().items() if k in cls.model_fields}
+        return cls.model_validate({**known, **overrides})
+
 
 class TritonError(Exception):
     """Base of the client's errors."""

@@ -124,3 +124,10 @@ async def test_calls_arriving_while_a_batch_is_in_flight_are_merged() -> None:
     outs = await asyncio.gather(first, *later)
     assert batches == [1, 4]  # the four later calls filled one batch without waiting the 5 s
     assert [float(o["y"][0, 0]) for o in outs] == [1, 2, 3, 4, 5]
+
+
+def test_settings_from_the_service_section() -> None:
+    from services.common.settings import TritonSettings
+
+    s = TritonClientSettings.from_section(TritonSettings(url="10.0.0.1:8001", timeout_s=3), max_batch=8)
+    assert (s.url, s.timeout_s, s.max_batch) == ("10.0.0.1:8001", 3, 8)
