@@ -144,6 +144,19 @@ class TritonComponent(Component):
 
         assemble(self.paths)
 
+    def start(self, timeout: float = 120.0) -> Health:
+        """Start, or when already running without a model that is now built (or with
+        one that is gone), restart so the repository matches the model cache."""
+        if self.read_pid() is not None:
+            from services.triton_repo.assemble import servable
+
+            want, have = set(servable(self.paths)), set(self._models())
+            if have and want != have:
+                log.info("triton: restarting to serve %s (serving %s)", ", ".join(sorted(want)),
+                         ", ".join(sorted(have)))
+                self.stop()
+        return super().start(timeout)
+
     def command(self) -> tuple[list[str], dict[str, str]]:
         from services.triton_repo.assemble import runtime_repo
 

@@ -49,6 +49,12 @@ def onnx_path(model: ModelSpec, paths: StackPaths) -> Path:
     return Path(mod.model_path(model.name))
 
 
+def servable(paths: StackPaths, spec: RepoSpec | None = None) -> tuple[str, ...]:
+    """The models a fresh assembly would serve now (identity + every built ONNX model)."""
+    spec = spec or load_spec()
+    return tuple(m.name for m in spec.models if m.kind != "onnx" or onnx_path(m, paths).is_file())
+
+
 def assemble(paths: StackPaths, spec: RepoSpec | None = None, local_dir: Path = DEPLOY_DIR / "local") -> AssembleReport:
     spec = spec or load_spec()
     root = runtime_repo(paths)
