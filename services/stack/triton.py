@@ -16,6 +16,7 @@ Ports: 8000 HTTP, 8001 gRPC, 8002 metrics.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -94,6 +95,14 @@ class TritonComponent(Component):
     def install(self) -> None:
         if self.installed():
             return
+        lock_path = self.paths.cache / "triton" / ".install.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a second `lfr stack install` waits, then finds it done
+            if not self.installed():
+                self._install()
+
+    def _install(self) -> None:
         home = self.home
         log.info("triton: building the server venv at %s (first run only)", home)
         # build in place under the final name (venv scripts hard-code their path);
