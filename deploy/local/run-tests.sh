@@ -15,4 +15,26 @@ fi
 .venv/bin/python -m pytest -q "$@"
 rc=$?
 echo "make test: pytest exit $rc after $(( $(date +%s) - start )) s"
+# The full-down check: `lfr stack down` must leave no process of ours (the
+# process groups it started) and free every stack port; fail make test if not.
+pids=$(cat "${LFR_STATE:-.lfr}"/pids/*.pid 2>/dev/null | tr '\n' ' ')
+if ! "$LFR" stack down; then
+  rc=$(( rc == 0 ? 1 : rc ))
+fi
+if ! .venv/bin/python - $pids <<'PY'
+import sys
+from services.stack.base import group_alive, port_in_use
+from services.stack.manager import load_components
+left = [f"process group {p} still running" for p in map(int, sys.argv[1:]) if group_alive(p)]
+left += [f"{c.name} port {c.host}:{port} still taken" for c in load_components() for port in c.ports
+         if port_in_use(c.host, port)]
+if left:
+    print("lfr: error: after 'lfr stack down': " + "; ".join(left)
+          + " — fix: stop them (ps -o pid,pgid,cmd; ss -ltnp) and fix the component's stop", file=sys.stderr)
+    sys.exit(1)
+print(f"make test: stack down clean ({len(sys.argv) - 1} process groups gone, all ports free)")
+PY
+then
+  rc=$(( rc == 0 ? 1 : rc ))
+fi
 exit $rc

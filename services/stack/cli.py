@@ -30,7 +30,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"{h.name:8s} up    pid={h.pid} {h.endpoint} {h.detail}", file=sys.stderr)
         return 0
     if args.action == "down":
-        manager.down(comps)
+        left = manager.down(comps)
+        if left:
+            from services.common.errors import SetupError
+
+            raise SetupError(f"after 'lfr stack down' something is left: {'; '.join(left)}",
+                             "find it with ss -ltnp / ps -o pid,pgid,cmd and stop it, then rerun 'lfr stack down'")
         print("stack stopped", file=sys.stderr)
         return 0
     health = manager.status(comps)

@@ -179,7 +179,9 @@ class KafkaComponent(Component):
                 f"-Dmaven.repo.local={self.paths.cache / 'kafka' / 'm2'}",
                 "-Dmaven.wagon.http.retryHandler.count=2",
                 "-Dmaven.wagon.httpconnectionManager.ttlSeconds=30",
-                "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={staging}"]
+                "-Dstyle.color=never",
+                f"org.apache.maven.plugins:maven-dependency-plugin:{DEPENDENCY_PLUGIN_VERSION}:copy-dependencies",
+                "-DincludeScope=runtime", f"-DoutputDirectory={staging}"]
         if self.settings.maven_settings is not None:
             if not self.settings.maven_settings.is_file():
                 raise SetupError(f"LFR_MAVEN_SETTINGS={self.settings.maven_settings} does not exist",
@@ -303,7 +305,13 @@ async def _describe_cluster(bootstrap: str) -> dict[str, object]:
 
 def _maven_reason(output: str) -> str:
     """The most telling line of a failed mvn run, shortened."""
+    output = re.sub(r"\x1b\[[0-9;]*m", "", output)
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for ln in lines:
+        m = re.search(r"from/to \S+ \(([^)]+)\)", ln)
+        if m:  # "Could not transfer artifact X from/to central (URL): ...: Connect to ... failed: Connection refused"
+            why = re.sub(r"\s*->\s*\[Help.*$", "", ln).rsplit(": ", 1)[-1]
+            return f"cannot reach {m.group(1)}: {why[:160]}"
     for pat in ("Connection refused", "Connect to", "UnknownHost", "Could not transfer", "Could not resolve",
                 "ERROR"):
         for ln in lines:

@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 
 from services.common.errors import SetupError
-from services.stack.base import Component, Health, StackPaths
+from services.stack.base import Component, Health, StackPaths, group_alive, port_in_use
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,9 +89,21 @@ def up(comps: list[Component]) -> list[Health]:
     return [c.start() for c in comps]
 
 
-def down(comps: list[Component]) -> None:
+def down(comps: list[Component]) -> list[str]:
+    """Stop in reverse order, by PID (process group); return what is left behind
+    (a live process of a stopped group, a port still taken): empty when clean."""
+    pgids = {c.name: c.read_pid() for c in comps}
     for c in reversed(comps):
         c.stop()
+    left: list[str] = []
+    for c in comps:
+        pgid = pgids[c.name]
+        if pgid is not None and group_alive(pgid):
+            left.append(f"{c.name}: process group {pgid} still running")
+        for port in c.ports:
+            if port_in_use(c.host, port):
+                left.append(f"{c.name}: port {c.host}:{port} still taken")
+    return left
 
 
 def status(comps: list[Component]) -> list[Health]:
