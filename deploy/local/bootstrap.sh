@@ -29,6 +29,6 @@ if [ ! -x "$VENV/bin/python" ] || [ ! -f "$VENV/.complete" ]; then
 fi
 ln -sfn "$VENV" "$ROOT/.venv"
 # (re)point the editable install at this checkout; cheap, and a new clone moves it
-if ! "$ROOT/.venv/bin/python" -c "import services, pathlib, sys; sys.exit(0 if pathlib.Path(services.__file__).resolve().parent == pathlib.Path('$ROOT/services').resolve() else 1)" 2>/dev/null; then
+if ! (cd / && "$ROOT/.venv/bin/python" -I -c "import services, pathlib, sys; sys.exit(0 if pathlib.Path(services.__file__).resolve().parent == pathlib.Path('$ROOT/services').resolve() else 1)") 2>/dev/null; then
   "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT" 2>&1 | grep -v -i warning >&2 || true
 fi
