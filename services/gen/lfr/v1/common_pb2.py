@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13lfr/v1/common.proto\x12\x06lfr.v1\"=\n\x0b\x42oundingBox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"*\n\tLandmarks\x12\x1d\n\x06points\x18\x01 \x03(\x0b\x32\r.lfr.v1.Point\"h\n\x08\x46rameRef\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x15\n\rdeployment_id\x18\x03 \x01(\t\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x17\n\x0f\x63\x61pture_unix_ns\x18\x05 \x01(\x03\"\x81\x01\n\x04\x43rop\x12\x0c\n\x04jpeg\x18\x01 \x01(\x0c\x12-\n\nprotection\x18\x02 \x01(\x0e\x32\x19.lfr.v1.PayloadProtection\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12\r\n\x05width\x18\x05 \x01(\r\x12\x0e\n\x06height\x18\x06 \x01(\r\"h\n\x08ImageRef\x12\x14\n\x0cwatchlist_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12\x10\n\x08image_id\x18\x03 \x01(\t\x12\x12\n\nsource_ref\x18\x04 \x01(\t\x12\x0c\n\x04jpeg\x18\x05 \x01(\x0c\"2\n\x0cModelVersion\x12\x10\n\x08\x64\x65tector\x18\x01 \x01(\t\x12\x10\n\x08\x65mbedder\x18\x02 \x01(\t*\x8a\x01\n\x11PayloadProtection\x12\"\n\x1ePAYLOAD_PROTECTION_UNSPECIFIED\x10\x00\x12 \n\x1cPAYLOAD_PROTECTION_PLAINTEXT\x10\x01\x12/\n+PAYLOAD_PROTECTION_AES256_GCM_EPHEMERAL_KEY\x10\x02*\x8c\x01\n\x0fSubjectCategory\x12 \n\x1cSUBJECT_CATEGORY_UNSPECIFIED\x10\x00\x12\x1b\n\x17SUBJECT_CATEGORY_WANTED\x10\x01\x12\x1c\n\x18SUBJECT_CATEGORY_MISSING\x10\x02\x12\x1c\n\x18SUBJECT_CATEGORY_AT_RISK\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13lfr/v1/common.proto\x12\x06lfr.v1\"=\n\x0b\x42oundingBox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"*\n\tLandmarks\x12\x1d\n\x06points\x18\x01 \x03(\x0b\x32\r.lfr.v1.Point\"h\n\x08\x46rameRef\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x15\n\rdeployment_id\x18\x03 \x01(\t\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x17\n\x0f\x63\x61pture_unix_ns\x18\x05 \x01(\x03\"\x81\x01\n\x04\x43rop\x12\x0c\n\x04jpeg\x18\x01 \x01(\x0c\x12-\n\nprotection\x18\x02 \x01(\x0e\x32\x19.lfr.v1.PayloadProtection\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\r\n\x05nonce\x18\x04 \x01(\x0c\x12\r\n\x05width\x18\x05 \x01(\r\x12\x0e\n\x06height\x18\x06 \x01(\r\"h\n\x08ImageRef\x12\x14\n\x0cwatchlist_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12\x10\n\x08image_id\x18\x03 \x01(\t\x12\x12\n\nsource_ref\x18\x04 \x01(\t\x12\x0c\n\x04jpeg\x18\x05 \x01(\x0c\"2\n\x0cModelVersion\x12\x10\n\x08\x64\x65tector\x18\x01 \x01(\t\x12\x10\n\x08\x65mbedder\x18\x02 \x01(\t\"j\n\x06Sealed\x12\x12\n\nciphertext\x18\x01 \x01(\x0c\x12-\n\nprotection\x18\x02 \x01(\x0e\x32\x19.lfr.v1.PayloadProtection\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\r\n\x05nonce\x18\x04 \x01(\x0c*\x8a\x01\n\x11PayloadProtection\x12\"\n\x1ePAYLOAD_PROTECTION_UNSPECIFIED\x10\x00\x12 \n\x1cPAYLOAD_PROTECTION_PLAINTEXT\x10\x01\x12/\n+PAYLOAD_PROTECTION_AES256_GCM_EPHEMERAL_KEY\x10\x02*\x8c\x01\n\x0fSubjectCategory\x12 \n\x1cSUBJECT_CATEGORY_UNSPECIFIED\x10\x00\x12\x1b\n\x17SUBJECT_CATEGORY_WANTED\x10\x01\x12\x1c\n\x18SUBJECT_CATEGORY_MISSING\x10\x02\x12\x1c\n\x18SUBJECT_CATEGORY_AT_RISK\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lfr.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYLOADPROTECTION']._serialized_start=566
-  _globals['_PAYLOADPROTECTION']._serialized_end=704
-  _globals['_SUBJECTCATEGORY']._serialized_start=707
-  _globals['_SUBJECTCATEGORY']._serialized_end=847
+  _globals['_PAYLOADPROTECTION']._serialized_start=674
+  _globals['_PAYLOADPROTECTION']._serialized_end=812
+  _globals['_SUBJECTCATEGORY']._serialized_start=815
+  _globals['_SUBJECTCATEGORY']._serialized_end=955
   _globals['_BOUNDINGBOX']._serialized_start=31
   _globals['_BOUNDINGBOX']._serialized_end=92
   _globals['_POINT']._serialized_start=94
@@ -49,4 +49,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IMAGEREF']._serialized_end=511
   _globals['_MODELVERSION']._serialized_start=513
   _globals['_MODELVERSION']._serialized_end=563
+  _globals['_SEALED']._serialized_start=565
+  _globals['_SEALED']._serialized_end=671
 # @@protoc_insertion_point(module_scope)

@@ -104,3 +104,15 @@ class ModelVersion(_message.Message):
     detector: str
     embedder: str
     def __init__(self, detector: _Optional[str] = ..., embedder: _Optional[str] = ...) -> None: ...
+
+class Sealed(_message.Message):
+    __slots__ = ("ciphertext", "protection", "key_id", "nonce")
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    PROTECTION_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    ciphertext: bytes
+    protection: PayloadProtection
+    key_id: str
+    nonce: bytes
+    def __init__(self, ciphertext: _Optional[bytes] = ..., protection: _Optional[_Union[PayloadProtection, str]] = ..., key_id: _Optional[str] = ..., nonce: _Optional[bytes] = ...) -> None: ...

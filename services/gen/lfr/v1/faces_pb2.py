@@ -25,15 +25,17 @@ _sym_db = _symbol_database.Default()
 from lfr.v1 import common_pb2 as lfr_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12lfr/v1/faces.proto\x12\x06lfr.v1\x1a\x13lfr/v1/common.proto\"\xf7\x02\n\x0f\x46\x61\x63\x65Observation\x12\x16\n\x0eobservation_id\x18\x01 \x01(\t\x12\x1f\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x10.lfr.v1.FrameRef\x12\x12\n\nface_index\x18\x03 \x01(\r\x12\x16\n\x0e\x66\x61\x63\x65s_in_frame\x18\x04 \x01(\r\x12 \n\x03\x62ox\x18\x05 \x01(\x0b\x32\x13.lfr.v1.BoundingBox\x12$\n\tlandmarks\x18\x06 \x01(\x0b\x32\x11.lfr.v1.Landmarks\x12\x11\n\tdet_score\x18\x07 \x01(\x02\x12\x0f\n\x07quality\x18\x08 \x01(\x02\x12\x11\n\tembedding\x18\t \x03(\x02\x12#\n\x05model\x18\n \x01(\x0b\x32\x14.lfr.v1.ModelVersion\x12\x1a\n\x04\x63rop\x18\x0b \x01(\x0b\x32\x0c.lfr.v1.Crop\x12\x10\n\x08track_id\x18\x0c \x01(\t\x12\x16\n\x0e\x64\x65tect_unix_ns\x18\r \x01(\x03\x12\x15\n\rembed_unix_ns\x18\x0e \x01(\x03*\xd9\x01\n\x10QualityRejection\x12!\n\x1dQUALITY_REJECTION_UNSPECIFIED\x10\x00\x12\x1f\n\x1bQUALITY_REJECTION_TOO_SMALL\x10\x01\x12\x1c\n\x18QUALITY_REJECTION_BLURRY\x10\x02\x12\x1a\n\x16QUALITY_REJECTION_POSE\x10\x03\x12#\n\x1fQUALITY_REJECTION_LOW_DET_SCORE\x10\x04\x12\"\n\x1eQUALITY_REJECTION_OUT_OF_FRAME\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12lfr/v1/faces.proto\x12\x06lfr.v1\x1a\x13lfr/v1/common.proto\"\x97\x03\n\x0f\x46\x61\x63\x65Observation\x12\x16\n\x0eobservation_id\x18\x01 \x01(\t\x12\x1f\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x10.lfr.v1.FrameRef\x12\x12\n\nface_index\x18\x03 \x01(\r\x12\x16\n\x0e\x66\x61\x63\x65s_in_frame\x18\x04 \x01(\r\x12 \n\x03\x62ox\x18\x05 \x01(\x0b\x32\x13.lfr.v1.BoundingBox\x12$\n\tlandmarks\x18\x06 \x01(\x0b\x32\x11.lfr.v1.Landmarks\x12\x11\n\tdet_score\x18\x07 \x01(\x02\x12\x0f\n\x07quality\x18\x08 \x01(\x02\x12\x11\n\tembedding\x18\t \x03(\x02\x12#\n\x05model\x18\n \x01(\x0b\x32\x14.lfr.v1.ModelVersion\x12\x1a\n\x04\x63rop\x18\x0b \x01(\x0b\x32\x0c.lfr.v1.Crop\x12\x10\n\x08track_id\x18\x0c \x01(\t\x12\x16\n\x0e\x64\x65tect_unix_ns\x18\r \x01(\x03\x12\x15\n\rembed_unix_ns\x18\x0e \x01(\x03\x12\x1e\n\x06secret\x18\x0f \x01(\x0b\x32\x0e.lfr.v1.Sealed\"[\n\nFaceSecret\x12\x11\n\tembedding\x18\x01 \x03(\x02\x12\x11\n\tcrop_jpeg\x18\x02 \x01(\x0c\x12\x12\n\ncrop_width\x18\x03 \x01(\r\x12\x13\n\x0b\x63rop_height\x18\x04 \x01(\r*\xd9\x01\n\x10QualityRejection\x12!\n\x1dQUALITY_REJECTION_UNSPECIFIED\x10\x00\x12\x1f\n\x1bQUALITY_REJECTION_TOO_SMALL\x10\x01\x12\x1c\n\x18QUALITY_REJECTION_BLURRY\x10\x02\x12\x1a\n\x16QUALITY_REJECTION_POSE\x10\x03\x12#\n\x1fQUALITY_REJECTION_LOW_DET_SCORE\x10\x04\x12\"\n\x1eQUALITY_REJECTION_OUT_OF_FRAME\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lfr.v1.faces_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_QUALITYREJECTION']._serialized_start=430
-  _globals['_QUALITYREJECTION']._serialized_end=647
+  _globals['_QUALITYREJECTION']._serialized_start=555
+  _globals['_QUALITYREJECTION']._serialized_end=772
   _globals['_FACEOBSERVATION']._serialized_start=52
-  _globals['_FACEOBSERVATION']._serialized_end=427
+  _globals['_FACEOBSERVATION']._serialized_end=459
+  _globals['_FACESECRET']._serialized_start=461
+  _globals['_FACESECRET']._serialized_end=552
 # @@protoc_insertion_point(module_scope)

@@ -24,7 +24,7 @@ QUALITY_REJECTION_LOW_DET_SCORE: QualityRejection
 QUALITY_REJECTION_OUT_OF_FRAME: QualityRejection
 
 class FaceObservation(_message.Message):
-    __slots__ = ("observation_id", "frame", "face_index", "faces_in_frame", "box", "landmarks", "det_score", "quality", "embedding", "model", "crop", "track_id", "detect_unix_ns", "embed_unix_ns")
+    __slots__ = ("observation_id", "frame", "face_index", "faces_in_frame", "box", "landmarks", "det_score", "quality", "embedding", "model", "crop", "track_id", "detect_unix_ns", "embed_unix_ns", "secret")
     OBSERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     FACE_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class FaceObservation(_message.Message):
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     DETECT_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     EMBED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
     observation_id: str
     frame: _common_pb2.FrameRef
     face_index: int
@@ -53,4 +54,17 @@ class FaceObservation(_message.Message):
     track_id: str
     detect_unix_ns: int
     embed_unix_ns: int
-    def __init__(self, observation_id: _Optional[str] = ..., frame: _Optional[_Union[_common_pb2.FrameRef, _Mapping]] = ..., face_index: _Optional[int] = ..., faces_in_frame: _Optional[int] = ..., box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., landmarks: _Optional[_Union[_common_pb2.Landmarks, _Mapping]] = ..., det_score: _Optional[float] = ..., quality: _Optional[float] = ..., embedding: _Optional[_Iterable[float]] = ..., model: _Optional[_Union[_common_pb2.ModelVersion, _Mapping]] = ..., crop: _Optional[_Union[_common_pb2.Crop, _Mapping]] = ..., track_id: _Optional[str] = ..., detect_unix_ns: _Optional[int] = ..., embed_unix_ns: _Optional[int] = ...) -> None: ...
+    secret: _common_pb2.Sealed
+    def __init__(self, observation_id: _Optional[str] = ..., frame: _Optional[_Union[_common_pb2.FrameRef, _Mapping]] = ..., face_index: _Optional[int] = ..., faces_in_frame: _Optional[int] = ..., box: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., landmarks: _Optional[_Union[_common_pb2.Landmarks, _Mapping]] = ..., det_score: _Optional[float] = ..., quality: _Optional[float] = ..., embedding: _Optional[_Iterable[float]] = ..., model: _Optional[_Union[_common_pb2.ModelVersion, _Mapping]] = ..., crop: _Optional[_Union[_common_pb2.Crop, _Mapping]] = ..., track_id: _Optional[str] = ..., detect_unix_ns: _Optional[int] = ..., embed_unix_ns: _Optional[int] = ..., secret: _Optional[_Union[_common_pb2.Sealed, _Mapping]] = ...) -> None: ...
+
+class FaceSecret(_message.Message):
+    __slots__ = ("embedding", "crop_jpeg", "crop_width", "crop_height")
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    CROP_JPEG_FIELD_NUMBER: _ClassVar[int]
+    CROP_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    CROP_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    embedding: _containers.RepeatedScalarFieldContainer[float]
+    crop_jpeg: bytes
+    crop_width: int
+    crop_height: int
+    def __init__(self, embedding: _Optional[_Iterable[float]] = ..., crop_jpeg: _Optional[bytes] = ..., crop_width: _Optional[int] = ..., crop_height: _Optional[int] = ...) -> None: ...
