@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1.7
+# One slim, non-root image per LFR service, built from this shared Dockerfile:
+#   docker build -f deploy/docker/service.Dockerfile --build-arg SERVICE=matcher -t lfr/matcher .
+# docker-compose.yml builds one image per compose service (ingest, recognizer, matcher, alerts,
+# watchlist, officers). The image runs `python -m services.$SERVICE` as uid 10001 and works with a
+# read-only root filesystem (only /tmp must be writable: compose tmpfs / k8s emptyDir).
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+# Dependencies first (their layer is cached while only code changes). The lock pins every version.
+COPY requirements/lock.txt requirements/lock.txt
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install -r requirements/lock.txt
+COPY pyproject.toml ./
+COPY services ./services
+RUN /opt/venv/bin/pip install --no-deps . \
+ && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
+ && rm -rf /opt/venv/lib/python3.11/site-packages/pytest* /opt/venv/lib/python3.11/site-packages/_pytest
+
+FROM ${PYTHON_IMAGE} AS runtime
+ARG SERVICE
+RUN test -n "${SERVICE}" || (echo "build arg SERVICE is required (ingest|recognizer|matcher|alerts|watchlist|officers)" >&2; exit 1) \
+ && groupadd --system --gid 10001 lfr \
+ && useradd --system --uid 10001 --gid lfr --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lfr
+COPY --from=build /opt/venv /opt/venv
+COPY deploy/docker/grpc_health_probe.py /opt/lfr/grpc_health_probe.py
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SERVICE_MODULE=services.${SERVICE}
+USER 10001:10001
+WORKDIR /tmp
+# gRPC health (grpc.health.v1) on the service's gRPC port (LFR_GRPC__PORT).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["python", "/opt/lfr/grpc_health_probe.py"]
+ENTRYPOINT ["/bin/sh", "-c", "exec python -m \"$SERVICE_MODULE\" \"$@\"", "--"]
