@@ -17,7 +17,7 @@ rc=$?
 echo "make test: pytest exit $rc after $(( $(date +%s) - start )) s"
 # The full-down check: `lfr stack down` must leave no process of ours (the
 # process groups it started) and free every stack port; fail make test if not.
-pids=$(cat "${LFR_STATE:-.lfr}"/pids/*.pid 2>/dev/null | tr '\n' ' ')
+pids=$(awk 1 "${LFR_STATE:-.lfr}"/pids/*.pid 2>/dev/null | tr '\n' ' ')  # awk 1: pid files have no newline
 if ! "$LFR" stack down; then
   rc=$(( rc == 0 ? 1 : rc ))
 fi

@@ -77,7 +77,7 @@ POM = """<?xml version="1.0" encoding="UTF-8"?>
 class KafkaSettings(BaseSettings):
     """Overrides for the local Kafka component (env prefix ``LFR_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="LFR_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LFR_", extra="forbid")
 
     java: str = Field(default="java", min_length=1, description="java binary (Java 17+)")
     mvn: str = Field(default="mvn", min_length=1, description="maven binary")
