@@ -140,3 +140,24 @@ async def test_face_model_matches_in_process_onnxruntime(model: ModelSpec) -> No
         assert got[name].shape == ref.shape and got[name].dtype == ref.dtype
         np.testing.assert_allclose(got[name], ref, atol=1e-4, rtol=1e-3)
         np.testing.assert_allclose(np.concatenate([s[name] for s in singles]), ref, atol=1e-4, rtol=1e-3)
+
+
+PHOTO = REPO_ROOT.parent / "shared" / "data" / "faces" / "group_friends_cast_6_faces.jpg"
+
+
+async def test_faceboxes_on_a_real_photo_matches_in_process() -> None:
+    model = load_spec().get("faceboxes")
+    path = onnx_path(model, StackPaths.default(REPO_ROOT))
+    if not path.is_file() or not PHOTO.is_file():
+        pytest.skip(f"needs {path} (lfr models build) and {PHOTO}")
+    import cv2
+    import onnxruntime as ort
+
+    frame = cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB)[None]
+    async with TritonClient(TritonClientSettings(url=URL)) as client:
+        got = await client.infer("faceboxes", {"input": frame})
+    scores, boxes = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        ["scores", "boxes"], {"input": frame})
+    np.testing.assert_allclose(got["scores"], scores, atol=1e-5)
+    np.testing.assert_allclose(got["boxes"], boxes, atol=1e-5)
+    assert (got["scores"] > 0.5).sum() == (scores > 0.5).sum() >= 1
