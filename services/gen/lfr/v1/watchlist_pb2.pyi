@@ -37,7 +37,7 @@ ENROL_REJECTION_DECODE_ERROR: EnrolRejection
 ENROL_REJECTION_MISSING_SOURCE: EnrolRejection
 
 class Watchlist(_message.Message):
-    __slots__ = ("watchlist_id", "name", "deployment_id", "authorisation_ref", "authorising_officer", "purpose", "criteria", "valid_from_unix_ns", "valid_until_unix_ns", "state", "subject_count", "image_count", "created_unix_ns", "created_by", "closed_unix_ns")
+    __slots__ = ("watchlist_id", "name", "deployment_id", "authorisation_ref", "authorising_officer", "purpose", "criteria", "valid_from_unix_ns", "valid_until_unix_ns", "state", "subject_count", "image_count", "created_unix_ns", "created_by", "closed_unix_ns", "close_reason")
     WATCHLIST_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class Watchlist(_message.Message):
     CREATED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CLOSED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_REASON_FIELD_NUMBER: _ClassVar[int]
     watchlist_id: str
     name: str
     deployment_id: str
@@ -68,7 +69,8 @@ class Watchlist(_message.Message):
     created_unix_ns: int
     created_by: str
     closed_unix_ns: int
-    def __init__(self, watchlist_id: _Optional[str] = ..., name: _Optional[str] = ..., deployment_id: _Optional[str] = ..., authorisation_ref: _Optional[str] = ..., authorising_officer: _Optional[str] = ..., purpose: _Optional[str] = ..., criteria: _Optional[str] = ..., valid_from_unix_ns: _Optional[int] = ..., valid_until_unix_ns: _Optional[int] = ..., state: _Optional[_Union[WatchlistState, str]] = ..., subject_count: _Optional[int] = ..., image_count: _Optional[int] = ..., created_unix_ns: _Optional[int] = ..., created_by: _Optional[str] = ..., closed_unix_ns: _Optional[int] = ...) -> None: ...
+    close_reason: str
+    def __init__(self, watchlist_id: _Optional[str] = ..., name: _Optional[str] = ..., deployment_id: _Optional[str] = ..., authorisation_ref: _Optional[str] = ..., authorising_officer: _Optional[str] = ..., purpose: _Optional[str] = ..., criteria: _Optional[str] = ..., valid_from_unix_ns: _Optional[int] = ..., valid_until_unix_ns: _Optional[int] = ..., state: _Optional[_Union[WatchlistState, str]] = ..., subject_count: _Optional[int] = ..., image_count: _Optional[int] = ..., created_unix_ns: _Optional[int] = ..., created_by: _Optional[str] = ..., closed_unix_ns: _Optional[int] = ..., close_reason: _Optional[str] = ...) -> None: ...
 
 class Subject(_message.Message):
     __slots__ = ("subject_id", "category", "display_name", "image_count", "source_refs", "enrolled_unix_ns")

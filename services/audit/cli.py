@@ -1,0 +1,117 @@
+"""`lfr audit verify|tail`: check and follow the hash-chained audit log.
+
+``verify`` reads the topic from its first record, recomputes every hash and
+names the first broken record (offset and seq); exit 0 when intact, 1 when broken.
+``tail`` prints records (one line each: offset, seq, time, action, actor, ids)
+and, with ``--follow``, keeps printing new ones until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from services.common.kafka import AUDIT_TOPIC
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("audit", help="verify and follow the tamper-evident audit log")
+    asub = p.add_subparsers(dest="audit_command", required=True)
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
+        q.add_argument("--topic", default=AUDIT_TOPIC, help="audit topic (default %(default)s)")
+
+    v = asub.add_parser("verify", help="recompute the hash chain from the topic start")
+    common(v)
+    v.add_argument("--json", action="store_true", help="print the result as JSON")
+    v.set_defaults(func=_verify)
+
+    t = asub.add_parser("tail", help="print the last records, optionally follow")
+    common(t)
+    t.add_argument("-n", "--lines", type=int, default=20, help="how many of the last records to print first")
+    t.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
+    t.add_argument("--json", action="store_true", help="one JSON object per record")
+    t.set_defaults(func=_tail)
+
+
+def _kafka(args: argparse.Namespace) -> Any:
+    from services.common.settings import KafkaSettings
+
+    return KafkaSettings(bootstrap=args.bootstrap)
+
+
+def _run(coro: Any) -> Any:
+    from aiokafka.errors import KafkaConnectionError
+
+    from services.common.audit import AuditError
+    from services.common.errors import SetupError
+
+    try:
+        return asyncio.run(coro)
+    except KafkaConnectionError as e:
+        raise SetupError(f"cannot reach Kafka: {e}", "run 'lfr stack up --only kafka' or pass --bootstrap") from e
+    except AuditError as e:
+        raise SetupError(str(e), "check --topic and that the stack is up") from e
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from services.common.audit import verify_topic
+
+    result = _run(verify_topic(_kafka(args), args.topic))
+    if args.json:
+        print(json.dumps({"topic": args.topic, **result.__dict__}))
+    else:
+        print(f"{args.topic}: {result.summary()}")
+    return 0 if result.ok else 1
+
+
+def format_record(offset: int, value: bytes | None, as_json: bool) -> str:
+    from lfr.v1 import audit_pb2
+
+    try:
+        rec = audit_pb2.AuditRecord.FromString(value or b"")
+    except Exception as e:  # show the damage, keep tailing
+        return f"{offset}\t<not an AuditRecord: {type(e).__name__}>"
+    when = datetime.fromtimestamp(rec.ts_unix_ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
+    if as_json:
+        return json.dumps({
+            "offset": offset, "seq": rec.seq, "ts": when, "action": rec.action, "actor": rec.actor,
+            "service": rec.service, "deployment_id": rec.deployment_id, "subject_ids": list(rec.subject_ids),
+            "subject_hashes": [bytes(h).hex() for h in rec.subject_hashes], "details": dict(rec.details),
+            "hash": bytes(rec.hash).hex(),
+        })
+    details = " ".join(f"{k}={v}" for k, v in sorted(rec.details.items()))
+    return (f"{offset}\tseq={rec.seq}\t{when}\t{rec.action}\tactor={rec.actor}\tdeployment={rec.deployment_id or '-'}"
+            f"\tids={','.join(rec.subject_ids) or '-'}\t{details}\thash={bytes(rec.hash).hex()[:12]}")
+
+
+async def _tail_async(args: argparse.Namespace) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from services.common.audit import read_records
+    from services.common.kafka import client_kwargs
+
+    kafka = _kafka(args)
+    probe = AIOKafkaConsumer(**client_kwargs(kafka, "audit-tail"), enable_auto_commit=False)
+    await probe.start()
+    try:
+        tp = TopicPartition(args.topic, 0)
+        end = (await probe.end_offsets([tp]))[tp]
+    finally:
+        await probe.stop()
+    async for offset, value in read_records(kafka, args.topic, start=max(0, end - max(0, args.lines)),
+                                            follow=args.follow):
+        print(format_record(offset, value, args.json), flush=True)
+
+
+def _tail(args: argparse.Namespace) -> int:
+    try:
+        _run(_tail_async(args))
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+    return 0

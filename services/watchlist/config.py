@@ -1,0 +1,34 @@
+"""Settings of the watchlist service (gRPC 50055, metrics 9105)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from services.common.kafka import AUDIT_TOPIC
+from services.common.settings import MiB, MilvusSettings, RedisSettings, Section, ServiceSettings, TritonSettings
+
+
+class WatchlistOptions(Section):
+    reaper_interval_s: float = Field(10.0, gt=0, le=3600,
+                                     description="how often expired watchlists are destroyed (the bound on how "
+                                                 "long an expired watchlist's vectors can outlive its window)")
+    audit_topic: str = Field(AUDIT_TOPIC, min_length=1, description="audit log topic")
+    audit_verify_interval_s: float = Field(
+        300.0, ge=0, le=86_400,
+        description="re-verify the whole audit chain this often and export lfr_audit_chain_ok; 0 disables")
+    max_images_per_request: int = Field(16, ge=1, le=256, description="images in one EnrolSubject")
+    max_image_bytes: int = Field(8 * MiB, ge=1024, le=64 * MiB, description="largest encoded image accepted")
+    bulk_batch: int = Field(2000, ge=1, le=20_000, description="rows per Milvus insert during BulkImport")
+    jpeg_quality: int = Field(90, ge=30, le=100, description="JPEG quality of the stored aligned face")
+    unit_norm_tolerance: float = Field(1e-3, gt=0, le=0.5, description="|norm-1| accepted for BulkImport vectors")
+
+
+class WatchlistSettings(ServiceSettings):
+    section_defaults: ClassVar[dict[str, dict[str, Any]]] = {"grpc": {"port": 50055}, "metrics": {"port": 9105}}
+
+    milvus: MilvusSettings = Field(default_factory=MilvusSettings, description="Milvus (faces + watchlist metadata)")
+    redis: RedisSettings = Field(default_factory=RedisSettings, description="Redis (audit writer lock)")
+    triton: TritonSettings = Field(default_factory=TritonSettings, description="Triton (detector, embedder)")
+    watchlist: WatchlistOptions = Field(default_factory=WatchlistOptions, description="watchlist options")

@@ -1,0 +1,210 @@
+"""gRPC plumbing of the watchlist service: the servicer (status codes, deadlines,
+the caller's identity), the reaper and the audit-chain check, and ``setup``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from lfr.v1 import watchlist_pb2_grpc
+
+from services.common import clients
+from services.common.audit import AuditError, AuditWriter, verify_topic
+from services.common.grpc_server import current_identity
+from services.common.service import ServiceContext
+from services.common.triton_client import TritonClient, TritonClientSettings, TritonError
+from services.watchlist.config import WatchlistSettings
+from services.watchlist.service import Refusal, WatchlistCore
+from services.watchlist.store import Store
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = "lfr.v1.WatchlistService"
+
+
+def _deadline(context: Any) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else asyncio.get_running_loop().time() + remaining
+
+
+async def _answer(context: Any, call: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a handler; map what can go wrong to a status code with a clear message."""
+    try:
+        return await call()
+    except Refusal as e:
+        await context.abort(e.code, e.message)
+    except asyncio.TimeoutError:
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the work was done")
+    except TritonError as e:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"face models unavailable: {e}")
+    except AuditError as e:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit log unavailable, action not taken: {e}")
+    except Exception as e:  # Milvus/Kafka client errors have many types; never leak a traceback to the caller
+        if type(e).__name__ in ("AbortError", "InternalError", "UsageError"):  # grpc's own control flow
+            raise
+        log.exception("call failed")
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"{type(e).__name__}: {str(e)[:300]}")
+
+
+class WatchlistServicer(watchlist_pb2_grpc.WatchlistServiceServicer):
+    def __init__(self, core: Callable[[], WatchlistCore | None]) -> None:
+        self._core = core
+
+    def _ready(self) -> WatchlistCore:
+        core = self._core()
+        if core is None:
+            raise Refusal(grpc.StatusCode.UNAVAILABLE, "watchlist service is still connecting to its dependencies")
+        return core
+
+    async def CreateWatchlist(self, request: Any, context: Any) -> Any:
+        return await _answer(context, lambda: self._ready().create(
+            request, current_identity.get().principal, _deadline(context)))
+
+    async def EnrolSubject(self, request: Any, context: Any) -> Any:
+        return await _answer(context, lambda: self._ready().enrol(
+            request, current_identity.get().principal, _deadline(context)))
+
+    async def RemoveSubject(self, request: Any, context: Any) -> Any:
+        return await _answer(context, lambda: self._ready().remove(
+            request, current_identity.get().principal, _deadline(context)))
+
+    async def ListWatchlists(self, request: Any, context: Any) -> Any:
+        return await _answer(context, lambda: self._ready().list(request, _deadline(context)))
+
+    async def GetWatchlist(self, request: Any, context: Any) -> Any:
+        return await _answer(context, lambda: self._ready().get(request, _deadline(context)))
+
+    async def CloseWatchlist(self, request: Any, context: Any) -> Any:
+        return await _answer(context, lambda: self._ready().close(
+            request, current_identity.get().principal, _deadline(context)))
+
+    async def BulkImport(self, request_iterator: Any, context: Any) -> Any:
+        return await _answer(context, lambda: self._ready().bulk_import(
+            request_iterator, current_identity.get().principal, _deadline(context)))
+
+
+class WatchlistRuntime:
+    """Connections (Milvus, Triton, Kafka + Redis for the audit writer) and background tasks."""
+
+    def __init__(self, ctx: ServiceContext, settings: WatchlistSettings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self.core: WatchlistCore | None = None
+        self.milvus: Any = None
+        self.redis: Any = None
+        self.triton: TritonClient | None = None
+        self.audit: AuditWriter | None = None
+        audit_counter = ctx.metrics.counter("audit_records_total", "audit records appended", ("action",))
+        self.chain_ok = ctx.metrics.gauge("audit_chain_ok", "1 when the last audit chain verification passed")
+        self._on_record = lambda action: audit_counter.labels(action).inc()
+        ctx.add_dependency("milvus", self._check_milvus)
+        ctx.add_dependency("triton", self._check_triton)
+        ctx.add_dependency("kafka", self._check_kafka)
+        ctx.add_dependency("redis", self._check_redis)
+
+    async def _check_milvus(self) -> None:
+        if self.milvus is None:
+            raise ConnectionError("not connected")
+        await clients.check_milvus(self.milvus, self.settings.milvus.timeout_s)
+
+    async def _check_triton(self) -> None:
+        if self.triton is None or not await self.triton.server_ready():
+            raise ConnectionError("triton not ready")
+
+    async def _check_kafka(self) -> None:
+        if self.audit is None or self.audit.producer is None:
+            raise ConnectionError("not connected")
+        await clients.check_kafka(self.audit.producer)
+
+    async def _check_redis(self) -> None:
+        if self.redis is None:
+            raise ConnectionError("not connected")
+        await clients.check_redis(self.redis)
+
+    async def _connect(self) -> bool:
+        from services.face.config import FaceConfig
+        from services.face.pipeline import FacePipeline
+
+        s = self.settings
+        if self.redis is None:
+            self.redis = await clients.connect_redis(s.redis)
+        if self.milvus is None:
+            self.milvus = await clients.connect_milvus(s.milvus)
+        if self.triton is None:
+            self.triton = TritonClient(TritonClientSettings.from_section(s.triton))
+        await self.triton.wait_ready(["faceboxes", "onet", "mobilefacenet"], timeout_s=s.triton.timeout_s)
+        if self.audit is None:
+            self.audit = AuditWriter(s.kafka, "watchlist", topic=s.watchlist.audit_topic, redis=self.redis,
+                                     on_record=self._on_record)
+        await self.audit.start()
+        store = Store(self.milvus, s.milvus.timeout_s)
+        await asyncio.to_thread(store.ensure)
+        self.core = WatchlistCore(s, store, FacePipeline(self.triton, FaceConfig()), self.audit)
+        return True
+
+    async def run(self) -> None:
+        try:
+            if await self.ctx.connect("watchlist dependencies", self._connect) is None:
+                return
+            log.info("connected", extra={"service": self.ctx.name})
+            self.ctx.refresh_health()
+            await asyncio.gather(self._reaper(), self._verifier())
+        finally:
+            await self.close()
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait; False once stop is set."""
+        try:
+            await asyncio.wait_for(self.ctx.stop.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            return True
+        return False
+
+    async def _reaper(self) -> None:
+        interval = self.settings.watchlist.reaper_interval_s
+        while True:
+            assert self.core is not None
+            try:
+                n = await self.core.reap_once()
+                if n:
+                    log.info("reaper destroyed expired watchlists", extra={"count": n})
+            except Exception as e:  # Milvus/Kafka down: try again next round
+                log.warning("reaper round failed", extra={"error": f"{type(e).__name__}: {e}"})
+            if not await self._sleep(interval):
+                return
+
+    async def _verifier(self) -> None:
+        interval = self.settings.watchlist.audit_verify_interval_s
+        if interval <= 0:
+            return
+        while True:
+            try:
+                result = await verify_topic(self.settings.kafka, self.settings.watchlist.audit_topic)
+                self.chain_ok.set(1 if result.ok else 0)
+                if not result.ok:
+                    log.error("audit chain broken", extra={"detail": result.summary()})
+            except Exception as e:  # Kafka down: keep the last value
+                log.warning("audit verification failed to run", extra={"error": f"{type(e).__name__}: {e}"})
+            if not await self._sleep(interval):
+                return
+
+    async def close(self) -> None:
+        self.core = None
+        if self.audit is not None:
+            await self.audit.close()
+        if self.triton is not None:
+            await self.triton.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self.milvus is not None:
+            self.milvus.close()
+
+
+async def setup(ctx: ServiceContext, settings: WatchlistSettings) -> None:
+    runtime = WatchlistRuntime(ctx, settings)
+    ctx.grpc.add(watchlist_pb2_grpc.add_WatchlistServiceServicer_to_server,
+                 WatchlistServicer(lambda: runtime.core), SERVICE_NAME)
+    ctx.spawn(runtime.run(), "watchlist")
