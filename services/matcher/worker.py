@@ -1,42 +1,144 @@
-"""Matcher: FaceObservation -> Milvus search (deployment-scoped) -> MatchCandidate.
+"""Matcher: sealed FaceObservation -> Milvus search (deployment-scoped) -> threshold
+-> MatchCandidate on lfr.matches.v1, or crypto-shred.
 
-Foundation state: consumes lfr.faces.v1 in group ``lfr-matcher`` through the
-commit-after-processing loop, dead-letters records that are not FaceObservation
-protobufs, and keeps health SERVING while Kafka, Milvus and Redis answer.
-Searching, the threshold and the crop hand-over are the pipeline issue's work."""
+Per polled batch (one partition's records, see ``ConsumerLoop``):
+
+1. decode each record (bad protobuf -> DLQ DECODE_ERROR), look its camera up in
+   the registry (unknown -> DLQ UNKNOWN_CAMERA), require a sealed payload;
+2. fetch every observation's data key ``lfr:obs:<key_id>`` from Redis in one
+   MGET; a missing key means the payload was shredded (expired, or already
+   decided by an earlier delivery) -> DLQ KEY_EXPIRED, payload never kept;
+3. open each FaceSecret in memory (associated data = observation_id);
+4. search Milvus once per (deployment, capture second) group of faces with the
+   filter of the watchlists active there and then;
+5. :func:`decide` -- THE threshold decision, the only place it is made;
+6. non-matches: ``DEL`` their keys at once (one call), count
+   ``lfr_nonmatches_discarded_total``, keep and log nothing else;
+   matches: publish a MatchCandidate (live crop in clear, enrolled face for side
+   by side; never the probe embedding), wait for the broker's ack, then ``DEL``
+   their keys. The loop commits the offsets after that.
+
+Dead-lettered observations have their keys deleted too: nobody will ever
+decide on them, so nobody may read them.
+
+Redis or Milvus down: health goes NOT_SERVING (dependency checks) and the batch
+is retried in place with backoff until the server answers; good records are
+never dead-lettered because a dependency is down. If the service is stopped
+meanwhile, the batch is abandoned uncommitted (redelivered after restart).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import base64
+import dataclasses
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
-from lfr.v1 import faces_pb2
+from cryptography.exceptions import InvalidTag
+from google.protobuf.message import DecodeError
+from lfr.v1 import common_pb2, dlq_pb2, faces_pb2, matches_pb2
 
 from services.common import clients
-from services.common.kafka import FACES_TOPIC
+from services.common.cameras import Camera, CameraRegistry
+from services.common.errors import SetupError
+from services.common.retry import retry_until_up
+from services.common.kafka import ConsumerLoop, Outbox, PoisonMessage, RecordLike, decode, make_headers, record_key
+from services.common.sealing import open_sealed, redis_key
 from services.common.service import ServiceContext
 from services.common.worker import KafkaWorker
 from services.matcher.config import MatcherSettings
+from services.matcher.search import Hit, SearchFn, resolve_search
+from services.watchlist.schema import EMBEDDING_DIM, ensure_collection
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CATEGORIES = {
+    "wanted": common_pb2.SUBJECT_CATEGORY_WANTED,
+    "missing": common_pb2.SUBJECT_CATEGORY_MISSING,
+    "at_risk": common_pb2.SUBJECT_CATEGORY_AT_RISK,
+}
+
+
+def decide(hits: Sequence[Hit], threshold: float) -> Hit | None:
+    """THE match decision. ``hits`` are one face's watchlist hits, one per subject,
+    best first. A match is the best hit with ``score >= threshold``; anything
+    else (no hit, or the best below the threshold) is a non-match: ``None``."""
+    if hits and hits[0].score >= threshold:
+        return hits[0]
+    return None
+
+
+@dataclasses.dataclass
+class Pending:
+    """One decodable, sealed observation of a known camera, on its way to a decision."""
+
+    record: RecordLike
+    obs: faces_pb2.FaceObservation
+    camera: Camera
+    secret: faces_pb2.FaceSecret | None = None
+    hits: list[Hit] = dataclasses.field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return redis_key(self.obs.secret.key_id)
 
 
 class Matcher(KafkaWorker):
-    input_topic = FACES_TOPIC
     input_type = faces_pb2.FaceObservation
 
-    def __init__(self, ctx: ServiceContext, settings: MatcherSettings) -> None:
+    def __init__(self, ctx: ServiceContext, settings: MatcherSettings, search: SearchFn | None = None) -> None:
         super().__init__(ctx)
         self.milvus_settings = settings.milvus
         self.redis_settings = settings.redis
         self.options = settings.matcher
+        self.threshold = settings.threshold
+        self.input_topic = settings.matcher.faces_topic  # type: ignore[misc]  # per instance (tests use their own topics)
+        self.cameras = self._load_cameras()
+        self.search: SearchFn = search or resolve_search()
         self.milvus: Any = None
         self.redis: Any = None
+        m = ctx.metrics
+        self.matches_total = m.counter("matches_total", "faces matched to a watchlist subject", ("watchlist",))
+        self.nonmatches_discarded = m.counter(
+            "nonmatches_discarded_total", "faces that matched no one: data key deleted at once, nothing kept"
+        )
+        self.stage_latency = m.histogram("stage_latency_seconds", "time spent in a pipeline stage", ("stage",))
+        self.consumer_lag = m.gauge("consumer_lag", "records behind the partition's end, per assigned topic", ("topic", "group"))
+        self._lag: dict[tuple[str, int], int] = {}
         ctx.add_dependency("milvus", self.check_milvus)
         ctx.add_dependency("redis", self.check_redis)
+
+    def _load_cameras(self) -> CameraRegistry:
+        path = self.options.cameras_file
+        try:
+            return CameraRegistry.load(path)
+        except FileNotFoundError as e:
+            raise SetupError(f"camera registry {path} not found", "set LFR_MATCHER__CAMERAS_FILE to the cameras YAML") from e
+        except ValueError as e:
+            raise SetupError(f"camera registry {path} is invalid: {e}", "fix the cameras YAML") from e
+
+    @property
+    def group_id(self) -> str:
+        return self.options.group_id
+
+    # --- connections ---------------------------------------------------------
 
     async def connect(self) -> None:
         if self.redis is None:
             self.redis = await clients.connect_redis(self.redis_settings)
         if self.milvus is None:
-            self.milvus = await clients.connect_milvus(self.milvus_settings)
+            client = await clients.connect_milvus(self.milvus_settings)
+            try:
+                await asyncio.to_thread(ensure_collection, client)  # idempotent; same schema as the watchlist service
+            except BaseException:
+                client.close()
+                raise
+            self.milvus = client
         await super().connect()
 
     async def check_milvus(self) -> None:
@@ -57,3 +159,214 @@ class Matcher(KafkaWorker):
         if self.milvus is not None:
             self.milvus.close()
             self.milvus = None
+
+    async def _reconnect_milvus(self) -> None:
+        if self.milvus is not None:
+            try:
+                self.milvus.close()
+            except Exception as e:  # a broken client may fail to close; it is dropped anyway
+                log.debug("closing milvus client failed", extra={"error": f"{type(e).__name__}: {e}"})
+            self.milvus = None
+        try:
+            self.milvus = await clients.connect_milvus(self.milvus_settings)
+        except Exception as e:  # still down: the caller backs off and retries
+            log.debug("milvus reconnect failed", extra={"error": f"{type(e).__name__}: {e}"})
+
+    async def _retry(self, dependency: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` until it succeeds; backs off while the dependency is down."""
+
+        async def guarded() -> T:
+            if dependency == "milvus" and self.milvus is None:
+                raise ConnectionError("milvus not connected")
+            return await call()
+
+        return await retry_until_up(
+            dependency, guarded, self.ctx.stop,
+            on_down=self.ctx.refresh_health,
+            before_retry=self._reconnect_milvus if dependency == "milvus" else None,
+            max_backoff_s=self.options.retry_max_backoff_s,
+        )
+
+    # --- the consumer loop ---------------------------------------------------------
+
+    async def work(self) -> None:
+        assert self.consumer is not None
+        loop = ConsumerLoop(
+            consumer=self.consumer,
+            producer=self.producer,
+            service=self.ctx.name,
+            instance=self.settings.instance,
+            metrics=self.messages,
+            batch_handler=self.handle_batch,
+            dlq_topic=self.kafka.dlq_topic,
+            max_payload_bytes=self.kafka.dlq_max_payload_bytes,
+            max_records=self.kafka.max_poll_records,
+        )
+        await loop.run(self.ctx.stop)
+
+    async def handle_batch(self, records: list[RecordLike], out: Outbox) -> None:
+        started = time.perf_counter()
+        shred: list[str] = []  # keys of observations nobody will decide on: deleted with the non-matches
+        pending = self._admit(records, out, shred)
+        if pending:
+            values = await self._retry("redis", lambda: self.redis.mget([p.key for p in pending]))
+            pending = self._open(pending, values, out, shred)
+        if pending:
+            await self._search(pending)
+        matched: list[tuple[Pending, Hit]] = []
+        for p in pending:
+            hit = decide(p.hits, self.threshold)
+            if hit is None:
+                shred.append(p.key)
+                p.secret = None  # a non-match's plaintext goes now; nothing of it is kept
+            else:
+                matched.append((p, hit))
+        nonmatches = len(pending) - len(matched)
+        if shred:  # non-matches (and dead letters): crypto-shredded before anything is published
+            await self._retry("redis", lambda: self.redis.delete(*shred))
+        if nonmatches:
+            self.nonmatches_discarded.inc(nonmatches)
+        if matched:
+            await self._publish(matched, out)
+            for p, _ in matched:
+                p.secret = None
+        elapsed = time.perf_counter() - started
+        for _ in range(len(pending)):
+            self.stage_latency.labels("match").observe(elapsed)
+        self._update_lag(records)
+
+    def _admit(self, records: list[RecordLike], out: Outbox, shred: list[str]) -> list[Pending]:
+        pending: list[Pending] = []
+        for record in records:
+            try:
+                obs = decode(record, faces_pb2.FaceObservation, max_bytes=self.kafka.max_request_bytes)
+            except PoisonMessage as e:
+                out.dead_letter(record, e)
+                continue
+            key_id = obs.secret.key_id if obs.HasField("secret") else ""
+            try:
+                camera = self._validate(obs)
+            except PoisonMessage as e:
+                out.dead_letter(record, e)
+                if key_id:
+                    shred.append(redis_key(key_id))
+                continue
+            pending.append(Pending(record, obs, camera))
+        return pending
+
+    def _validate(self, obs: faces_pb2.FaceObservation) -> Camera:
+        invalid = dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD
+        camera = self.cameras.get(obs.frame.camera_id)
+        if camera is None:
+            raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_UNKNOWN_CAMERA, f"camera {obs.frame.camera_id!r} is not registered")
+        if not obs.observation_id:
+            raise PoisonMessage(invalid, "observation_id is empty")
+        if not obs.HasField("secret") or not obs.secret.key_id or not obs.secret.ciphertext:
+            raise PoisonMessage(invalid, "observation is not sealed (secret missing); plaintext biometrics are refused")
+        if obs.frame.capture_unix_ns <= 0:
+            raise PoisonMessage(invalid, "frame.capture_unix_ns is not set")
+        return camera
+
+    def _open(self, pending: list[Pending], values: Sequence[bytes | None], out: Outbox, shred: list[str]) -> list[Pending]:
+        opened: list[Pending] = []
+        for p, key in zip(pending, values, strict=True):
+            if key is None:
+                out.dead_letter(p.record, PoisonMessage(
+                    dlq_pb2.DEAD_LETTER_REASON_KEY_EXPIRED,
+                    f"data key of observation {p.obs.observation_id} is gone (expired or already decided): payload unreadable"))
+                continue
+            try:
+                secret = faces_pb2.FaceSecret.FromString(open_sealed(p.obs.secret, key, p.obs.observation_id))
+            except (InvalidTag, ValueError, DecodeError) as e:
+                out.dead_letter(p.record, PoisonMessage(
+                    dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD, f"sealed payload does not open: {type(e).__name__}"))
+                shred.append(p.key)
+                continue
+            if len(secret.embedding) != EMBEDDING_DIM:
+                out.dead_letter(p.record, PoisonMessage(
+                    dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD, f"embedding has {len(secret.embedding)} dims, expected {EMBEDDING_DIM}"))
+                shred.append(p.key)
+                continue
+            p.secret = secret
+            opened.append(p)
+        return opened
+
+    async def _search(self, pending: list[Pending]) -> None:
+        """One Milvus search per (deployment, capture second) group."""
+        groups: dict[tuple[str, int], list[Pending]] = defaultdict(list)
+        for p in pending:
+            groups[(p.camera.deployment_id, p.obs.frame.capture_unix_ns // 1_000_000_000)].append(p)
+        for (deployment_id, at_s), members in groups.items():
+            embeddings = [list(p.secret.embedding) for p in members if p.secret is not None]
+
+            async def call(embeddings: list[list[float]] = embeddings, deployment_id: str = deployment_id, at_s: int = at_s) -> list[list[Hit]]:
+                return await asyncio.to_thread(self.search, self.milvus, embeddings, deployment_id, at_s, self.options.top_k)
+
+            results = await self._retry("milvus", call)
+            for p, hits in zip(members, results, strict=True):
+                p.hits = hits
+
+    async def _publish(self, matched: list[tuple[Pending, Hit]], out: Outbox) -> None:
+        decided = time.time_ns()
+        for p, hit in matched:
+            candidate = self._candidate(p, hit, decided)
+            await out.send(
+                self.options.matches_topic,
+                candidate.SerializeToString(),
+                key=record_key(p.camera.id),
+                headers=make_headers(candidate, self.ctx.name),
+            )
+        await out.flush()  # the broker has every match: now the keys can go
+        await self._retry("redis", lambda: self.redis.delete(*[p.key for p, _ in matched]))
+        for p, hit in matched:
+            self.matches_total.labels(hit.watchlist_id).inc()
+            log.info("match", extra={"observation_id": p.obs.observation_id, "subject_id": hit.subject_id,
+                                     "watchlist_id": hit.watchlist_id, "camera_id": p.camera.id,
+                                     "score": round(hit.score, 4), "threshold": self.threshold})
+
+    def _candidate(self, p: Pending, hit: Hit, decided_ns: int) -> matches_pb2.MatchCandidate:
+        obs = p.obs
+        secret = p.secret
+        assert secret is not None
+        try:
+            enrolled = base64.b64decode(hit.image_jpeg_b64, validate=True) if hit.image_jpeg_b64 else b""
+        except ValueError:
+            enrolled = b""
+        return matches_pb2.MatchCandidate(
+            observation_id=obs.observation_id,
+            frame=common_pb2.FrameRef(
+                camera_id=p.camera.id, zone=p.camera.zone, deployment_id=p.camera.deployment_id,
+                seq=obs.frame.seq, capture_unix_ns=obs.frame.capture_unix_ns),
+            box=obs.box,
+            det_score=obs.det_score,
+            quality=obs.quality,
+            track_id=obs.track_id,
+            model=obs.model,
+            subject_id=hit.subject_id,
+            subject_category=CATEGORIES.get(hit.category, common_pb2.SUBJECT_CATEGORY_UNSPECIFIED),
+            watchlist_id=hit.watchlist_id,
+            score=hit.score,
+            rank=1,
+            threshold=self.threshold,
+            watchlist_image=common_pb2.ImageRef(
+                watchlist_id=hit.watchlist_id, subject_id=hit.subject_id, image_id=str(hit.row_id),
+                source_ref=hit.image_ref, jpeg=enrolled),
+            crop=common_pb2.Crop(
+                jpeg=secret.crop_jpeg, protection=common_pb2.PAYLOAD_PROTECTION_PLAINTEXT,
+                width=secret.crop_width, height=secret.crop_height),
+            match_unix_ns=decided_ns,
+        )
+
+    def _update_lag(self, records: list[RecordLike]) -> None:
+        highwater = getattr(self.consumer, "highwater", None)
+        if highwater is None or not records:
+            return
+        from aiokafka.structs import TopicPartition
+
+        last = records[-1]
+        end = highwater(TopicPartition(last.topic, last.partition))
+        if end is None:
+            return
+        self._lag[(last.topic, last.partition)] = max(0, end - (last.offset + 1))
+        total = sum(v for (topic, _), v in self._lag.items() if topic == last.topic)
+        self.consumer_lag.labels(last.topic, self.group_id).set(total)

@@ -1,0 +1,253 @@
+"""Matcher with in-memory fakes: the threshold decision, crypto-shredding of
+non-matches before anything is published, match -> publish -> ack -> DEL, dead
+letters, and a Redis outage that retries instead of dead-lettering."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lfr.v1 import common_pb2, dlq_pb2, faces_pb2, matches_pb2
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from services.common.grpc_server import GrpcServer
+from services.common.kafka import ConsumerLoop, Outbox, RecordLike
+from services.common.metrics import MetricsFactory
+from services.common.retry import Abandoned
+from services.common.sealing import redis_key, seal
+from services.common.service import ServiceContext
+from services.face.config import DEFAULT_MATCH_THRESHOLD
+from services.matcher.config import MatcherSettings
+from services.matcher.search import Hit, best_per_subject
+from services.matcher.worker import Matcher, decide
+from services.watchlist.schema import EMBEDDING_DIM
+
+FACES = "lfr.faces.v1"
+MATCHES = "lfr.matches.v1"
+ENROLLED_JPEG = b"\xff\xd8enrolled-face"
+
+
+def _hit(subject: str, score: float, watchlist: str = "wl-1") -> Hit:
+    return Hit(subject_id=subject, watchlist_id=watchlist, deployment_id="op-1", category="wanted", score=score,
+               row_id=7, image_ref="custody:42", image_jpeg_b64=base64.b64encode(ENROLLED_JPEG).decode())
+
+
+# --- the decision ------------------------------------------------------------------
+
+
+def test_decide_is_score_at_or_above_threshold_on_the_best_hit() -> None:
+    assert decide([], 0.5) is None
+    assert decide([_hit("a", 0.49)], 0.5) is None
+    assert decide([_hit("a", 0.5)], 0.5) == _hit("a", 0.5)  # at the threshold: a match
+    assert decide([_hit("a", 0.9), _hit("b", 0.6)], 0.5) == _hit("a", 0.9)
+
+
+def test_best_per_subject_dedups_and_sorts() -> None:
+    hits = [_hit("a", 0.4), _hit("b", 0.7), _hit("a", 0.8), _hit("b", 0.2)]
+    assert [(h.subject_id, h.score) for h in best_per_subject(hits)] == [("a", 0.8), ("b", 0.7)]
+
+
+def test_threshold_path_from_default_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert MatcherSettings().threshold == DEFAULT_MATCH_THRESHOLD
+    monkeypatch.setenv("LFR_MATCHER__THRESHOLD", "0.61")
+    assert MatcherSettings().threshold == pytest.approx(0.61)
+    monkeypatch.setenv("LFR_MATCHER__THRESHOLD", "1.5")
+    with pytest.raises(ValueError):
+        MatcherSettings()
+
+
+# --- fakes -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Rec:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None = b"cam-1"
+    timestamp: int = 1_700_000_000_000
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class FakeProducer:
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.sent: list[tuple[str, bytes, bytes | None]] = []
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int | None = None,
+                   timestamp_ms: int | None = None, headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        async def ack() -> None:
+            await asyncio.sleep(0.01)
+            self.sent.append((topic, value or b"", key))
+            self.events.append(f"ack:{topic}")
+            fut.set_result(None)
+
+        asyncio.get_running_loop().create_task(ack())
+        return fut
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.committed: dict[Any, int] = {}
+
+    async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
+        return {}
+
+    async def commit(self, offsets: dict[Any, int] | None = None) -> None:
+        assert offsets is not None
+        self.committed.update(offsets)
+
+
+class FakeRedis:
+    def __init__(self, events: list[str], down_calls: int = 0) -> None:
+        self.data: dict[str, bytes] = {}
+        self.events = events
+        self.down_calls = down_calls
+
+    def _maybe_down(self) -> None:
+        if self.down_calls > 0:
+            self.down_calls -= 1
+            raise RedisConnectionError("redis down")
+
+    async def mget(self, keys: list[str]) -> list[bytes | None]:
+        self._maybe_down()
+        return [self.data.get(k) for k in keys]
+
+    async def delete(self, *keys: str) -> int:
+        self._maybe_down()
+        self.events.append("del:" + ",".join(sorted(keys)))
+        return sum(self.data.pop(k, None) is not None for k in keys)
+
+
+def _vec(first: float) -> list[float]:
+    rest = (1 - first * first) ** 0.5
+    return [first, rest] + [0.0] * (EMBEDDING_DIM - 2)
+
+
+def fake_search(client: Any, embeddings: Any, deployment_id: str, at_unix_s: int, limit: int) -> list[list[Hit]]:
+    assert deployment_id == "op-1" and at_unix_s > 0
+    return [[_hit("subject-1", float(e[0]))] for e in embeddings]  # the score is the probe's first component
+
+
+@dataclasses.dataclass
+class Rig:
+    matcher: Matcher
+    redis: FakeRedis
+    producer: FakeProducer
+    consumer: FakeConsumer
+    events: list[str]
+    loop: ConsumerLoop
+
+
+def _rig(tmp_path: Path, down_calls: int = 0) -> Rig:
+    cams = tmp_path / "cameras.yaml"
+    cams.write_text("cameras:\n  - {id: cam-1, zone: zone-a, deployment_id: op-1, source: /dev/null}\n")
+    settings = MatcherSettings(matcher={"cameras_file": cams, "threshold": 0.6, "retry_max_backoff_s": 0.05})
+    ctx = ServiceContext(name="matcher", settings=settings, metrics=MetricsFactory("matcher"),
+                         grpc=GrpcServer(settings.grpc), stop=asyncio.Event())
+    matcher = Matcher(ctx, settings, search=fake_search)
+    events: list[str] = []
+    matcher.redis = FakeRedis(events, down_calls)
+    matcher.milvus = object()
+    matcher.producer = FakeProducer(events)
+    matcher.consumer = FakeConsumer()
+    loop = ConsumerLoop(consumer=matcher.consumer, producer=matcher.producer, service="matcher", instance="t",
+                        metrics=matcher.messages, batch_handler=matcher.handle_batch)
+    return Rig(matcher, matcher.redis, matcher.producer, matcher.consumer, events, loop)
+
+
+def _observation(rig: Rig, obs_id: str, first: float, camera: str = "cam-1", store_key: bool = True) -> bytes:
+    secret = faces_pb2.FaceSecret(embedding=_vec(first), crop_jpeg=b"\xff\xd8crop-" + obs_id.encode(),
+                                  crop_width=112, crop_height=112)
+    sealed = seal(secret.SerializeToString(), obs_id)
+    if store_key:
+        rig.redis.data[redis_key(sealed.sealed.key_id)] = sealed.key
+    obs = faces_pb2.FaceObservation(
+        observation_id=obs_id,
+        frame=common_pb2.FrameRef(camera_id=camera, zone="zone-a", deployment_id="op-1", seq=1,
+                                  capture_unix_ns=1_750_000_000_000_000_000),
+        box=common_pb2.BoundingBox(x1=1, y1=2, x2=3, y2=4), det_score=0.99, quality=0.9, secret=sealed.sealed)
+    return obs.SerializeToString()
+
+
+def _value(reg: Any, name: str, labels: dict[str, str] | None = None) -> float:
+    v = reg.get_sample_value(name, labels or {})
+    return 0.0 if v is None else v
+
+
+async def test_batch_shreds_non_matches_first_publishes_matches_then_deletes(tmp_path: Path) -> None:
+    rig = _rig(tmp_path)
+    records = [
+        Rec(FACES, 0, 0, _observation(rig, "match", 0.9)),
+        Rec(FACES, 0, 1, _observation(rig, "far", 0.2)),
+        Rec(FACES, 0, 2, _observation(rig, "unknown-cam", 0.9, camera="cam-x")),
+        Rec(FACES, 0, 3, _observation(rig, "gone", 0.9, store_key=False)),
+        Rec(FACES, 0, 4, b"\x0a\xff\xff not a protobuf"),
+    ]
+    keys_before = set(rig.redis.data)
+    await rig.loop.process({("faces", 0): records})
+
+    assert rig.redis.data == {}, "every key must be gone: matched, non-matched and dead-lettered"
+    assert rig.consumer.committed == {("faces", 0): 5}
+    # the non-match (and the unknown camera's) key is deleted before the match is even published
+    first_del = next(i for i, e in enumerate(rig.events) if e.startswith("del:"))
+    assert first_del < rig.events.index(f"ack:{MATCHES}")
+    match_del = max(i for i, e in enumerate(rig.events) if e.startswith("del:"))
+    assert match_del > rig.events.index(f"ack:{MATCHES}"), "a match's key goes only after the broker's ack"
+    assert len(keys_before) == 3
+
+    matches = [matches_pb2.MatchCandidate.FromString(v) for t, v, _ in rig.producer.sent if t == MATCHES]
+    assert len(matches) == 1
+    m = matches[0]
+    assert (m.observation_id, m.subject_id, m.watchlist_id) == ("match", "subject-1", "wl-1")
+    assert m.score == pytest.approx(0.9) and m.threshold == pytest.approx(0.6) and m.rank == 1
+    assert m.crop.jpeg == b"\xff\xd8crop-match" and m.crop.protection == common_pb2.PAYLOAD_PROTECTION_PLAINTEXT
+    assert m.watchlist_image.jpeg == ENROLLED_JPEG and m.watchlist_image.source_ref == "custody:42"
+    assert (m.frame.camera_id, m.frame.zone, m.frame.deployment_id) == ("cam-1", "zone-a", "op-1")
+    assert m.subject_category == common_pb2.SUBJECT_CATEGORY_WANTED
+    assert [k for t, _, k in rig.producer.sent if t == MATCHES] == [b"cam-1"]
+
+    letters = {d.source_offset: d for d in (dlq_pb2.DeadLetter.FromString(v) for t, v, _ in rig.producer.sent if t == "lfr.dlq.v1")}
+    assert letters[2].reason == dlq_pb2.DEAD_LETTER_REASON_UNKNOWN_CAMERA
+    assert letters[3].reason == dlq_pb2.DEAD_LETTER_REASON_KEY_EXPIRED
+    assert letters[4].reason == dlq_pb2.DEAD_LETTER_REASON_DECODE_ERROR
+    assert all(d.payload == b"" for d in letters.values())
+
+    reg = rig.matcher.ctx.metrics.registry
+    assert _value(reg, "lfr_nonmatches_discarded_total") == 1
+    assert _value(reg, "lfr_matches_total", {"watchlist": "wl-1"}) == 1
+    assert _value(reg, "lfr_stage_latency_seconds_count", {"stage": "match"}) == 2
+
+
+async def test_redis_outage_retries_the_batch_instead_of_dead_lettering(tmp_path: Path) -> None:
+    rig = _rig(tmp_path, down_calls=2)
+    await rig.loop.process({("faces", 0): [Rec(FACES, 0, 0, _observation(rig, "far", 0.1))]})
+    assert not [t for t, _, _ in rig.producer.sent if t == "lfr.dlq.v1"]
+    assert rig.redis.data == {} and rig.consumer.committed == {("faces", 0): 1}
+    assert _value(rig.matcher.ctx.metrics.registry, "lfr_nonmatches_discarded_total") == 1
+
+
+async def test_stop_during_an_outage_leaves_the_batch_uncommitted(tmp_path: Path) -> None:
+    rig = _rig(tmp_path, down_calls=10_000)
+    asyncio.get_running_loop().call_later(0.2, rig.matcher.ctx.stop.set)
+    with pytest.raises(Abandoned):
+        await rig.loop.process({("faces", 0): [Rec(FACES, 0, 0, _observation(rig, "far", 0.1))]})
+    assert rig.consumer.committed == {} and not rig.producer.sent
+
+
+async def test_unsealed_observation_is_refused(tmp_path: Path) -> None:
+    rig = _rig(tmp_path)
+    obs = faces_pb2.FaceObservation(observation_id="plain", embedding=_vec(0.9),
+                                    frame=common_pb2.FrameRef(camera_id="cam-1", capture_unix_ns=1))
+    out = Outbox(rig.producer)
+    records: list[RecordLike] = [Rec(FACES, 0, 0, obs.SerializeToString())]
+    await rig.matcher.handle_batch(records, out)
+    assert [e.reason for _, e in out.dead_letters] == [dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD]
+    assert not rig.producer.sent
