@@ -1,0 +1,211 @@
+"""k8s/ overlays rendered with kustomize and validated offline.
+
+- kubeconform (strict) against the Kubernetes v1.33 JSON schemas shipped by the PyPI wheel
+  kubernetes-validate and the KEDA CRD schemas from the KEDA Go module (install-tools.sh).
+- Strimzi (Kafka, KafkaNodePool, KafkaTopic, KafkaUser) and Milvus-operator (Milvus) CRD schemas
+  could not be obtained from a registry here (Strimzi's Maven `api` jar carries no CRD YAML; the
+  Milvus operator's Go module is refused by the proxy), so those resources get the structural
+  checks below instead.
+- Policy checks: hardened pods, gRPC probes, PDBs, GPU scheduling, NetworkPolicies, KEDA.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from deploy_support import ROOT, SCHEMAS, missing, run, tool, versions
+
+OVERLAYS = ("dev", "prod")
+SERVICES = {"ingest": 50051, "recognizer": 50052, "matcher": 50053, "alerts": 50054, "watchlist": 50055, "officers": 50056}
+NO_SCHEMA = ("Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "Milvus")
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request) -> tuple[str, str, list[dict]]:
+    kustomize = tool("kustomize", "KUSTOMIZE_VERSION")
+    proc = run([kustomize, "build", ROOT / "k8s" / "overlays" / request.param])
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    return request.param, proc.stdout, docs
+
+
+def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def test_kubeconform_strict(rendered, tmp_path) -> None:
+    overlay, text, _ = rendered
+    k8s = SCHEMAS / f"k8s-{versions()['KUBERNETES_SCHEMA_VERSION']}"
+    crds = SCHEMAS / "crds"
+    if not (k8s / "deployment-apps-v1.json").is_file() or not (crds / "keda.sh" / "scaledobject_v1alpha1.json").is_file():
+        missing("the Kubernetes/KEDA JSON schemas")
+    manifest = tmp_path / f"{overlay}.yaml"
+    manifest.write_text(text, encoding="utf-8")
+    proc = run([tool("kubeconform", "KUBECONFORM_VERSION"), "-strict", "-summary", "-output", "json",
+                "-schema-location", f"{k8s}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json",
+                "-schema-location", f"{crds}/{{{{ .Group }}}}/{{{{ .ResourceKind }}}}_{{{{ .ResourceAPIVersion }}}}.json",
+                "-skip", ",".join(NO_SCHEMA), manifest])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import json
+    summary = json.loads(proc.stdout)["summary"]
+    assert summary["invalid"] == 0 and summary["errors"] == 0
+    assert summary["valid"] >= 60  # everything but the skipped CRs was really validated
+
+
+def test_kubeconform_catches_an_invalid_deployment(tmp_path) -> None:
+    k8s = SCHEMAS / f"k8s-{versions()['KUBERNETES_SCHEMA_VERSION']}"
+    if not (k8s / "deployment-apps-v1.json").is_file():
+        missing("the Kubernetes JSON schemas")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+                                   "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
+                                            "template": {"metadata": {"labels": {"a": "b"}},
+                                                         "spec": {"containers": [{"name": "c", "image": "i", "grpcProbe": {}}]}}}}))
+    proc = run([tool("kubeconform", "KUBECONFORM_VERSION"), "-strict",
+                "-schema-location", f"{k8s}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json", bad])
+    assert proc.returncode != 0 and "grpcProbe" in proc.stdout
+
+
+def test_service_deployments_are_hardened(rendered) -> None:
+    overlay, _, docs = rendered
+    deployments = by_kind(docs, "Deployment")
+    for name, port in SERVICES.items():
+        dep = deployments[f"lfr-{name}"]
+        pod = dep["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert pod["automountServiceAccountToken"] is False
+        (c,) = pod["containers"]
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(c["resources"]["limits"])
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            assert c[probe]["grpc"]["port"] == port, (name, probe)
+        refs = [e["configMapRef"]["name"] for e in c["envFrom"]]
+        assert "lfr-common" in refs and f"lfr-{name}" in refs
+        assert c["image"].startswith(f"lfr/{name}:")
+        if overlay == "prod":
+            assert not c["image"].endswith(":dev") and dep["spec"]["replicas"] >= 3
+
+
+def test_every_workload_has_a_pdb(rendered) -> None:
+    _, _, docs = rendered
+    pdb_selectors = [d["spec"]["selector"]["matchLabels"] for d in docs if d["kind"] == "PodDisruptionBudget"]
+    for d in docs:
+        if d["kind"] in ("Deployment", "StatefulSet"):
+            labels = d["spec"]["template"]["metadata"]["labels"]
+            assert any(sel.items() <= labels.items() for sel in pdb_selectors), d["metadata"]["name"]
+
+
+def test_triton_runs_on_gpu_nodes(rendered) -> None:
+    _, _, docs = rendered
+    pod = by_kind(docs, "Deployment")["lfr-triton"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["image"].startswith("nvcr.io/nvidia/tritonserver:")
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] and any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+    assert pod["initContainers"][0]["image"].startswith("lfr/models:")
+
+
+def test_keda_scales_recognizer_and_matcher_on_lag(rendered) -> None:
+    _, _, docs = rendered
+    scaled = by_kind(docs, "ScaledObject")
+    for name, topic in (("recognizer", "lfr.frames.v1"), ("matcher", "lfr.faces.v1")):
+        so = scaled[f"lfr-{name}"]
+        assert so["spec"]["scaleTargetRef"]["name"] == f"lfr-{name}"
+        (trigger,) = so["spec"]["triggers"]
+        assert trigger["type"] == "kafka" and trigger["metadata"]["topic"] == topic
+        assert trigger["metadata"]["consumerGroup"] == f"lfr-{name}"
+
+
+def test_network_policies_default_deny_then_data_flow(rendered) -> None:
+    _, _, docs = rendered
+    policies = by_kind(docs, "NetworkPolicy")
+    deny = policies["default-deny-all"]["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert deny["ingress"] == [] and deny["egress"] == []
+
+    def egress_targets(service: str) -> set[str]:
+        out = set()
+        for p in policies.values():
+            if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") != service:
+                continue
+            for rule in p["spec"].get("egress", []):
+                for peer in rule.get("to", []):
+                    labels = peer.get("podSelector", {}).get("matchLabels", {})
+                    out.add(labels.get("app.kubernetes.io/name") or ("milvus" if "matchExpressions" in peer.get("podSelector", {}) else "?"))
+        return out
+
+    assert egress_targets("recognizer") == {"triton"}
+    assert egress_targets("matcher") == {"milvus", "redis"}
+    assert egress_targets("alerts") == {"redis", "officers"}
+    assert egress_targets("officers") == {"redis"}
+    # nothing but the recognizer and watchlist reaches Triton
+    (rule,) = policies["allow-triton-ingress"]["spec"]["ingress"]
+    assert {p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in rule["from"]} == {"recognizer", "watchlist"}
+
+
+def test_strimzi_resources_structure(rendered) -> None:
+    """Structural check in place of the unobtainable Strimzi CRD schemas."""
+    overlay, _, docs = rendered
+    from services.common.topics import TOPICS
+
+    (kafka,) = by_kind(docs, "Kafka").values()
+    assert kafka["apiVersion"] == "kafka.strimzi.io/v1beta2"
+    assert kafka["metadata"]["annotations"]["strimzi.io/kraft"] == "enabled"
+    assert kafka["spec"]["kafka"]["config"]["auto.create.topics.enable"] is False
+    pools = by_kind(docs, "KafkaNodePool")
+    roles = {r for p in pools.values() for r in p["spec"]["roles"]}
+    assert roles == {"controller", "broker"}
+    for pool in pools.values():
+        assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        assert pool["spec"]["storage"]["type"] in ("jbod", "persistent-claim", "ephemeral")
+
+    topics = {t["spec"]["topicName"]: t for t in by_kind(docs, "KafkaTopic").values()}
+    assert set(topics) == {t.name for t in TOPICS}
+    for spec in TOPICS:  # the broker configs match the services' own topic declarations
+        cr = topics[spec.name]
+        config = {k: str(v) for k, v in cr["spec"]["config"].items() if k != "min.insync.replicas"}
+        assert config == spec.configs(), spec.name
+        assert cr["spec"]["partitions"] >= spec.partitions
+        assert cr["spec"]["replicas"] == (3 if overlay == "prod" else 1)
+    assert int(topics["lfr.frames.v1"]["spec"]["config"]["retention.ms"]) <= 60_000
+    assert int(topics["lfr.faces.v1"]["spec"]["config"]["retention.ms"]) <= 60_000
+    assert int(topics["lfr.alerts.v1"]["spec"]["config"]["retention.ms"]) == 24 * 3600 * 1000
+    assert int(topics["lfr.audit.v1"]["spec"]["config"]["retention.ms"]) == -1
+
+    users = by_kind(docs, "KafkaUser")
+    assert set(users) == {f"lfr-{s}" for s in SERVICES}
+    for user in users.values():
+        assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+        for acl in user["spec"]["authorization"]["acls"]:
+            assert acl["resource"]["type"] in ("topic", "group") and acl["operations"]
+    reads = {a["resource"]["name"] for a in users["lfr-recognizer"]["spec"]["authorization"]["acls"] if "Read" in a["operations"]}
+    assert reads == {"lfr.frames.v1", "lfr-recognizer"}
+    if overlay == "prod":
+        listeners = kafka["spec"]["kafka"]["listeners"]
+        assert any(l.get("authentication", {}).get("type") == "scram-sha-512" and l["tls"] for l in listeners)
+        assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+
+
+def test_milvus_resource_structure(rendered) -> None:
+    """Structural check in place of the unobtainable Milvus-operator CRD schema."""
+    overlay, _, docs = rendered
+    (milvus,) = by_kind(docs, "Milvus").values()
+    assert milvus["apiVersion"] == "milvus.io/v1beta1"
+    assert milvus["spec"]["mode"] == ("cluster" if overlay == "prod" else "standalone")
+    assert milvus["spec"]["components"]["image"].startswith("milvusdb/milvus:")
+    assert set(milvus["spec"]["dependencies"]) >= {"etcd", "storage"}
+    assert not set(milvus["spec"]) - {"mode", "components", "dependencies", "config", "hookConfig"}
+
+
+def test_redis_is_sentinel_in_prod(rendered) -> None:
+    overlay, _, docs = rendered
+    sts = by_kind(docs, "StatefulSet")["lfr-redis"]
+    names = [c["name"] for c in sts["spec"]["template"]["spec"]["containers"]]
+    if overlay == "prod":
+        assert sts["spec"]["replicas"] == 3 and "sentinel" in names
+    else:
+        assert sts["spec"]["replicas"] == 1 and names == ["redis"]
