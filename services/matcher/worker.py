@@ -10,12 +10,13 @@ Per polled batch (one partition's records, see ``ConsumerLoop``):
    decided by an earlier delivery) -> DLQ KEY_EXPIRED, payload never kept;
 3. open each FaceSecret in memory (associated data = observation_id);
 4. search Milvus once per (deployment, capture second) group of faces with the
-   filter of the watchlists active there and then;
+   filter of the watchlists active there and then
+   (``services.watchlist.search.search_active``: one hit per subject, best first);
 5. :func:`decide` -- THE threshold decision, the only place it is made;
 6. non-matches: ``DEL`` their keys at once (one call), count
    ``lfr_nonmatches_discarded_total``, keep and log nothing else;
-   matches: publish a MatchCandidate (live crop in clear, enrolled face for side
-   by side; never the probe embedding), wait for the broker's ack, then ``DEL``
+   matches: publish a MatchCandidate (live crop in clear, the enrolled aligned
+   face fetched for side by side; never the probe embedding), wait for the broker's ack, then ``DEL``
    their keys. The loop commits the offsets after that.
 
 Dead-lettered observations have their keys deleted too: nobody will ever
@@ -30,7 +31,6 @@ meanwhile, the batch is abandoned uncommitted (redelivered after restart).
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import logging
 import time
@@ -51,11 +51,14 @@ from services.common.sealing import open_sealed, redis_key
 from services.common.service import ServiceContext
 from services.common.worker import KafkaWorker
 from services.matcher.config import MatcherSettings
-from services.matcher.search import Hit, SearchFn, resolve_search
+from services.watchlist import search as watchlist_search
 from services.watchlist.schema import EMBEDDING_DIM, ensure_collection
+from services.watchlist.search import Hit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SearchFn = Callable[..., list[list[Hit]]]  # services.watchlist.search.search_active
+FetchImageFn = Callable[..., bytes | None]  # services.watchlist.search.fetch_image
 
 CATEGORIES = {
     "wanted": common_pb2.SUBJECT_CATEGORY_WANTED,
@@ -91,7 +94,8 @@ class Pending:
 class Matcher(KafkaWorker):
     input_type = faces_pb2.FaceObservation
 
-    def __init__(self, ctx: ServiceContext, settings: MatcherSettings, search: SearchFn | None = None) -> None:
+    def __init__(self, ctx: ServiceContext, settings: MatcherSettings, search: SearchFn | None = None,
+                 fetch_image: FetchImageFn | None = None) -> None:
         super().__init__(ctx)
         self.milvus_settings = settings.milvus
         self.redis_settings = settings.redis
@@ -99,7 +103,8 @@ class Matcher(KafkaWorker):
         self.threshold = settings.threshold
         self.input_topic = settings.matcher.faces_topic  # type: ignore[misc]  # per instance (tests use their own topics)
         self.cameras = self._load_cameras()
-        self.search: SearchFn = search or resolve_search()
+        self.search: SearchFn = search or watchlist_search.search_active
+        self.fetch_image: FetchImageFn = fetch_image or watchlist_search.fetch_image
         self.milvus: Any = None
         self.redis: Any = None
         m = ctx.metrics
@@ -300,7 +305,8 @@ class Matcher(KafkaWorker):
             embeddings = [list(p.secret.embedding) for p in members if p.secret is not None]
 
             async def call(embeddings: list[list[float]] = embeddings, deployment_id: str = deployment_id, at_s: int = at_s) -> list[list[Hit]]:
-                return await asyncio.to_thread(self.search, self.milvus, embeddings, deployment_id, at_s, self.options.top_k)
+                return await asyncio.to_thread(self.search, self.milvus, embeddings, deployment_id, at_s,
+                                               self.options.top_k, self.milvus_settings.timeout_s)
 
             results = await self._retry("milvus", call)
             for p, hits in zip(members, results, strict=True):
@@ -309,7 +315,11 @@ class Matcher(KafkaWorker):
     async def _publish(self, matched: list[tuple[Pending, Hit]], out: Outbox) -> None:
         decided = time.time_ns()
         for p, hit in matched:
-            candidate = self._candidate(p, hit, decided)
+            async def fetch(row_id: int = hit.row_id) -> bytes | None:
+                return await asyncio.to_thread(self.fetch_image, self.milvus, row_id, self.milvus_settings.timeout_s)
+
+            enrolled = await self._retry("milvus", fetch)  # the enrolled aligned face, for side by side
+            candidate = self._candidate(p, hit, decided, enrolled or b"")
             await out.send(
                 self.options.matches_topic,
                 candidate.SerializeToString(),
@@ -324,14 +334,10 @@ class Matcher(KafkaWorker):
                                      "watchlist_id": hit.watchlist_id, "camera_id": p.camera.id,
                                      "score": round(hit.score, 4), "threshold": self.threshold})
 
-    def _candidate(self, p: Pending, hit: Hit, decided_ns: int) -> matches_pb2.MatchCandidate:
+    def _candidate(self, p: Pending, hit: Hit, decided_ns: int, enrolled: bytes) -> matches_pb2.MatchCandidate:
         obs = p.obs
         secret = p.secret
         assert secret is not None
-        try:
-            enrolled = base64.b64decode(hit.image_jpeg_b64, validate=True) if hit.image_jpeg_b64 else b""
-        except ValueError:
-            enrolled = b""
         return matches_pb2.MatchCandidate(
             observation_id=obs.observation_id,
             frame=common_pb2.FrameRef(

@@ -5,7 +5,6 @@ letters, and a Redis outage that retries instead of dead-lettering."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ from services.common.sealing import redis_key, seal
 from services.common.service import ServiceContext
 from services.face.config import DEFAULT_MATCH_THRESHOLD
 from services.matcher.config import MatcherSettings
-from services.matcher.search import Hit, best_per_subject
 from services.matcher.worker import Matcher, decide
 from services.watchlist.schema import EMBEDDING_DIM
+from services.watchlist.search import Hit
 
 FACES = "lfr.faces.v1"
 MATCHES = "lfr.matches.v1"
@@ -32,8 +31,7 @@ ENROLLED_JPEG = b"\xff\xd8enrolled-face"
 
 
 def _hit(subject: str, score: float, watchlist: str = "wl-1") -> Hit:
-    return Hit(subject_id=subject, watchlist_id=watchlist, deployment_id="op-1", category="wanted", score=score,
-               row_id=7, image_ref="custody:42", image_jpeg_b64=base64.b64encode(ENROLLED_JPEG).decode())
+    return Hit(subject_id=subject, watchlist_id=watchlist, category="wanted", score=score, image_ref="custody:42", row_id=7)
 
 
 # --- the decision ------------------------------------------------------------------
@@ -44,11 +42,6 @@ def test_decide_is_score_at_or_above_threshold_on_the_best_hit() -> None:
     assert decide([_hit("a", 0.49)], 0.5) is None
     assert decide([_hit("a", 0.5)], 0.5) == _hit("a", 0.5)  # at the threshold: a match
     assert decide([_hit("a", 0.9), _hit("b", 0.6)], 0.5) == _hit("a", 0.9)
-
-
-def test_best_per_subject_dedups_and_sorts() -> None:
-    hits = [_hit("a", 0.4), _hit("b", 0.7), _hit("a", 0.8), _hit("b", 0.2)]
-    assert [(h.subject_id, h.score) for h in best_per_subject(hits)] == [("a", 0.8), ("b", 0.7)]
 
 
 def test_threshold_path_from_default_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,7 +124,13 @@ def _vec(first: float) -> list[float]:
     return [first, rest] + [0.0] * (EMBEDDING_DIM - 2)
 
 
-def fake_search(client: Any, embeddings: Any, deployment_id: str, at_unix_s: int, limit: int) -> list[list[Hit]]:
+def fake_fetch_image(client: Any, row_id: int, timeout_s: float | None = None) -> bytes | None:
+    assert row_id == 7
+    return ENROLLED_JPEG
+
+
+def fake_search(client: Any, embeddings: Any, deployment_id: str, at_unix_s: int, limit: int,
+                timeout_s: float | None = None) -> list[list[Hit]]:
     assert deployment_id == "op-1" and at_unix_s > 0
     return [[_hit("subject-1", float(e[0]))] for e in embeddings]  # the score is the probe's first component
 
@@ -152,7 +151,7 @@ def _rig(tmp_path: Path, down_calls: int = 0) -> Rig:
     settings = MatcherSettings(matcher={"cameras_file": cams, "threshold": 0.6, "retry_max_backoff_s": 0.05})
     ctx = ServiceContext(name="matcher", settings=settings, metrics=MetricsFactory("matcher"),
                          grpc=GrpcServer(settings.grpc), stop=asyncio.Event())
-    matcher = Matcher(ctx, settings, search=fake_search)
+    matcher = Matcher(ctx, settings, search=fake_search, fetch_image=fake_fetch_image)
     events: list[str] = []
     matcher.redis = FakeRedis(events, down_calls)
     matcher.milvus = object()
