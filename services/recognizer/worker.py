@@ -1,46 +1,385 @@
-"""Recognizer: frames -> Triton detector + embedder -> FaceObservation on lfr.faces.v1.
+"""Recognizer: frames -> Triton detector + embedder -> sealed FaceObservation on lfr.faces.v1.
 
-Foundation state: consumes lfr.frames.v1 in group ``lfr-recognizer`` through
-the commit-after-processing loop, dead-letters records that are not Frame
-protobufs, and keeps health SERVING while Kafka and Triton answer. Detection,
-the quality gate and embedding are the pipeline issue's work (``handle``)."""
+Per fetched partition batch (the ConsumerLoop commits its offsets only after
+every publish of the batch is acknowledged):
+
+1. each record is checked: a valid Frame (else DLQ DECODE_ERROR), not too big
+   (OVERSIZED), from a registered camera (UNKNOWN_CAMERA), not stale (dropped
+   and counted, no DLQ: a late live frame is not bad input), a JPEG that
+   decodes (CORRUPT_IMAGE) and not too large once decoded (OVERSIZED);
+2. the good frames go to FacePipeline.analyse in chunks of ``batch_frames``;
+   Triton down -> health NOT_SERVING, retry with backoff, frames that went stale
+   meanwhile are dropped; good frames are never dead-lettered for it;
+3. faces refused by the quality gate are counted by reason and forgotten;
+   each accepted face is sealed (embedding + crop, fresh key, associated data =
+   observation id), the key is SET in Redis with the faces retention as TTL,
+   and only then the observation is published, keyed by camera id.
+
+Logs carry ids and counts only.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import logging
+import time
+from pathlib import Path
 from typing import Any
 
-from lfr.v1 import frames_pb2
+import cv2
+import numpy as np
+
+from lfr.v1 import common_pb2, dlq_pb2, frames_pb2
 
 from services.common import clients
-from services.common.kafka import FRAMES_TOPIC
+from services.common.cameras import CameraRegistry
+from services.common.errors import SetupError
+from services.common.kafka import ConsumerLoop, Outbox, PoisonMessage, RecordLike, decode, make_headers, record_key
 from services.common.service import ServiceContext
+from services.common.triton_client import TritonClient, TritonClientSettings, TritonInferenceError, TritonUnavailable
 from services.common.worker import KafkaWorker
-from services.recognizer.config import RecognizerSettings
+from services.face.pipeline import Face, FacePipeline
+from services.ingest.config import resolve
+from services.recognizer.config import RecognizerOptions, RecognizerSettings
+from services.recognizer.metrics import RecognizerMetrics
+from services.recognizer.models import MODELS, CappedRunner, StageClock
+from services.recognizer.observations import SealedObservation, build_observation
+
+log = logging.getLogger(__name__)
+SERVICE = "recognizer"
+OBSERVATION_TYPE = "lfr.v1.FaceObservation"
+
+
+@dataclasses.dataclass
+class Item:
+    record: RecordLike
+    frame: frames_pb2.Frame
+    bgr: np.ndarray | None = None
+
+
+class Registry:
+    """The camera registry, reloaded when its file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = resolve(path)
+        self._mtime = -1.0
+        self.registry = CameraRegistry()
+        self.load()
+
+    def load(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime
+            if mtime != self._mtime:
+                self.registry = CameraRegistry.load(self.path)
+                self._mtime = mtime
+                log.info("camera registry loaded", extra={"cameras": len(self.registry.cameras)})
+        except FileNotFoundError as e:
+            raise SetupError(f"camera registry {self.path} does not exist",
+                             "create it or set LFR_RECOGNIZER__CAMERAS_FILE") from e
+        except (OSError, ValueError) as e:
+            raise SetupError(f"camera registry {self.path} is invalid: {e}", "fix the file") from e
+
+    def refresh(self) -> None:
+        """Pick up edits; a broken edit keeps the last good registry."""
+        try:
+            self.load()
+        except SetupError as e:
+            log.warning("camera registry not reloaded", extra={"error": e.one_line()})
+
+    def known(self, camera_id: str) -> bool:
+        return self.registry.get(camera_id) is not None
+
+
+def decode_jpeg(data: bytes) -> np.ndarray | None:
+    """BGR image, or None when the bytes are not a decodable image."""
+    if not data:
+        return None
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
 class Recognizer(KafkaWorker):
-    input_topic = FRAMES_TOPIC
+    input_topic = "lfr.frames.v1"  # the actual topic comes from the options (see connect)
     input_type = frames_pb2.Frame
 
     def __init__(self, ctx: ServiceContext, settings: RecognizerSettings) -> None:
         super().__init__(ctx)
         self.triton_settings = settings.triton
-        self.options = settings.recognizer
-        self.triton: Any = None
+        self.redis_settings = settings.redis
+        self.options: RecognizerOptions = settings.recognizer
+        self.registry = Registry(self.options.cameras_file)
+        self.metrics = RecognizerMetrics.create(ctx.metrics)
+        self.runner: CappedRunner | None = None
+        self.redis: Any = None
+        self.pipeline_config = self.options.face
         ctx.add_dependency("triton", self.check_triton)
+        ctx.add_dependency("redis", self.check_redis)
 
+    @property
+    def group_id(self) -> str:
+        return self.options.group_id
+
+    # -- connections -------------------------------------------------------------
     async def connect(self) -> None:
-        if self.triton is None:
-            self.triton = await clients.connect_triton(self.triton_settings)
-        await super().connect()
+        if self.runner is None:
+            base = TritonClientSettings.from_section(self.triton_settings, max_delay_ms=self.options.batch_delay_ms)
+            runner = CappedRunner(
+                TritonClient(base.model_copy(update={"max_batch": self.options.detector_max_batch})),
+                TritonClient(base.model_copy(update={"max_batch": self.options.model_max_batch})),
+            )
+            try:
+                if not await runner.detector.server_ready():
+                    raise ConnectionError("triton is not ready")
+            except BaseException:
+                await runner.close()
+                raise
+            self.runner = runner
+        if self.redis is None:
+            self.redis = await clients.connect_redis(self.redis_settings)
+        if self.producer is None:
+            from services.common.kafka import start_producer
+
+            self.producer = await start_producer(self.kafka, self.ctx.name)
+        if self.consumer is None:
+            from services.common.kafka import start_consumer
+
+            self.consumer = await start_consumer(self.kafka, self.ctx.name, self.group_id, [self.options.frames_topic])
 
     async def check_triton(self) -> None:
-        if self.triton is None:
+        if self.runner is None:
             raise ConnectionError("not connected")
-        await clients.check_triton(self.triton, self.triton_settings.timeout_s)
+        for model in MODELS:
+            if not await self.runner.detector.model_ready(model):
+                raise ConnectionError(f"model {model} is not ready")
+
+    async def check_redis(self) -> None:
+        if self.redis is None:
+            raise ConnectionError("not connected")
+        await clients.check_redis(self.redis)
 
     async def close(self) -> None:
         await super().close()
-        if self.triton is not None:
-            await self.triton.close()
-            self.triton = None
+        if self.runner is not None:
+            await self.runner.close()
+            self.runner = None
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
+
+    # -- the loop ------------------------------------------------------------------
+    async def work(self) -> None:
+        loop = ConsumerLoop(
+            consumer=self.consumer,
+            producer=self.producer,
+            service=self.ctx.name,
+            instance=self.settings.instance,
+            metrics=self.messages,
+            batch_handler=self.handle_batch,
+            dlq_topic=self.kafka.dlq_topic,
+            max_payload_bytes=self.kafka.dlq_max_payload_bytes,
+            max_records=self.kafka.max_poll_records,
+        )
+        lag = asyncio.create_task(self._report_lag(), name="recognizer:lag")
+        try:
+            await loop.run(self.ctx.stop)
+        finally:
+            lag.cancel()
+            await asyncio.gather(lag, return_exceptions=True)
+
+    async def _report_lag(self) -> None:
+        from aiokafka.errors import KafkaError
+
+        gauge = self.metrics.consumer_lag.labels(self.options.frames_topic, self.group_id)
+        while not self.ctx.stop.is_set():
+            try:
+                total = 0
+                for tp in self.consumer.assignment():
+                    high = self.consumer.highwater(tp)
+                    if high is None:
+                        continue
+                    total += max(high - await self.consumer.position(tp), 0)
+                gauge.set(total)
+            except (KafkaError, AssertionError, OSError) as e:  # rebalancing: try again next time
+                log.debug("lag not measured", extra={"error": repr(e)})
+            await self._wait(self.options.lag_interval_s)
+
+    async def _wait(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.ctx.stop.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    # -- one partition batch ---------------------------------------------------------
+    async def handle_batch(self, records: list[RecordLike], out: Outbox) -> None:
+        self.registry.refresh()
+        self.metrics.consumed.labels(SERVICE).inc(len(records))
+        items: list[Item] = []
+        for record in records:
+            try:
+                item = self.check(record)
+            except PoisonMessage as e:
+                out.dead_letter(record, e)
+                continue
+            if item is not None:
+                items.append(item)
+        if not items:
+            return
+        images = await asyncio.to_thread(lambda: [decode_jpeg(i.frame.image) for i in items])
+        good: list[Item] = []
+        for item, bgr in zip(items, images):
+            try:
+                self.check_image(item.frame, bgr)
+            except PoisonMessage as e:
+                out.dead_letter(item.record, e)
+                continue
+            item.bgr = bgr
+            good.append(item)
+        step = self.options.batch_frames
+        for i in range(0, len(good), step):
+            await self.process(good[i:i + step], out)
+
+    def check(self, record: RecordLike) -> Item | None:
+        """A Frame worth analysing, None for a stale one; PoisonMessage for bad input."""
+        frame = decode(record, frames_pb2.Frame, max_bytes=self.options.max_frame_bytes)
+        if not self.registry.known(frame.camera_id):
+            raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_UNKNOWN_CAMERA,
+                                f"camera {frame.camera_id[:128]!r} is not in the registry")
+        if frame.capture_unix_ns <= 0:
+            raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD, "capture_unix_ns is not set")
+        if frame.encoding not in (frames_pb2.FRAME_ENCODING_JPEG, frames_pb2.FRAME_ENCODING_UNSPECIFIED):
+            raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD, f"unsupported encoding {frame.encoding}")
+        if frame.protection not in (common_pb2.PAYLOAD_PROTECTION_UNSPECIFIED, common_pb2.PAYLOAD_PROTECTION_PLAINTEXT):
+            raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD,
+                                f"payload protection {frame.protection} is not supported yet")
+        if self.stale(frame):
+            self._drop(frame, "stale")
+            return None
+        return Item(record=record, frame=frame)
+
+    def check_image(self, frame: frames_pb2.Frame, bgr: np.ndarray | None) -> None:
+        if bgr is None:
+            raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_CORRUPT_IMAGE,
+                                f"camera {frame.camera_id} seq {frame.seq}: image does not decode "
+                                f"({len(frame.image)} bytes)")
+        h, w = bgr.shape[:2]
+        if max(h, w) > self.options.max_frame_side:
+            raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_OVERSIZED,
+                                f"camera {frame.camera_id} seq {frame.seq}: {w}x{h} > {self.options.max_frame_side} px")
+
+    def stale(self, frame: frames_pb2.Frame) -> bool:
+        return time.time_ns() - frame.capture_unix_ns > self.options.max_age_s * 1e9
+
+    def _drop(self, frame: frames_pb2.Frame, reason: str) -> None:
+        self.metrics.dropped.labels(frame.camera_id, reason).inc()
+
+    # -- analysis, with Triton retries ----------------------------------------------
+    async def process(self, items: list[Item], out: Outbox) -> None:
+        delay = self.options.retry_initial_s
+        while True:
+            fresh = []
+            for it in items:
+                if self.stale(it.frame):
+                    self._drop(it.frame, "stale")
+                else:
+                    fresh.append(it)
+            items = fresh
+            if not items:
+                return
+            try:
+                await self._analyse_and_publish(items, out)
+                return
+            except TritonUnavailable as e:
+                log.warning("triton unavailable; retrying", extra={"frames": len(items), "retry_in_s": delay,
+                                                                   "error": e.reason[:200]})
+            except TritonInferenceError as e:
+                if not await self._models_ready():
+                    log.warning("triton models not ready; retrying", extra={"frames": len(items), "retry_in_s": delay})
+                elif len(items) > 1:  # find the frame the models refuse
+                    for it in items:
+                        await self.process([it], out)
+                    return
+                else:
+                    out.dead_letter(items[0].record, PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_INTERNAL,
+                                                                   f"inference failed: {e.reason[:300]}"))
+                    return
+            except RedisDown as e:
+                log.warning("redis unavailable; retrying", extra={"frames": len(items), "retry_in_s": delay,
+                                                                  "error": str(e)[:200]})
+            self.ctx.refresh_health()
+            if self.ctx.stop.is_set():
+                for it in items:
+                    self._drop(it.frame, "error")
+                return
+            await self._wait(delay)
+            delay = min(delay * 2, self.options.retry_max_s)
+
+    async def _models_ready(self) -> bool:
+        assert self.runner is not None
+        try:
+            for model in MODELS:
+                if not await self.runner.detector.model_ready(model):
+                    return False
+        except TritonUnavailable:
+            return False
+        return True
+
+    async def _analyse_and_publish(self, items: list[Item], out: Outbox) -> None:
+        assert self.runner is not None
+        clock = StageClock(self.runner)
+        pipeline = FacePipeline(clock, self.pipeline_config)
+        rgb = [cv2.cvtColor(it.bgr, cv2.COLOR_BGR2RGB) for it in items if it.bgr is not None]
+        started = time.perf_counter()
+        results = await pipeline.analyse(rgb)
+        ended = time.perf_counter()
+        detect_s = (clock.embed_start or ended) - started
+        detect_ns = clock.embed_start_ns or time.time_ns()
+        embed_ns = time.time_ns()
+        latency = self.metrics.stage_latency
+        sealed: list[tuple[Item, SealedObservation]] = []
+        for it, faces in zip(items, results):
+            latency.labels("detect").observe(detect_s)
+            accepted = self._gate(faces)
+            if accepted and clock.embed_start is not None:
+                latency.labels("embed").observe((clock.embed_end or ended) - clock.embed_start)
+            for index, face in accepted:
+                assert it.bgr is not None
+                sealed.append((it, build_observation(
+                    it.frame, it.bgr, face, index, len(faces),
+                    margin=self.options.crop_margin, max_px=self.options.crop_max_px,
+                    quality=self.options.crop_jpeg_quality, detect_unix_ns=detect_ns, embed_unix_ns=embed_ns)))
+        if not sealed:
+            return
+        await self._store_keys([s for _, s in sealed])  # key in Redis FIRST ...
+        headers = make_headers(OBSERVATION_TYPE, SERVICE)
+        for it, s in sealed:  # ... then the observation (acks awaited by the loop before the commit)
+            await out.send(self.options.faces_topic, s.observation.SerializeToString(),
+                           key=record_key(it.frame.camera_id), headers=headers)
+        self.metrics.embedded.inc(len(sealed))
+        log.debug("faces published", extra={"frames": len(items), "faces": len(sealed)})
+
+    def _gate(self, faces: list[Face]) -> list[tuple[int, Face]]:
+        self.metrics.detected.inc(len(faces))
+        accepted = []
+        for index, face in enumerate(faces):
+            reason = face.quality.reason
+            if reason is not None:
+                self.metrics.rejected.labels(reason.value.lower()).inc()
+            elif face.embedding is not None:
+                accepted.append((index, face))
+        return accepted
+
+    async def _store_keys(self, sealed: list[SealedObservation]) -> None:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for s in sealed:
+                    pipe.set(s.redis_key, s.key, ex=self.options.key_ttl_s)
+                await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+            raise RedisDown(type(e).__name__) from e
+
+
+class RedisDown(Exception):
+    """Redis did not take the data keys (nothing was published)."""
