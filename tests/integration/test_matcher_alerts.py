@@ -9,6 +9,7 @@ as subprocesses on ports +2000, on topics and a camera/watchlist of their own
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import signal
@@ -95,10 +96,10 @@ class Service:
             self.proc.kill()
             return self.proc.wait()
 
-    def metric(self, name: str) -> float:
+    def metric(self, name: str, default: float | None = 0.0) -> float | None:
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
         m = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.M)
-        return float(m.group(1)) if m else 0.0
+        return float(m.group(1)) if m else default
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
@@ -203,7 +204,7 @@ def watchlist(ids: dict[str, str]) -> Iterator[Any]:
     client.insert(COLLECTION, [{
         "watchlist_id": ids["watchlist"], "deployment_id": ids["deployment"], "subject_id": ids["subject"],
         "category": "wanted", "valid_from": now - 3600, "valid_until": now + 3600, "image_ref": "itest:custody-1",
-        "image_jpeg_b64": __import__("base64").b64encode(ENROLLED_JPEG).decode(), "embedding": SUBJECT_VEC,
+        "image_jpeg_b64": base64.b64encode(ENROLLED_JPEG).decode(), "embedding": SUBJECT_VEC,
     }])
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:  # wait until searchable
@@ -336,6 +337,10 @@ async def test_matches_non_matches_and_one_alert_per_pass(
         assert alert.alert_unix_ns >= alert.capture_unix_ns > 0
         assert [a.alert_id for a in stream.alerts] == [alert.alert_id], "the stream shows the one alert"
         assert alerts.metric(f'lfr_alerts_total{{zone="{ids["zone"]}"}}') == 1
+        assert alerts.metric("lfr_frame_to_alert_seconds_count") == 1
+        assert matcher.metric(f'lfr_matches_total{{watchlist="{ids["watchlist"]}"}}') == 4
+        assert matcher.metric(f'lfr_consumer_lag{{group="itest-matcher-{ids["uid"]}",topic="{ids["faces"]}"}}', None) == 0
+        assert matcher.metric('lfr_stage_latency_seconds_count{stage="match"}') == 5
 
         # (d) restart the alerts service mid-pass -> no duplicate
         await stream.close()
