@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import cv2
 from lfr.v1 import common_pb2, dlq_pb2, frames_pb2
 
 from services.common.cameras import Camera, CameraRegistry
@@ -132,7 +133,7 @@ class CameraStream:
                     await asyncio.gather(*self._tasks, return_exceptions=True)
                 self.metrics.camera_active.labels(self.camera.id).set(0)
                 await self._in_thread(self._close_source)
-                self._executor.shutdown(wait=True)
+                self._executor.shutdown(wait=False)  # never block the loop on a stuck decoder
         return self.stats
 
     def _stopping(self) -> bool:
@@ -183,7 +184,7 @@ class CameraStream:
                     pacer.reset()
                     log.info("camera opened", extra={"camera": self.camera.id})
                 raw = await self._in_thread(source.next_sampled)
-            except SourceError as e:
+            except (SourceError, cv2.error) as e:  # OpenCV raises cv2.error on some broken streams
                 active.set(0)
                 log.warning("camera source failed; retrying", extra={"camera": self.camera.id, "error": str(e),
                                                                      "retry_in_s": backoff})

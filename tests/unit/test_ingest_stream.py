@@ -235,3 +235,42 @@ async def test_gate_closed_captures_nothing(tmp_path: Path) -> None:
     stream = CameraStream(cam, producer, options=IngestOptions(), metrics=m, gate=lambda c: False)
     stats = await stream.run(seconds=0.3)
     assert stats.captured == 0 and producer.sent == []
+
+
+def test_http_mjpeg_live_source_is_sampled_by_wall_clock_and_raises_when_the_stream_ends() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Mjpeg(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            return None
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            try:
+                for i in range(60):  # ~50 fps for ~1.2 s, then the camera hangs up
+                    jpg = cv2.imencode(".jpg", np.full((48, 64, 3), i * 4, np.uint8))[1].tobytes()
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                     + str(len(jpg)).encode() + b"\r\n\r\n" + jpg + b"\r\n")
+                    time.sleep(0.02)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Mjpeg)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        src = VideoSource(f"http://127.0.0.1:{server.server_address[1]}/cam.mjpg", fps=10)
+        assert src.live
+        src.open()
+        times = [src.next_sampled().media_t for _ in range(5)]  # type: ignore[union-attr]
+        gaps = np.diff(times)
+        assert 0.07 < float(np.median(gaps)) < 0.2  # 10 fps out of ~50
+        with pytest.raises(SourceError):
+            for _ in range(100):
+                src.next_sampled()
+        src.close()
+    finally:
+        server.shutdown()
+        server.server_close()
