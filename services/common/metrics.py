@@ -57,7 +57,7 @@ class MessageMetrics:
             consumed=factory.counter("messages_in_total", "Kafka records consumed", ("topic",)),
             produced=factory.counter("messages_out_total", "Kafka records produced and acknowledged", ("topic",)),
             dead_lettered=factory.counter(
-                "messages_dlq_total", "records sent to the dead-letter topic", ("topic", "reason")
+                "dlq_messages_total", "records sent to the dead-letter topic", ("topic", "reason")
             ),
             handler_errors=factory.counter(
                 "handler_errors_total", "unexpected exceptions in message handlers", ("topic",)

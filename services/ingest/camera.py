@@ -238,7 +238,7 @@ class CameraStream:
 
     def _oversized(self, frame: frames_pb2.Frame, size: int) -> None:
         self.stats.oversized += 1
-        self.metrics.dropped.labels(self.camera.id, "error").inc()
+        self.metrics.dropped.labels(self.camera.id, "oversized").inc()
         reason = dlq_pb2.DeadLetterReason.Name(dlq_pb2.DEAD_LETTER_REASON_OVERSIZED)
         self.metrics.dead_lettered.labels(self.options.frames_topic, reason).inc()
         letter = dlq_pb2.DeadLetter(

@@ -211,7 +211,7 @@ async def test_oversized_frame_is_dead_lettered_without_its_bytes(tmp_path: Path
     assert letter.reason == dlq_pb2.DEAD_LETTER_REASON_OVERSIZED
     assert letter.payload == b"" and letter.payload_dropped and letter.payload_size > 20_000
     assert letter.source_topic == "lfr.frames.v1" and letter.source_key == b"cam-big" and letter.service == "ingest"
-    assert sample(factory, "lfr_frames_dropped_total", camera="cam-big", reason="error") == 1
+    assert sample(factory, "lfr_frames_dropped_total", camera="cam-big", reason="oversized") == 1
     assert sample(factory, "lfr_dlq_messages_total", topic="lfr.frames.v1", reason="DEAD_LETTER_REASON_OVERSIZED") == 1
 
 
