@@ -22,6 +22,7 @@ proto: venv
 setup: venv
 	@$(LFR) stack install
 	@$(LFR) models build
+	@deploy/tools/install-tools.sh
 
 up: setup
 	@$(LFR) up
