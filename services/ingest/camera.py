@@ -332,7 +332,7 @@ class CameraIngestor(KafkaWorker):
         self.options = settings.ingest
         self.gate = gate
         self.registry = load_registry(self.options.cameras_file)
-        self.metrics = IngestMetrics.create(ctx.metrics)
+        self.metrics = IngestMetrics.create(ctx.metrics, self.messages.dead_lettered)  # one lfr_dlq_messages_total
         self.metrics.cameras_configured.set(len(self.registry.cameras))
         for cam in self.registry.cameras:
             self.metrics.camera_active.labels(cam.id).set(0)

@@ -20,7 +20,8 @@ class IngestMetrics:
     dead_lettered: Counter
 
     @classmethod
-    def create(cls, factory: MetricsFactory) -> "IngestMetrics":
+    def create(cls, factory: MetricsFactory, dead_lettered: Counter | None = None) -> "IngestMetrics":
+        """``dead_lettered``: the service's shared lfr_dlq_messages_total (MessageMetrics) when it has one."""
         return cls(
             captured=factory.counter("frames_captured_total", "frames sampled from a camera", ("camera",)),
             published=factory.counter(
@@ -37,7 +38,7 @@ class IngestMetrics:
             ),
             camera_active=factory.gauge("camera_active", "1 while the camera delivers frames", ("camera",)),
             cameras_configured=factory.gauge("cameras_configured", "cameras in the registry"),
-            dead_lettered=factory.counter(
+            dead_lettered=dead_lettered if dead_lettered is not None else factory.counter(
                 "dlq_messages_total", "messages sent to the dead-letter topic", ("topic", "reason")
             ),
         )
