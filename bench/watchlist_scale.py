@@ -1,0 +1,228 @@
+"""Scale check of the watchlist search (issue 5): bulk-import N synthetic subjects
+(unit vectors) through the WatchlistService's BulkImport RPC, then time the
+matcher's search (services.watchlist.search.search_active: single probe, the
+deployment/time filter, dedup by subject) against numpy brute force over the
+same vectors, in the same run. Also times variants on a scratch collection
+(index type, unflushed rows, no filter) and the bare Milvus round trip, to show
+where the time goes. Prints one JSON object.
+
+    .venv/bin/python bench/watchlist_scale.py                # spawns the service on a bench port
+    .venv/bin/python bench/watchlist_scale.py --address 127.0.0.1:50055
+
+Needs `lfr stack up` (Kafka, Redis, Milvus, Triton: the service checks them all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH_GRPC_PORT, BENCH_METRICS_PORT = 52055, 11105
+SCRATCH = "lfr_bench_scratch"
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--address", help="a running watchlist service; default: spawn one on a bench port")
+    p.add_argument("--milvus", default="http://127.0.0.1:19530")
+    p.add_argument("--subjects", type=int, default=10_000)
+    p.add_argument("--probes", type=int, default=300)
+    p.add_argument("--limit", type=int, default=5, help="subjects returned per probe")
+    p.add_argument("--variants", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time index/flush/filter variants on a scratch collection")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args()
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    ms = sorted(x * 1000 for x in samples_s)
+    return {"p50_ms": round(statistics.median(ms), 3), "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 3),
+            "mean_ms": round(statistics.fmean(ms), 3)}
+
+
+def timed(fn: Callable[[np.ndarray], Any], probes: np.ndarray, warmup: int = 10) -> tuple[list[float], list[Any]]:
+    for q in probes[:warmup]:
+        fn(q)
+    out, results = [], []
+    for q in probes:
+        t0 = time.perf_counter()
+        results.append(fn(q))
+        out.append(time.perf_counter() - t0)
+    return out, results
+
+
+def spawn_service() -> tuple[subprocess.Popen[bytes], str]:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LFR_")}
+    env.update({"LFR_GRPC__PORT": str(BENCH_GRPC_PORT), "LFR_METRICS__PORT": str(BENCH_METRICS_PORT),
+                "LFR_LOG_LEVEL": "warning"})
+    proc = subprocess.Popen([sys.executable, "-m", "services.watchlist"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"127.0.0.1:{BENCH_GRPC_PORT}"
+    deadline = time.monotonic() + 90
+    with grpc.insecure_channel(address) as ch:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    return proc, address
+            except grpc.RpcError:
+                pass
+            time.sleep(0.25)
+    proc.kill()
+    raise SystemExit("the watchlist service did not become SERVING (is `lfr stack up` running?)")
+
+
+def bulk_requests(watchlist_id: str, vecs: np.ndarray, chunk: int = 1000) -> Iterator[Any]:
+    from lfr.v1 import common_pb2, watchlist_pb2
+
+    for start in range(0, len(vecs), chunk):
+        yield watchlist_pb2.BulkImportRequest(
+            watchlist_id=watchlist_id if start == 0 else "",
+            subjects=[watchlist_pb2.SyntheticSubject(subject_id=f"syn-{i}", category=common_pb2.SUBJECT_CATEGORY_WANTED,
+                                                     embedding=vecs[i].tolist(), source_ref="bench")
+                      for i in range(start, min(start + chunk, len(vecs)))])
+
+
+def variants(client: Any, vecs: np.ndarray, probes: np.ndarray, deployment: str, at_s: int, topk: int) -> dict:
+    """The same rows in a scratch collection with other indexes / unflushed / without filter."""
+    from services.watchlist import schema
+
+    out: dict[str, Any] = {}
+    rows = [{"watchlist_id": "bench", "deployment_id": deployment, "subject_id": f"syn-{i}", "category": "wanted",
+             "valid_from": at_s - 60, "valid_until": at_s + 3600, "image_ref": "bench", "image_jpeg_b64": "",
+             "embedding": v.tolist()} for i, v in enumerate(vecs)]
+    flt = schema.active_filter(deployment, at_s)
+    fields = ["watchlist_id", "subject_id", "category", "image_ref"]
+    configs = [("FLAT", {}, {}), ("HNSW", {"M": 16, "efConstruction": 200}, {"ef": 64}),
+               ("IVF_FLAT", {"nlist": 128}, {"nprobe": 16})]
+    for name, build, search in configs:
+        if client.has_collection(SCRATCH):
+            client.drop_collection(SCRATCH)
+        idx = client.prepare_index_params()
+        idx.add_index(field_name="embedding", index_type=name, metric_type=schema.METRIC, params=build)
+        client.create_collection(SCRATCH, schema=schema.build_schema(client), index_params=idx)
+        client.load_collection(SCRATCH)
+        for s in range(0, len(rows), 2000):
+            client.insert(SCRATCH, rows[s:s + 2000])
+        sp = {"metric_type": schema.METRIC, "params": search}
+
+        def q(p: np.ndarray, f: str = flt) -> Any:
+            return client.search(SCRATCH, data=[p.tolist()], filter=f, limit=topk, output_fields=fields,
+                                 search_params=sp)
+
+        if name == "FLAT":
+            lat, _ = timed(q, probes[:40], warmup=2)  # ~1 s each: 40 probes are enough to see it
+            out["FLAT_unflushed"] = percentiles(lat)
+        client.flush(SCRATCH)
+        time.sleep(1)
+        lat, res = timed(q, probes)
+        out[f"{name}_flushed"] = percentiles(lat)
+        if name == "FLAT":
+            lat, _ = timed(lambda p: q(p, ""), probes)
+            out["FLAT_flushed_no_filter"] = percentiles(lat)
+            lat, _ = timed(lambda p: client.search(SCRATCH, data=[p.tolist()], filter=flt, limit=topk,
+                                                   search_params=sp), probes)
+            out["FLAT_flushed_no_output_fields"] = percentiles(lat)
+        client.drop_collection(SCRATCH)
+    return out
+
+
+def main() -> int:
+    args = parse_args()
+    import grpc
+    from pymilvus import MilvusClient
+
+    from lfr.v1 import watchlist_pb2, watchlist_pb2_grpc
+    from services.watchlist.search import OVERSAMPLE, search_active
+
+    rng = np.random.default_rng(args.seed)
+    vecs = rng.normal(size=(args.subjects, 192)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    # probes: noisy copies of enrolled subjects (cosine ~0.7 to their source), so each has a true best match
+    src = rng.integers(0, args.subjects, size=args.probes)
+    probes = vecs[src] + rng.normal(scale=0.08, size=(args.probes, 192)).astype(np.float32)
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+
+    proc = None
+    if args.address is None:
+        proc, address = spawn_service()
+    else:
+        address = args.address
+    channel = grpc.insecure_channel(address)
+    stub = watchlist_pb2_grpc.WatchlistServiceStub(channel)
+    deployment = f"bench-{uuid.uuid4().hex[:8]}"
+    now = time.time_ns()
+    wl = stub.CreateWatchlist(watchlist_pb2.CreateWatchlistRequest(
+        name="scale bench", deployment_id=deployment, authorisation_ref="BENCH", authorising_officer="bench",
+        purpose="scale check", criteria="synthetic unit vectors", valid_from_unix_ns=now - 10**9,
+        valid_until_unix_ns=now + 3600 * 10**9), timeout=30).watchlist
+    client = MilvusClient(uri=args.milvus)
+    report: dict[str, Any] = {"subjects": args.subjects, "probes": args.probes, "limit": args.limit, "dim": 192,
+                              "cpus": os.cpu_count(), "loadavg_1m_at_start": round(os.getloadavg()[0], 2)}
+    try:
+        t0 = time.perf_counter()
+        resp = stub.BulkImport(bulk_requests(wl.watchlist_id, vecs), timeout=600)
+        report["bulk_import_s"] = round(time.perf_counter() - t0, 2)
+        report["imported"] = resp.imported
+        at_s = int(time.time())
+
+        lat, milvus_hits = timed(lambda q: search_active(client, q, deployment, at_s, args.limit), probes)
+        report["milvus_search_active"] = percentiles(lat)
+
+        # the active filter as numpy applies it: a row mask from the rows' deployment and window
+        deployments = np.array([deployment] * len(vecs))
+        valid_from = np.full(len(vecs), at_s - 60)
+        valid_until = np.full(len(vecs), at_s + 3600)
+
+        def brute(q: np.ndarray) -> np.ndarray:
+            t = int(time.time())
+            inactive = (deployments != deployment) | (valid_from > t) | (valid_until <= t)
+            scores = vecs @ q
+            scores[inactive] = -np.inf
+            k = args.limit * OVERSAMPLE
+            top = np.argpartition(-scores, k)[:k]
+            return top[np.argsort(-scores[top])][: args.limit]
+
+        lat, numpy_hits = timed(brute, probes)
+        report["numpy_brute_force"] = percentiles(lat)
+        report["ratio_p50"] = round(report["milvus_search_active"]["p50_ms"] / report["numpy_brute_force"]["p50_ms"], 1)
+        report["ratio_p99"] = round(report["milvus_search_active"]["p99_ms"] / report["numpy_brute_force"]["p99_ms"], 1)
+        agree = sum(1 for m, n in zip(milvus_hits, numpy_hits) if m[0] and m[0][0].subject_id == f"syn-{n[0]}")
+        report["top1_agreement"] = round(agree / len(probes), 4)
+        report["top1_is_source"] = round(sum(1 for m, s in zip(milvus_hits, src)
+                                             if m[0] and m[0][0].subject_id == f"syn-{s}") / len(probes), 4)
+        lat, _ = timed(lambda q: client.has_collection("lfr_watchlist_faces"), probes)
+        report["milvus_round_trip_floor"] = percentiles(lat)
+        report["target_met"] = report["ratio_p50"] <= 2.0
+        if args.variants:
+            report["variants"] = variants(client, vecs, probes, deployment, at_s, args.limit * OVERSAMPLE)
+    finally:
+        stub.CloseWatchlist(watchlist_pb2.CloseWatchlistRequest(watchlist_id=wl.watchlist_id, reason="bench done"),
+                            timeout=60)
+        channel.close()
+        client.close()
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    report["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
