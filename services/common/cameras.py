@@ -25,6 +25,8 @@ class Camera(BaseModel):
     loop: bool = Field(False, description="loop a video file or image directory (demos)")
     max_width: int = Field(1920, ge=64, le=7680, description="frames wider than this are downscaled before encoding")
     jpeg_quality: int = Field(90, ge=30, le=100, description="JPEG quality of published frames")
+    lat: float | None = Field(None, ge=-90, le=90, description="camera latitude (WGS84): alerts go to the nearest officers first")
+    lon: float | None = Field(None, ge=-180, le=180, description="camera longitude (WGS84)")
 
 
 class CameraRegistry(BaseModel):

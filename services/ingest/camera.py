@@ -10,9 +10,12 @@ frame is evicted and counted (``lfr_frames_dropped_total{reason="backpressure"}`
 A frame whose serialized size exceeds ``max_frame_bytes`` is not published: it
 is counted and a DeadLetter (reason OVERSIZED, no payload bytes) goes to the DLQ.
 
-Gating (issue 6: cameras run only while officers are on duty) plugs in as
-``gate``: a callable checked before every capture; closed -> the source is
-released and nothing is captured. It is always open for now.
+Gating (cameras run only while officers are on duty) plugs in as ``gate``: a
+callable checked before every capture; closed -> the source is released and
+nothing is captured. The service (:class:`CameraIngestor`) drives it from
+officer availability in Redis (:class:`services.ingest.gate.GateMonitor`,
+fail closed, transitions audited); ``stream_file`` (demo, tests) is ungated
+unless given a gate.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from typing import Any, TypeVar
 import cv2
 from lfr.v1 import common_pb2, dlq_pb2, frames_pb2
 
+from services.common import clients
+from services.common.audit import AuditWriter
 from services.common.cameras import Camera, CameraRegistry
 from services.common.errors import SetupError
 from services.common.kafka import make_headers, record_key
@@ -37,6 +42,7 @@ from services.common.service import ServiceContext
 from services.common.settings import KafkaSettings
 from services.common.worker import KafkaWorker
 from services.ingest.buffer import DropOldestBuffer
+from services.ingest.gate import GateMonitor
 from services.ingest.config import REPO_ROOT, IngestOptions, IngestSettings, resolve
 from services.ingest.metrics import IngestMetrics
 from services.ingest.sampling import Pacer
@@ -50,7 +56,7 @@ Gate = Callable[[Camera], bool]
 
 
 def always_open(camera: Camera) -> bool:
-    """The gate until officer availability drives it (issue 6)."""
+    """No gating (``stream_file`` callers that gate themselves, tests)."""
     return True
 
 
@@ -323,20 +329,60 @@ async def stream_file(
 
 
 class CameraIngestor(KafkaWorker):
-    """Streams every camera of the registry, keyed by camera id (``record_key(camera_id)``)."""
+    """Streams every camera of the registry, keyed by camera id (``record_key(camera_id)``),
+    each only while its zone has enough available officers (``gate`` overrides that)."""
 
     input_topic = None  # ingest only produces
 
-    def __init__(self, ctx: ServiceContext, settings: IngestSettings, gate: Gate = always_open) -> None:
+    def __init__(self, ctx: ServiceContext, settings: IngestSettings, gate: Gate | None = None) -> None:
         super().__init__(ctx)
         self.options = settings.ingest
-        self.gate = gate
+        self.redis_settings = settings.redis
         self.registry = load_registry(self.options.cameras_file)
         self.metrics = IngestMetrics.create(ctx.metrics, self.messages.dead_lettered)  # one lfr_dlq_messages_total
         self.metrics.cameras_configured.set(len(self.registry.cameras))
         for cam in self.registry.cameras:
             self.metrics.camera_active.labels(cam.id).set(0)
+        self.monitor: GateMonitor | None = None
+        if gate is None:
+            self.monitor = GateMonitor(self.registry.cameras, self.options.gating,
+                                       camera_active=self.metrics.camera_active, actor=ctx.name)
+            gate = self.monitor.is_open
+            ctx.add_dependency("redis", self.check_redis)
+        self.gate = gate
+        self.redis: Any = None
+        self.audit: AuditWriter | None = None
         self.stats: dict[str, StreamStats] = {}
+
+    async def connect(self) -> None:
+        if self.monitor is not None:
+            if self.redis is None:
+                self.redis = await clients.connect_redis(self.redis_settings)
+                self.monitor.redis = self.redis
+            if self.audit is None:
+                audit = AuditWriter(self.kafka, self.ctx.name, topic=self.options.audit_topic, redis=self.redis)
+                try:
+                    await audit.start()
+                except BaseException:
+                    await audit.close()
+                    raise
+                self.audit = audit
+                self.monitor.audit = audit
+        await super().connect()
+
+    async def check_redis(self) -> None:
+        if self.redis is None:
+            raise ConnectionError("not connected")
+        await clients.check_redis(self.redis)
+
+    async def close(self) -> None:
+        await super().close()
+        if self.audit is not None:
+            await self.audit.close()
+            self.audit = None
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
 
     async def work(self) -> None:
         streams = [
@@ -344,7 +390,14 @@ class CameraIngestor(KafkaWorker):
                          dlq_topic=self.kafka.dlq_topic, instance=self.settings.instance, gate=self.gate)
             for cam in self.registry.cameras
         ]
-        log.info("streaming cameras", extra={"cameras": len(streams)})
-        results = await asyncio.gather(*(s.run(self.ctx.stop) for s in streams))
-        self.stats = {s.camera.id: r for s, r in zip(streams, results)}
-        await self.ctx.stop.wait()  # sources that ended (non-looping files) leave the service up
+        log.info("streaming cameras", extra={"cameras": len(streams), "gated": self.monitor is not None})
+        monitor = asyncio.create_task(self.monitor.run(self.ctx.stop)) if self.monitor is not None else None
+        try:
+            results = await asyncio.gather(*(s.run(self.ctx.stop) for s in streams))
+            self.stats = {s.camera.id: r for s, r in zip(streams, results)}
+            await self.ctx.stop.wait()  # sources that ended (non-looping files) leave the service up
+        finally:
+            if monitor is not None:
+                if not self.ctx.stop.is_set():  # a stream crashed: the service is going down anyway
+                    monitor.cancel()
+                await asyncio.gather(monitor, return_exceptions=True)  # on stop: audits the cameras going off

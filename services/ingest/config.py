@@ -7,9 +7,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from services.common.kafka import FRAMES_TOPIC
-from services.common.settings import Section, ServiceSettings
+from services.common.kafka import AUDIT_TOPIC, FRAMES_TOPIC
+from services.common.settings import RedisSettings, Section, ServiceSettings
 from services.common.topics import FRAMES
+from services.officers.state import GatingOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CAMERAS_FILE = Path("deploy/local/cameras.yaml")
@@ -45,9 +46,14 @@ class IngestOptions(Section):
         le=60,
         description="file/directory sources: when pacing falls this far behind real time, re-anchor instead of bursting",
     )
+    gating: GatingOptions = Field(
+        default_factory=GatingOptions, description="cameras run only while officers are on duty in their zone"
+    )
+    audit_topic: str = Field(AUDIT_TOPIC, min_length=1, description="hash-chained audit log (camera on/off transitions)")
 
 
 class IngestSettings(ServiceSettings):
     section_defaults: ClassVar[dict[str, dict[str, Any]]] = {"grpc": {"port": 50051}, "metrics": {"port": 9101}}
 
+    redis: RedisSettings = Field(default_factory=RedisSettings, description="Redis (officer availability for gating)")
     ingest: IngestOptions = Field(default_factory=IngestOptions, description="ingest options")

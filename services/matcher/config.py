@@ -14,6 +14,7 @@ from pydantic import Field
 from services.common.kafka import FACES_TOPIC, MATCHES_TOPIC
 from services.common.settings import MilvusSettings, RedisSettings, Section, ServiceSettings
 from services.face.config import DEFAULT_MATCH_THRESHOLD
+from services.officers.state import GatingOptions
 
 
 class MatcherOptions(Section):
@@ -30,6 +31,10 @@ class MatcherOptions(Section):
     top_k: int = Field(10, ge=1, le=1000, description="hits asked from Milvus per face before keeping the best per subject")
     retry_max_backoff_s: float = Field(
         5.0, gt=0, le=300, description="longest wait between retries while Redis or Milvus is down"
+    )
+    gating: GatingOptions = Field(
+        default_factory=GatingOptions,
+        description="checked again here: a face from a camera whose zone lacks available officers is shredded unsearched",
     )
 
 

@@ -5,6 +5,10 @@ Per polled batch (one partition's records, see ``ConsumerLoop``):
 
 1. decode each record (bad protobuf -> DLQ DECODE_ERROR), look its camera up in
    the registry (unknown -> DLQ UNKNOWN_CAMERA), require a sealed payload;
+1b. gating, checked again (ingest enforces it): a face from a camera whose zone
+   has fewer than ``gating.min_officers`` available officers on duty is never
+   opened nor searched: its key is deleted with the non-matches and it is
+   counted in ``lfr_faces_gated_total{camera}``;
 2. fetch every observation's data key ``lfr:obs:<key_id>`` from Redis in one
    MGET; a missing key means the payload was shredded (expired, or already
    decided by an earlier delivery) -> DLQ KEY_EXPIRED, payload never kept;
@@ -51,6 +55,7 @@ from services.common.sealing import open_sealed, redis_key
 from services.common.service import ServiceContext
 from services.common.worker import KafkaWorker
 from services.matcher.config import MatcherSettings
+from services.officers.state import may_run, zone_counts
 from services.watchlist import search as watchlist_search
 from services.watchlist.schema import EMBEDDING_DIM, ensure_collection
 from services.watchlist.search import Hit
@@ -114,6 +119,9 @@ class Matcher(KafkaWorker):
         )
         self.stage_latency = m.histogram("stage_latency_seconds", "time spent in a pipeline stage", ("stage",))
         self.consumer_lag = m.gauge("consumer_lag", "records behind the partition's end, per assigned topic", ("topic", "group"))
+        self.faces_gated = m.counter(
+            "faces_gated_total", "faces from a camera whose zone had no available officer: key deleted, not searched",
+            ("camera",))
         self._lag: dict[tuple[str, int], int] = {}
         ctx.add_dependency("milvus", self.check_milvus)
         ctx.add_dependency("redis", self.check_redis)
@@ -213,6 +221,8 @@ class Matcher(KafkaWorker):
         started = time.perf_counter()
         shred: list[str] = []  # keys of observations nobody will decide on: deleted with the non-matches
         pending = self._admit(records, out, shred)
+        if pending and self.options.gating.min_officers > 0:
+            pending = await self._gate(pending, shred)
         if pending:
             values = await self._retry("redis", lambda: self.redis.mget([p.key for p in pending]))
             pending = self._open(pending, values, out, shred)
@@ -258,6 +268,20 @@ class Matcher(KafkaWorker):
                 continue
             pending.append(Pending(record, obs, camera))
         return pending
+
+    async def _gate(self, pending: list[Pending], shred: list[str]) -> list[Pending]:
+        """Drop (shred) the faces of cameras whose zone has too few available officers."""
+        counts = await self._retry("redis", lambda: zone_counts(self.redis, {p.camera.zone for p in pending}))
+        kept: list[Pending] = []
+        for p in pending:
+            if may_run(counts.get(p.camera.zone, 0), self.options.gating.min_officers):
+                kept.append(p)
+            else:
+                shred.append(p.key)
+                self.faces_gated.labels(p.camera.id).inc()
+        if len(kept) < len(pending):
+            log.info("faces from gated cameras shredded", extra={"faces": len(pending) - len(kept)})
+        return kept
 
     def _validate(self, obs: faces_pb2.FaceObservation) -> Camera:
         invalid = dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD

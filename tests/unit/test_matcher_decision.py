@@ -145,10 +145,11 @@ class Rig:
     loop: ConsumerLoop
 
 
-def _rig(tmp_path: Path, down_calls: int = 0) -> Rig:
+def _rig(tmp_path: Path, down_calls: int = 0, min_officers: int = 0) -> Rig:
     cams = tmp_path / "cameras.yaml"
     cams.write_text("cameras:\n  - {id: cam-1, zone: zone-a, deployment_id: op-1, source: /dev/null}\n")
-    settings = MatcherSettings(matcher={"cameras_file": cams, "threshold": 0.6, "retry_max_backoff_s": 0.05})
+    settings = MatcherSettings(matcher={"cameras_file": cams, "threshold": 0.6, "retry_max_backoff_s": 0.05,
+                                        "gating": {"min_officers": min_officers}})  # gating: test_officers_gating.py
     ctx = ServiceContext(name="matcher", settings=settings, metrics=MetricsFactory("matcher"),
                          grpc=GrpcServer(settings.grpc), stop=asyncio.Event())
     matcher = Matcher(ctx, settings, search=fake_search, fetch_image=fake_fetch_image)

@@ -160,18 +160,22 @@ class SubscribeRequest(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., officer_id: _Optional[str] = ...) -> None: ...
 
 class DeviceAlert(_message.Message):
-    __slots__ = ("delivery_id", "alert", "escalation_level", "ack_deadline_unix_ns", "two_person_confirmation")
+    __slots__ = ("delivery_id", "alert", "escalation_level", "ack_deadline_unix_ns", "two_person_confirmation", "state", "retention_until_unix_ns")
     DELIVERY_ID_FIELD_NUMBER: _ClassVar[int]
     ALERT_FIELD_NUMBER: _ClassVar[int]
     ESCALATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
     ACK_DEADLINE_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     TWO_PERSON_CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_UNTIL_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     delivery_id: str
     alert: _alerts_pb2.Alert
     escalation_level: int
     ack_deadline_unix_ns: int
     two_person_confirmation: bool
-    def __init__(self, delivery_id: _Optional[str] = ..., alert: _Optional[_Union[_alerts_pb2.Alert, _Mapping]] = ..., escalation_level: _Optional[int] = ..., ack_deadline_unix_ns: _Optional[int] = ..., two_person_confirmation: _Optional[bool] = ...) -> None: ...
+    state: AlertState
+    retention_until_unix_ns: int
+    def __init__(self, delivery_id: _Optional[str] = ..., alert: _Optional[_Union[_alerts_pb2.Alert, _Mapping]] = ..., escalation_level: _Optional[int] = ..., ack_deadline_unix_ns: _Optional[int] = ..., two_person_confirmation: _Optional[bool] = ..., state: _Optional[_Union[AlertState, str]] = ..., retention_until_unix_ns: _Optional[int] = ...) -> None: ...
 
 class AcknowledgeRequest(_message.Message):
     __slots__ = ("alert_id", "officer_id", "device_id")
@@ -204,9 +208,53 @@ class AdjudicateRequest(_message.Message):
     def __init__(self, alert_id: _Optional[str] = ..., officer_id: _Optional[str] = ..., outcome: _Optional[_Union[AdjudicationOutcome, str]] = ..., note: _Optional[str] = ..., case_ref: _Optional[str] = ...) -> None: ...
 
 class AdjudicateResponse(_message.Message):
-    __slots__ = ("state", "final_outcome")
+    __slots__ = ("state", "final_outcome", "confirmed_by", "kept")
     STATE_FIELD_NUMBER: _ClassVar[int]
     FINAL_OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_BY_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
     state: AlertState
     final_outcome: AdjudicationOutcome
-    def __init__(self, state: _Optional[_Union[AlertState, str]] = ..., final_outcome: _Optional[_Union[AdjudicationOutcome, str]] = ...) -> None: ...
+    confirmed_by: _containers.RepeatedScalarFieldContainer[str]
+    kept: bool
+    def __init__(self, state: _Optional[_Union[AlertState, str]] = ..., final_outcome: _Optional[_Union[AdjudicationOutcome, str]] = ..., confirmed_by: _Optional[_Iterable[str]] = ..., kept: _Optional[bool] = ...) -> None: ...
+
+class GetAlertRequest(_message.Message):
+    __slots__ = ("alert_id",)
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    def __init__(self, alert_id: _Optional[str] = ...) -> None: ...
+
+class AlertStatus(_message.Message):
+    __slots__ = ("alert_id", "state", "outcome", "escalation_level", "notified_officers", "devices", "acknowledged_by", "confirmed_by", "two_person_confirmation", "kept", "case_ref", "retention_until_unix_ns", "zone", "camera_id", "subject_id")
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ESCALATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    NOTIFIED_OFFICERS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_BY_FIELD_NUMBER: _ClassVar[int]
+    TWO_PERSON_CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    CASE_REF_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_UNTIL_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    state: AlertState
+    outcome: AdjudicationOutcome
+    escalation_level: int
+    notified_officers: _containers.RepeatedScalarFieldContainer[str]
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    acknowledged_by: str
+    confirmed_by: _containers.RepeatedScalarFieldContainer[str]
+    two_person_confirmation: bool
+    kept: bool
+    case_ref: str
+    retention_until_unix_ns: int
+    zone: str
+    camera_id: str
+    subject_id: str
+    def __init__(self, alert_id: _Optional[str] = ..., state: _Optional[_Union[AlertState, str]] = ..., outcome: _Optional[_Union[AdjudicationOutcome, str]] = ..., escalation_level: _Optional[int] = ..., notified_officers: _Optional[_Iterable[str]] = ..., devices: _Optional[_Iterable[str]] = ..., acknowledged_by: _Optional[str] = ..., confirmed_by: _Optional[_Iterable[str]] = ..., two_person_confirmation: _Optional[bool] = ..., kept: _Optional[bool] = ..., case_ref: _Optional[str] = ..., retention_until_unix_ns: _Optional[int] = ..., zone: _Optional[str] = ..., camera_id: _Optional[str] = ..., subject_id: _Optional[str] = ...) -> None: ...

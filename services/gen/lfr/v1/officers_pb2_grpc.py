@@ -293,6 +293,11 @@ class DeviceServiceStub:
                 request_serializer=lfr_dot_v1_dot_officers__pb2.AdjudicateRequest.SerializeToString,
                 response_deserializer=lfr_dot_v1_dot_officers__pb2.AdjudicateResponse.FromString,
                 _registered_method=True)
+        self.GetAlert = channel.unary_unary(
+                '/lfr.v1.DeviceService/GetAlert',
+                request_serializer=lfr_dot_v1_dot_officers__pb2.GetAlertRequest.SerializeToString,
+                response_deserializer=lfr_dot_v1_dot_officers__pb2.AlertStatus.FromString,
+                _registered_method=True)
 
 
 class DeviceServiceServicer:
@@ -317,6 +322,12 @@ class DeviceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAlert(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DeviceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -334,6 +345,11 @@ def add_DeviceServiceServicer_to_server(servicer, server):
                     servicer.Adjudicate,
                     request_deserializer=lfr_dot_v1_dot_officers__pb2.AdjudicateRequest.FromString,
                     response_serializer=lfr_dot_v1_dot_officers__pb2.AdjudicateResponse.SerializeToString,
+            ),
+            'GetAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAlert,
+                    request_deserializer=lfr_dot_v1_dot_officers__pb2.GetAlertRequest.FromString,
+                    response_serializer=lfr_dot_v1_dot_officers__pb2.AlertStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -417,6 +433,33 @@ class DeviceService:
             '/lfr.v1.DeviceService/Adjudicate',
             lfr_dot_v1_dot_officers__pb2.AdjudicateRequest.SerializeToString,
             lfr_dot_v1_dot_officers__pb2.AdjudicateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lfr.v1.DeviceService/GetAlert',
+            lfr_dot_v1_dot_officers__pb2.GetAlertRequest.SerializeToString,
+            lfr_dot_v1_dot_officers__pb2.AlertStatus.FromString,
             options,
             channel_credentials,
             insecure,
