@@ -1,0 +1,390 @@
+"""`lfr demo [--video V] [--enrol NAME=IMAGE ...] [--seconds S] [--json]`.
+
+1. starts the local stack (what is not running yet) and the services
+   (watchlist, recognizer, matcher, alerts; logs in .lfr/logs/<service>.log);
+2. creates a demo watchlist over the WatchlistService API for the demo camera's
+   deployment (deploy/local/cameras.yaml: demo-cam-1 -> demo-op), authorised,
+   valid for one hour, and enrols the given faces;
+3. subscribes to AlertService.StreamAlerts, then starts the ingest service with
+   a camera registry of its own (.lfr/demo/cameras.yaml: demo-cam-1, source =
+   the video) which streams the video once (or, with --seconds, loops it for
+   that long);
+4. waits until everything streamed has gone through the pipeline (every
+   consumer group committed to the end of its topic) and prints each alert:
+   subject, score, camera, frame-to-alert latency (or JSON lines with --json);
+5. closes (destroys) the watchlist, stops the services and the stack
+   components it started, exits 0.
+
+The pieces (:class:`WatchlistClient`, :class:`AlertListener`,
+:func:`stream_pass`) are what ``lfr up`` and the e2e tests use too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.cli.launch import REPO_ROOT, DutyOfficer, Pipeline, PipelineLayout, ServiceProcess, metric, scrape, state_dir, \
+    wait_drained, write_registry
+from services.common.cameras import Camera, CameraRegistry
+from services.common.errors import SetupError
+
+DEFAULT_VIDEO = Path("../shared/data/video/hamilton_white_house_short_clip.mp4")
+DEFAULT_ENROL = "Lin-Manuel Miranda=../shared/data/faces/lin_manuel_miranda_1.png"
+DEMO_CAMERA_ID = "demo-cam-1"
+CAMERAS_FILE = Path("deploy/local/cameras.yaml")
+WATCHLIST_VALIDITY_S = 3600
+
+
+def repo_path(p: str | Path) -> Path:
+    """A path given relative to the repository root (or absolute), resolved."""
+    path = Path(p).expanduser()
+    return (path if path.is_absolute() else REPO_ROOT / path).resolve()
+
+
+class Enrolment(BaseModel):
+    """One face to enrol: a display name, the subject id derived from it, an image."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(..., min_length=1, max_length=200, description="display name")
+    subject_id: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_.:-]*$", max_length=128, description="subject id")
+    image: Path = Field(..., description="image file (absolute)")
+
+    @classmethod
+    def parse(cls, spec: str) -> "Enrolment":
+        name, sep, image = spec.partition("=")
+        if not sep or not name.strip() or not image.strip():
+            raise argparse.ArgumentTypeError(f"--enrol {spec!r}: use NAME=IMAGE")
+        slug = re.sub(r"[^a-z0-9]+", "-", name.strip().lower()).strip("-") or "subject"
+        return cls(name=name.strip(), subject_id=slug, image=repo_path(image.strip()))
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertView:
+    """What the demo prints about an alert."""
+
+    alert_id: str
+    subject_id: str
+    subject: str
+    score: float
+    camera: str
+    zone: str
+    latency_ms: float
+    match_count: int
+    watchlist_id: str
+    capture_unix_ns: int
+
+    @classmethod
+    def of(cls, alert: Any, names: dict[str, str]) -> "AlertView":
+        return cls(alert_id=alert.alert_id, subject_id=alert.subject_id,
+                   subject=names.get(alert.subject_id, alert.subject_id), score=round(float(alert.best_score), 4),
+                   camera=alert.camera_id, zone=alert.zone,
+                   latency_ms=round(max(0, alert.alert_unix_ns - alert.capture_unix_ns) / 1e6, 1),
+                   match_count=int(alert.match_count), watchlist_id=alert.watchlist_id,
+                   capture_unix_ns=int(alert.capture_unix_ns))
+
+    def line(self) -> str:
+        return (f"ALERT  {self.subject:24s} score={self.score:.3f}  camera={self.camera}  "
+                f"frame-to-alert={self.latency_ms:.0f} ms")
+
+    def json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+
+class WatchlistClient:
+    """The WatchlistService calls the demo makes (async gRPC)."""
+
+    def __init__(self, port: int, timeout_s: float = 60.0) -> None:
+        import grpc
+
+        from lfr.v1 import watchlist_pb2_grpc
+
+        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        self.stub = watchlist_pb2_grpc.WatchlistServiceStub(self.channel)
+        self.timeout_s = timeout_s
+
+    async def close_channel(self) -> None:
+        await self.channel.close()
+
+    async def create(self, deployment_id: str, *, name: str, authorisation_ref: str, officer: str,
+                     purpose: str = "demo", criteria: str = "demo subjects", valid_s: float = WATCHLIST_VALIDITY_S
+                     ) -> str:
+        from lfr.v1 import watchlist_pb2
+
+        now = time.time_ns()
+        resp = await self.stub.CreateWatchlist(watchlist_pb2.CreateWatchlistRequest(
+            name=name, deployment_id=deployment_id, authorisation_ref=authorisation_ref,
+            authorising_officer=officer, purpose=purpose, criteria=criteria,
+            valid_from_unix_ns=now - 2_000_000_000,  # the window starts now (minus the clock's rounding)
+            valid_until_unix_ns=now + int(valid_s * 1e9)), timeout=self.timeout_s)
+        return str(resp.watchlist.watchlist_id)
+
+    async def enrol(self, watchlist_id: str, enrolment: Enrolment, image: bytes | None = None,
+                    source_ref: str | None = None) -> Any:
+        from lfr.v1 import common_pb2, watchlist_pb2
+
+        data = image if image is not None else enrolment.image.read_bytes()
+        return await self.stub.EnrolSubject(watchlist_pb2.EnrolSubjectRequest(
+            watchlist_id=watchlist_id, subject_id=enrolment.subject_id, display_name=enrolment.name,
+            category=common_pb2.SUBJECT_CATEGORY_WANTED,
+            images=[watchlist_pb2.EnrolImage(image=data, source_ref=source_ref or f"file:{enrolment.image}")]),
+            timeout=self.timeout_s)
+
+    async def close(self, watchlist_id: str, reason: str) -> Any:
+        from lfr.v1 import watchlist_pb2
+
+        return await self.stub.CloseWatchlist(watchlist_pb2.CloseWatchlistRequest(
+            watchlist_id=watchlist_id, reason=reason), timeout=self.timeout_s)
+
+
+class AlertListener:
+    """A StreamAlerts subscription collecting alerts (and calling ``on_alert``)."""
+
+    def __init__(self, port: int, deployment_id: str = "", camera_ids: tuple[str, ...] = (),
+                 on_alert: Callable[[Any], None] | None = None) -> None:
+        self.port = port
+        self.deployment_id = deployment_id
+        self.camera_ids = camera_ids
+        self.on_alert = on_alert
+        self.alerts: list[Any] = []
+        self._task: asyncio.Task[None] | None = None
+        self._channel: Any = None
+
+    async def start(self) -> None:
+        import grpc
+
+        from lfr.v1 import alerts_pb2, alerts_pb2_grpc
+
+        self._channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.port}")
+        await asyncio.wait_for(self._channel.channel_ready(), 30)
+        call = alerts_pb2_grpc.AlertServiceStub(self._channel).StreamAlerts(alerts_pb2.StreamAlertsRequest(
+            deployment_id=self.deployment_id, camera_ids=list(self.camera_ids)))
+
+        async def read() -> None:
+            try:
+                async for alert in call:
+                    self.alerts.append(alert)
+                    if self.on_alert is not None:
+                        self.on_alert(alert)
+            except grpc.aio.AioRpcError as e:
+                if e.code() != grpc.StatusCode.CANCELLED:
+                    raise
+
+        self._task = asyncio.create_task(read(), name="stream-alerts")
+        await asyncio.sleep(0.5)  # the call starts at once; its servicer registers the subscriber
+
+    def failed(self) -> BaseException | None:
+        if self._task is not None and self._task.done() and not self._task.cancelled():
+            return self._task.exception()
+        return None
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._channel is not None:
+            await self._channel.close()
+
+
+@dataclasses.dataclass
+class PassStats:
+    captured: int
+    published: int
+    dropped: int
+    seconds: float
+
+
+async def stream_pass(pipeline: Pipeline, camera: Camera, registry: Path, seconds: float | None = None,
+                      timeout_s: float = 300.0, drain: bool = True) -> PassStats:
+    """Start ingest with a registry holding only ``camera``; stream the source once
+    (``seconds`` None, camera.loop False) or for ``seconds``; stop ingest; wait until
+    the pipeline has processed everything (``drain``)."""
+    write_registry(registry, [camera])
+    started = time.monotonic()
+    await pipeline.start(("ingest",), ingest_cameras=registry)
+    ingest: ServiceProcess = pipeline.services["ingest"]
+    last: dict[Any, float] = {}
+    try:
+        while True:
+            pipeline.check_alive()
+            await asyncio.sleep(0.25)
+            try:
+                last = await asyncio.to_thread(scrape, ingest.metrics_port)
+            except OSError:
+                continue
+            captured = metric(last, "lfr_frames_captured_total", camera=camera.id)
+            active = metric(last, "lfr_camera_active", camera=camera.id)
+            if seconds is not None and time.monotonic() - started >= seconds:
+                break
+            if seconds is None and captured > 0 and active == 0:
+                break  # the source ended
+            if time.monotonic() - started > timeout_s:
+                raise SetupError(f"camera {camera.id} did not finish streaming in {timeout_s:.0f} s",
+                                 f"read {ingest.log_file}")
+        await asyncio.sleep(0.5)  # the last frame's publish
+        last = await asyncio.to_thread(scrape, ingest.metrics_port)
+    finally:
+        await asyncio.to_thread(pipeline.stop, ("ingest",))
+    stats = PassStats(captured=int(metric(last, "lfr_frames_captured_total", camera=camera.id)),
+                      published=int(metric(last, "lfr_frames_published_total", camera=camera.id)),
+                      dropped=int(metric(last, "lfr_frames_dropped_total", camera=camera.id)),
+                      seconds=round(time.monotonic() - started, 1))
+    if stats.published == 0:
+        raise SetupError(f"camera {camera.id} published no frame from {camera.source}", f"read {ingest.log_file}")
+    if drain:
+        await wait_drained(pipeline.layout, alive=pipeline.check_alive)
+        await asyncio.sleep(0.5)  # alerts are fanned out before the commit; let the stream deliver them
+    return stats
+
+
+def demo_camera(video: Path, loop: bool, cameras_file: Path = CAMERAS_FILE) -> Camera:
+    """demo-cam-1 as deploy/local/cameras.yaml declares it, with ``video`` as its source."""
+    reg = CameraRegistry.load(repo_path(cameras_file))
+    cam = reg.get(DEMO_CAMERA_ID)
+    if cam is None:
+        raise SetupError(f"{cameras_file} has no camera {DEMO_CAMERA_ID}", "restore deploy/local/cameras.yaml")
+    return cam.model_copy(update={"source": str(video), "loop": loop})
+
+
+def default_layout() -> PipelineLayout:
+    state = state_dir()
+    return PipelineLayout(cameras_file=state / "demo" / "cameras.yaml", log_dir=state / "logs",
+                          pid_dir=state / "pids" / "services")
+
+
+class StackHandle:
+    """The local stack: started if needed; ``stop`` stops only what this run started."""
+
+    def __init__(self) -> None:
+        self.started: list[Any] = []
+        self.already_running: list[str] = []
+
+    def up(self, say: Callable[[str], None]) -> None:
+        from services.stack import manager
+
+        for comp in manager.load_components():
+            running = comp.read_pid() is not None
+            health = comp.start()
+            if not health.healthy:
+                raise SetupError(f"{comp.name} is not healthy: {health.detail}", "run `lfr stack status`")
+            if not running:
+                self.started.append(comp)
+            elif comp.name not in self.already_running:
+                self.already_running.append(comp.name)
+            say(f"stack: {comp.name} {'started' if not running else 'already running'}")
+
+    def down(self, say: Callable[[str], None]) -> None:
+        for comp in reversed(self.started):
+            comp.stop()
+            say(f"stack: {comp.name} stopped")
+        self.started.clear()
+
+
+def _say(quiet: bool) -> Callable[[str], None]:
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr if quiet else sys.stdout, flush=True)
+    return say
+
+
+async def run_demo(video: Path, enrolments: list[Enrolment], seconds: float | None, as_json: bool,
+                   stack: StackHandle, layout: PipelineLayout | None = None) -> list[AlertView]:
+    say = _say(as_json)
+    layout = layout or default_layout()
+    camera = demo_camera(video, loop=seconds is not None)
+    if not video.is_file():
+        raise SetupError(f"video {video} does not exist", "pass --video PATH")
+    for e in enrolments:
+        if not e.image.is_file():
+            raise SetupError(f"image {e.image} for {e.name} does not exist", "fix --enrol NAME=IMAGE")
+    names = {e.subject_id: e.name for e in enrolments}
+    views: list[AlertView] = []
+
+    def on_alert(alert: Any) -> None:
+        view = AlertView.of(alert, names)
+        views.append(view)
+        print(view.json() if as_json else view.line(), flush=True)
+
+    await asyncio.to_thread(stack.up, say)
+    write_registry(layout.cameras_file, [camera])
+    pipeline = Pipeline(layout)
+    watchlists: WatchlistClient | None = None
+    listener: AlertListener | None = None
+    watchlist_id = ""
+    officer = DutyOfficer("demo-officer", [camera.zone])
+    try:
+        say(f"services: starting {', '.join(['watchlist', 'recognizer', 'matcher', 'alerts'])} "
+            f"(logs in {layout.log_dir})")
+        await pipeline.start()
+        watchlists = WatchlistClient(layout.grpc_port("watchlist"))
+        watchlist_id = await watchlists.create(
+            camera.deployment_id, name="lfr demo", authorisation_ref=f"DEMO-{time.strftime('%Y%m%d-%H%M%S')}",
+            officer="demo officer", purpose="demo", criteria="faces given to lfr demo --enrol")
+        say(f"watchlist {watchlist_id} created for deployment {camera.deployment_id}, valid 1 h")
+        for e in enrolments:
+            await watchlists.enrol(watchlist_id, e)
+            say(f"enrolled {e.name} ({e.subject_id}) from {e.image}")
+        if await officer.start():
+            say(f"officer {officer.officer_id} on duty in {camera.zone} (cameras run only while officers are on duty)")
+        listener = AlertListener(layout.grpc_port("alerts"), deployment_id=camera.deployment_id,
+                                 camera_ids=(camera.id,), on_alert=on_alert)
+        await listener.start()
+        say(f"streaming {video} as {camera.id} at {camera.fps:g} fps"
+            + (f" for {seconds:g} s" if seconds is not None else " (one pass)"))
+        stats = await stream_pass(pipeline, camera, state_dir() / "demo" / "ingest-cameras.yaml", seconds)
+        if (err := listener.failed()) is not None:
+            raise SetupError(f"the alert stream failed: {err}", f"read {layout.log_file('alerts')}")
+        say(f"streamed {stats.published} frames in {stats.seconds:g} s; {len(views)} alert(s)")
+    finally:
+        if listener is not None:
+            await listener.stop()
+        await officer.stop()
+        if watchlists is not None:
+            if watchlist_id:
+                try:
+                    resp = await watchlists.close(watchlist_id, "demo finished")
+                    say(f"watchlist {watchlist_id} closed: {resp.vectors_deleted} vector(s) destroyed")
+                except Exception as e:  # report and go on stopping everything
+                    say(f"lfr: warning: could not close watchlist {watchlist_id}: {e}")
+            await watchlists.close_channel()
+        codes = await asyncio.to_thread(pipeline.stop)
+        bad = {k: c for k, c in codes.items() if c not in (0, None)}
+        if bad:
+            say(f"lfr: warning: services exited with {bad}; logs in {layout.log_dir}")
+        await asyncio.to_thread(stack.down, say)
+    return views
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("demo", help="start everything, enrol faces, stream a video, print the alerts, stop")
+    p.add_argument("--video", type=repo_path, default=repo_path(DEFAULT_VIDEO),
+                   help="video file streamed as demo-cam-1 (default: the Hamilton clip)")
+    p.add_argument("--enrol", type=Enrolment.parse, action="append", default=None, metavar="NAME=IMAGE",
+                   help=f"a face to enrol (repeatable; default: {DEFAULT_ENROL!r})")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="stream this long, looping the video (default: the video once)")
+    p.add_argument("--json", action="store_true", help="alerts as JSON lines on stdout (progress on stderr)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.seconds is not None and not 0 < args.seconds <= 86_400:
+        raise SetupError(f"--seconds {args.seconds:g} is out of range", "give 0 < S <= 86400")
+    enrolments = args.enrol or [Enrolment.parse(DEFAULT_ENROL)]
+    stack = StackHandle()
+    try:
+        asyncio.run(run_demo(args.video, enrolments, args.seconds, args.json, stack))
+    except KeyboardInterrupt:
+        stack.down(_say(args.json))
+        return 130
+    return 0

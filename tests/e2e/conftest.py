@@ -1,0 +1,56 @@
+"""The e2e session fixture: one real pipeline for the whole session (see e2e_support.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import string
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e_support import BOOTSTRAP, E2E, E2E_FPS, PORT_OFFSET, VIDEO, _delete_topics, _specs, _stack_healthy
+from services.cli.launch import Pipeline, PipelineLayout, Topics, state_dir, write_registry
+from services.common.cameras import Camera
+from services.common.topics import ensure_topics
+
+
+@pytest.fixture(scope="session")
+def e2e() -> Iterator[E2E]:
+    down = _stack_healthy()
+    if down:
+        pytest.fail("the local stack is not healthy (" + "; ".join(down) + ") — fix: .venv/bin/lfr stack up")
+    tag = "".join(random.choices(string.ascii_lowercase, k=8))
+    specs = _specs(tag)
+    asyncio.run(ensure_topics(BOOTSTRAP, tuple(specs)))
+    names = {s.name.split(".")[3]: s.name for s in specs}
+    work = state_dir() / "e2e" / tag
+    cams: dict[str, Camera] = {}
+
+    def cam(key: str, deployment: str, source: Path, fps: float = E2E_FPS) -> None:
+        cams[key] = Camera(id=f"e2e-{tag}-{key}", zone=f"e2e-{tag}-zone", deployment_id=f"e2e-{tag}-{deployment}",
+                           source=str(source), fps=fps, loop=False)
+
+    cam("hamilton-a", "hamilton", VIDEO / "hamilton_white_house_short_clip.mp4")
+    cam("hamilton-b", "hamilton", VIDEO / "hamilton_white_house_short_clip.mp4")
+    cam("intel", "intel", VIDEO / "intel_head_pose_female_and_male.gif", fps=10.0)
+    cam("crowd", "crowd", VIDEO / "crowd_royal_opera_house_1080p.mp4")
+    cam("dlq", "dlq", VIDEO / "hamilton_white_house_short_clip.mp4")
+    layout = PipelineLayout(port_offset=PORT_OFFSET, topics=Topics(**names), group_prefix=f"lfr-e2e-{tag}",
+                            cameras_file=work / "cameras.yaml", log_dir=state_dir() / "logs", log_prefix="e2e-",
+                            pid_dir=state_dir() / "pids" / "services")
+    write_registry(layout.cameras_file, list(cams.values()))
+    pipeline = Pipeline(layout)
+    started = time.monotonic()
+    try:
+        asyncio.run(pipeline.start())
+        print(f"\ne2e pipeline {tag} SERVING in {time.monotonic() - started:.1f} s (logs {layout.log_dir}/e2e-*.log)")
+        yield E2E(tag, layout, pipeline, cams)
+    finally:
+        codes = pipeline.stop()
+        asyncio.run(_delete_topics(list(names.values())))
+        shutil.rmtree(work, ignore_errors=True)
+    assert all(c == 0 for c in codes.values()), f"services did not stop cleanly: {codes}"

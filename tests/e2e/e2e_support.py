@@ -1,0 +1,212 @@
+"""Support of the e2e tests (see conftest.py for the session fixture). The pipeline: the REAL services as child processes
+(``python -m services.<name>``, exactly what ``lfr demo`` starts) over the real
+local stack (``lfr stack up``: Kafka, Redis, Milvus, Triton), no mocks.
+
+One pipeline per session, isolated from anything else on the machine (a running
+``lfr up``, other test runs): ports of the brief + 3000, topics of its own
+(``lfr.e2e.<tag>.*.v1``, created with the declared configs of the real topics:
+same retention, segment roll, max message size), consumer groups
+``lfr-e2e-<tag>-<service>``, camera ids ``e2e-<tag>-*`` (so Redis pass state is
+its own) and one deployment per test (so each test's watchlists are only
+searched for its own cameras). Logs: ``.lfr/logs/e2e-<service>.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import shutil
+import string
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.cli.demo import AlertListener, PassStats, WatchlistClient, stream_pass
+from services.cli.launch import DutyOfficer, Pipeline, PipelineLayout, Topics, state_dir, write_registry
+from services.common.cameras import Camera
+from services.common.topics import AUDIT, ALERTS, DLQ, FACES, FRAMES, MATCHES, TopicSpec, ensure_topics
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = (REPO.parent / "shared" / "data").resolve()
+VIDEO = DATA / "video"
+FACES_DIR = DATA / "faces"
+PORT_OFFSET = 3000
+BOOTSTRAP = "127.0.0.1:9092"
+E2E_FPS = 5.0
+
+
+@dataclasses.dataclass
+class RunResult:
+    """One streamed pass: alerts as StreamAlerts delivered them and as lfr.alerts saw them,
+    the match candidates (score per subject), ingest's counts."""
+
+    camera: Camera
+    stats: PassStats
+    streamed: list[Any]
+    alerts: list[Any]
+    matches: list[Any]
+
+    def alerts_by_subject(self, alerts: list[Any] | None = None) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for a in self.alerts if alerts is None else alerts:
+            out[a.subject_id] = out.get(a.subject_id, 0) + 1
+        return out
+
+    def best_match(self, subject_id: str) -> float | None:
+        scores = [m.score for m in self.matches if m.subject_id == subject_id]
+        return max(scores) if scores else None
+
+    def summary(self) -> str:
+        per = ", ".join(f"{s}: {n} alert(s), best match {self.best_match(s):.3f}, "
+                        f"{sum(1 for m in self.matches if m.subject_id == s)} matched frame(s)"
+                        for s, n in sorted(self.alerts_by_subject().items())) or "no alerts"
+        return (f"{self.camera.id}: {self.stats.published} frames in {self.stats.seconds:g} s "
+                f"({self.stats.dropped} dropped at ingest); {per}")
+
+
+class E2E:
+    """The session's pipeline and what the tests do with it."""
+
+    def __init__(self, tag: str, layout: PipelineLayout, pipeline: Pipeline, cameras: dict[str, Camera]) -> None:
+        self.tag = tag
+        self.layout = layout
+        self.pipeline = pipeline
+        self.cameras = cameras
+
+    def watchlists(self) -> WatchlistClient:
+        return WatchlistClient(self.layout.grpc_port("watchlist"))
+
+    async def new_watchlist(self, client: WatchlistClient, deployment_id: str, purpose: str) -> str:
+        return await client.create(deployment_id, name=f"e2e {purpose}", authorisation_ref=f"E2E-{self.tag}",
+                                   officer="e2e officer", purpose="demo", criteria=f"e2e test: {purpose}")
+
+    async def run(self, key: str, seconds: float | None = None) -> RunResult:
+        """Stream camera ``key`` once, wait until the pipeline drained, collect what it produced."""
+        camera = self.cameras[key]
+        listener = AlertListener(self.layout.grpc_port("alerts"), camera_ids=(camera.id,))
+        officer = DutyOfficer(f"e2e-{self.tag}-officer", [camera.zone])
+        await officer.start()  # cameras run only while officers are on duty (where gating exists)
+        await listener.start()
+        try:
+            stats = await stream_pass(self.pipeline, camera, self.layout.cameras_file.parent / f"ingest-{key}.yaml",
+                                      seconds)
+            await asyncio.sleep(0.5)
+            assert listener.failed() is None, listener.failed()
+        finally:
+            await listener.stop()
+            await officer.stop()
+        from lfr.v1 import alerts_pb2, matches_pb2
+
+        alerts = [a for a in (alerts_pb2.Alert.FromString(v) for v in await read_topic(self.layout.topics.alerts))
+                  if a.camera_id == camera.id]
+        matches = [m for m in (matches_pb2.MatchCandidate.FromString(v)
+                               for v in await read_topic(self.layout.topics.matches))
+                   if m.frame.camera_id == camera.id]
+        return RunResult(camera=camera, stats=stats, streamed=list(listener.alerts), alerts=alerts, matches=matches)
+
+
+async def read_topic(topic: str, timeout_s: float = 5.0) -> list[bytes]:
+    """Every record value of ``topic`` now (from the beginning to the end offsets)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from services.cli.launch import partitions_of
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in await partitions_of(admin, topic)]
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, group_id=None,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[bytes] = []
+        deadline = time.monotonic() + timeout_s
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            for recs in (await consumer.getmany(timeout_ms=500)).values():
+                out.extend(r.value for r in recs)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def video_frames(path: Path, fps: float | None = None) -> list[np.ndarray]:
+    """BGR frames of a video or GIF, sampled at ``fps`` (None: all)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    src_fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    out, i, next_t = [], 0, 0.0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        t = i / src_fps
+        if fps is None or t + 1e-6 >= next_t:
+            out.append(frame)
+            next_t += 0 if fps is None else 1.0 / fps
+        i += 1
+    cap.release()
+    return out
+
+
+async def embeddings_of(images_bgr: list[np.ndarray]) -> list[list[Any]]:
+    """FacePipeline (on the real Triton) over BGR images: per image, its faces."""
+    import cv2
+
+    from services.common.triton_client import TritonClient
+    from services.face.pipeline import FacePipeline
+
+    async with TritonClient() as client:
+        pipeline = FacePipeline(client)
+        out: list[list[Any]] = []
+        for i in range(0, len(images_bgr), 8):
+            out.extend(await pipeline.analyse([cv2.cvtColor(im, cv2.COLOR_BGR2RGB) for im in images_bgr[i:i + 8]]))
+        return out
+
+
+async def best_offline_score(reference: np.ndarray, video: Path, fps: float) -> tuple[float, int]:
+    """Max cosine similarity between ``reference`` (an enrolled embedding) and every face of
+    ``video`` sampled at ``fps`` that passes the quality gate (what the recognizer would
+    embed and the matcher would score); and the number of such faces."""
+    scores = [float(np.dot(f.embedding, reference)) for faces in await embeddings_of(video_frames(video, fps))
+              for f in faces if f.embedding is not None]
+    return (max(scores) if scores else float("nan")), len(scores)
+
+
+def _specs(tag: str) -> list[TopicSpec]:
+    out = []
+    for spec, kind in ((FRAMES, "frames"), (FACES, "faces"), (MATCHES, "matches"), (ALERTS, "alerts"), (DLQ, "dlq"),
+                       (AUDIT, "audit")):
+        out.append(spec.model_copy(update={"name": f"lfr.e2e.{tag}.{kind}.v1",
+                                           "partitions": min(spec.partitions, 2)}))
+    return out
+
+
+async def _delete_topics(names: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+def _stack_healthy() -> list[str]:
+    from services.stack import manager
+
+    return [f"{h.name}: {h.detail}" for h in manager.status(manager.load_components()) if not h.healthy]
