@@ -29,6 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lfr.v1 import alerts_pb2, alerts_pb2_grpc, common_pb2, faces_pb2, matches_pb2
 
 from services.common.sealing import redis_key, seal
+from services.officers.state import OfficerStore, go_on_duty, set_status
 from services.watchlist.schema import COLLECTION, EMBEDDING_DIM, ensure_collection, watchlist_filter
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -296,6 +297,10 @@ async def test_matches_non_matches_and_one_alert_per_pass(
         await alerts.wait_serving()
         stream = AlertStream(alerts.grpc_port, ids["camera"])
         camera = Camera(producer, redis, ids)
+        officers = OfficerStore(redis, ttl_s=300)  # the matcher only searches faces of zones with an officer on duty
+        officer = f"itest-officer-{ids['uid']}"
+        await officers.update(officer, lambda old, at: go_on_duty(officer, [ids["zone"]], "itest-device", at_ms=at,
+                                                                  ttl_ms=300_000))
 
         # (a) a probe close to the subject -> a MatchCandidate with the crop; key deleted
         obs_id, key = await camera.publish(CLOSE_VEC)
@@ -364,6 +369,14 @@ async def test_matches_non_matches_and_one_alert_per_pass(
         state = await redis.hgetall(f"lfr:pass:{ids['camera']}:{ids['subject']}")
         assert int(state[b"count"]) == 6 and state[b"alert_id"].decode() == alert.alert_id
 
+        # (e) the officer goes off duty: a face of the camera is shredded unsearched (gating, checked again)
+        await officers.update(officer, lambda old, at: set_status(old, "off_duty", at_ms=at, ttl_ms=1))
+        _, gated_key = await camera.publish(CLOSE_VEC)
+        assert await _gone_within(redis, gated_key, 2.0), "a gated face's key is deleted"
+        await asyncio.sleep(0.5)
+        assert len(matches_topic.values) == 6, "no match from a camera without an officer on duty"
+        assert matcher.metric(f'lfr_faces_gated_total{{camera="{ids["camera"]}"}}') == 1
+
         logs = matcher.tail() + alerts.tail()
         assert "Traceback" not in logs, logs
     finally:
@@ -374,4 +387,5 @@ async def test_matches_non_matches_and_one_alert_per_pass(
         await matches_topic.stop()
         await alerts_topic.stop()
         await producer.stop()
-        await redis.delete(f"lfr:pass:{ids['camera']}:{ids['subject']}")
+        await redis.delete(f"lfr:pass:{ids['camera']}:{ids['subject']}", f"lfr:officer:itest-officer-{ids['uid']}",
+                           f"lfr:zone:{ids['zone']}:available", f"lfr:zone:{ids['zone']}:on_duty")

@@ -21,10 +21,11 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 # offset ports so a running `make up` (brief's ports) does not collide with the test
 SERVICES = {
-    "ingest": (50051, 9101, ("kafka",)),
+    "ingest": (50051, 9101, ("kafka", "redis")),
     "recognizer": (50052, 9102, ("kafka", "triton")),
     "matcher": (50053, 9103, ("kafka", "milvus", "redis")),
     "alerts": (50054, 9104, ("kafka", "redis")),
+    "officers": (50056, 9106, ("kafka", "redis")),
 }
 OFFSET = 1000
 START_TIMEOUT_S = 60.0
