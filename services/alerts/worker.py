@@ -14,8 +14,10 @@ consumers deduplicate by alert id (the officers issue does, for devices).
 
 Retention: an Alert on lfr.alerts.v1 (and the MatchCandidate on
 lfr.matches.v1) is kept 24 h by topic retention; the pass record in Redis
-(with its best crop) expires ``pass_ttl_s`` after the last sighting. The
-officers issue adds the purge of alert crops after adjudication/retention.
+(with its best crop) expires ``pass_ttl_s`` after the last sighting. Routing
+to officers' devices, adjudication and the retention purge of the alert and its
+crops (the pass record's crop included) live in the officers service, which
+consumes lfr.alerts.v1 (:mod:`services.officers.core`).
 
 Logs carry ids and scores only, never crops.
 """
