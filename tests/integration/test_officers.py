@@ -449,3 +449,51 @@ async def test_no_duplicate_alert_reaches_a_device_across_restarts(ids: dict[str
         for svc in (alerts, officers):
             svc.stop()
         await redis.delete(f"lfr:pass:{ids['cam_a']}:p-{u}", f"lfr:pass:{ids['cam_a']}:q-{u}")
+
+
+async def test_officer_store_is_atomic_and_lapses_on_real_redis(ids: dict[str, str], redis: Any) -> None:
+    """Concurrent writers on one officer leave the zone sets consistent; availability lapses at the TTL;
+    the alert-creation script stores an alert exactly once."""
+    from services.officers.alert_store import AlertRecord, AlertStore
+    from services.officers.state import (
+        BUSY, OfficerStore, available_count, camera_may_run, go_on_duty, heartbeat, on_duty_officers, set_status,
+        zone_available_key, zone_on_duty_key,
+    )
+
+    u, za, zb = ids["uid"], ids["zone_a"], ids["zone_b"]
+    store = OfficerStore(redis, ttl_s=1.5)
+    oid = f"o-{u}"
+    await store.update(oid, lambda old, at: go_on_duty(oid, [za], "d", at_ms=at, ttl_ms=store.ttl_ms))
+    assert await camera_may_run(redis, za, 1) and not await camera_may_run(redis, za, 2)
+
+    def flip(i: int) -> Any:
+        if i % 3 == 0:
+            return lambda old, at: set_status(old, BUSY, at_ms=at, ttl_ms=store.ttl_ms)
+        if i % 3 == 1:
+            return lambda old, at: set_status(old, "available", at_ms=at, ttl_ms=store.ttl_ms)
+        return lambda old, at: heartbeat(old, at_ms=at, ttl_ms=store.ttl_ms, zones=[za if i % 2 else zb])
+
+    await asyncio.gather(*(store.update(oid, flip(i)) for i in range(30)))
+    final = await store.get(oid)
+    assert final is not None
+    (zone,) = final.zones
+    other = zb if zone == za else za
+    assert await redis.zscore(zone_on_duty_key(zone), oid) is not None
+    assert await redis.zscore(zone_on_duty_key(other), oid) is None, "left the old zone's sets"
+    in_available = await redis.zscore(zone_available_key(zone), oid) is not None
+    assert in_available == (final.status == "available"), "available set agrees with the status"
+    assert await redis.zscore(zone_available_key(other), oid) is None
+
+    await store.update(oid, lambda old, at: set_status(old, "available", at_ms=at, ttl_ms=store.ttl_ms))
+    assert await available_count(redis, zone) == 1
+    await asyncio.sleep(1.7)
+    assert await available_count(redis, zone) == 0, "availability lapses at the TTL without a heartbeat"
+    assert await on_duty_officers(redis, zone) == [] and await store.get(oid) is None
+
+    alerts = AlertStore(redis)
+    rec = AlertRecord(alert_id=f"a-{u}", zone=za, created_ms=1, retention_ms=int(time.time() * 1000) + 60_000)
+    results = await asyncio.gather(*(alerts.create(b"payload", rec) for _ in range(5)))
+    assert sorted(results) == [False] * 4 + [True]
+    assert (await alerts.get(rec.alert_id)).level == -1 and await alerts.alert_bytes(rec.alert_id) == b"payload"
+    await alerts.purge(rec, None)
+    assert await redis.exists(f"lfr:alert:{rec.alert_id}") == 0
