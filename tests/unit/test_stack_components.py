@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from services.common.topics import TOPICS, TopicSpec
 from services.stack import manager
 from services.stack.base import StackPaths
 from services.stack.kafka import KafkaComponent, KafkaSettings, _maven_reason, java_major, new_cluster_id
+from services.stack import milvus
 from services.stack.milvus import MilvusComponent
 from services.stack.redis import RedisComponent
 
@@ -71,10 +73,69 @@ def test_redis_never_persists(paths: StackPaths, monkeypatch: pytest.MonkeyPatch
     assert argv[argv.index("--bind") + 1] == "127.0.0.1"
 
 
-def test_milvus_command(paths: StackPaths) -> None:
-    argv, _ = MilvusComponent(paths).command()
-    assert argv[1:3] == ["server", "--data-dir"]
-    assert argv[argv.index("--port") + 1] == "19530" and argv[argv.index("--host") + 1] == "127.0.0.1"
+def _fake_milvus_install(m: MilvusComponent) -> Path:
+    lib = m.venv / "lib" / "python3.11" / "site-packages" / "milvus_lite" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "milvus").write_bytes(b"")
+    (m.home / ".complete").write_text("ok\n")
+    return lib
+
+
+def test_milvus_command_runs_the_native_engine_on_tcp(paths: StackPaths) -> None:
+    m = MilvusComponent(paths)
+    lib = _fake_milvus_install(m)
+    argv, env = m.command()
+    assert argv == [str(lib / "milvus"), str(paths.state / "data" / "milvus" / "milvus.db"), "127.0.0.1:19530",
+                    "ERROR"]
+    assert env == {"LD_LIBRARY_PATH": str(lib)}
+    assert m.home == paths.cache / "milvus" / milvus.VERSION and m.uri == "http://127.0.0.1:19530"
+    assert m.ports == (19530,)
+
+
+def test_milvus_install_is_idempotent(paths: StackPaths, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = MilvusComponent(paths)
+    _fake_milvus_install(m)
+    monkeypatch.setattr(milvus.subprocess, "run", lambda *a, **k: pytest.fail("installed twice"))
+    m.install()
+
+
+def test_milvus_wheel_not_installable_is_a_setup_error(paths: StackPaths, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    def fake_run(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        if "venv" in argv:
+            Path(argv[-1], "bin").mkdir(parents=True)
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        return subprocess.CompletedProcess(argv, 1, "", "Looking in indexes: x\nERROR: Could not find a version "
+                                           "that satisfies the requirement milvus-lite==2.5.1\n")
+
+    monkeypatch.setattr(milvus.subprocess, "run", fake_run)
+    monkeypatch.setattr(milvus.platform, "machine", lambda: "x86_64")
+    m = MilvusComponent(paths)
+    with pytest.raises(SetupError, match="could not install milvus-lite==2.5.1 from PyPI: ERROR: Could not find") as e:
+        m.install()
+    assert "PyPI" in e.value.fix
+    pip = calls[-1]
+    assert "--require-hashes" in pip and "--no-deps" in pip
+    assert not m.home.exists()  # no half-installed entry left behind
+
+
+def test_milvus_unsupported_machine(paths: StackPaths, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(milvus.platform, "machine", lambda: "riscv64")
+    with pytest.raises(SetupError, match="no engine for riscv64"):
+        MilvusComponent(paths).install()
+
+
+def test_milvus_prepare_removes_only_legacy_3x_data(paths: StackPaths) -> None:
+    m = MilvusComponent(paths)
+    data = paths.data_dir("milvus")
+    (data / "collections" / "c1").mkdir(parents=True)
+    (data / "databases").mkdir()
+    (data / "LOCK").write_text("")
+    m.db_file().write_bytes(b"SQLite format 3\x00")
+    m.prepare()
+    assert sorted(p.name for p in data.iterdir()) == ["milvus.db"]
 
 
 def test_topics_declared_once_with_privacy_bounds() -> None:
