@@ -207,4 +207,12 @@ async def setup(ctx: ServiceContext, settings: WatchlistSettings) -> None:
     runtime = WatchlistRuntime(ctx, settings)
     ctx.grpc.add(watchlist_pb2_grpc.add_WatchlistServiceServicer_to_server,
                  WatchlistServicer(lambda: runtime.core), SERVICE_NAME)
+    # the audit log read and verified over gRPC (operator console, auditors' tools)
+    from lfr.v1 import audit_pb2_grpc
+
+    from services.audit.service import SERVICE_NAME as AUDIT_SERVICE, AuditServicer
+
+    ctx.grpc.add(audit_pb2_grpc.add_AuditServiceServicer_to_server,
+                 AuditServicer(settings.kafka, settings.watchlist.audit_topic,
+                               lambda ok: runtime.chain_ok.set(1 if ok else 0)), AUDIT_SERVICE)
     ctx.spawn(runtime.run(), "watchlist")

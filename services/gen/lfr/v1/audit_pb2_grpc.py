@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from lfr.v1 import audit_pb2 as lfr_dot_v1_dot_audit__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -22,3 +23,118 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
+
+
+class AuditServiceStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Tail = channel.unary_unary(
+                '/lfr.v1.AuditService/Tail',
+                request_serializer=lfr_dot_v1_dot_audit__pb2.TailAuditRequest.SerializeToString,
+                response_deserializer=lfr_dot_v1_dot_audit__pb2.TailAuditResponse.FromString,
+                _registered_method=True)
+        self.Verify = channel.unary_unary(
+                '/lfr.v1.AuditService/Verify',
+                request_serializer=lfr_dot_v1_dot_audit__pb2.VerifyAuditRequest.SerializeToString,
+                response_deserializer=lfr_dot_v1_dot_audit__pb2.VerifyAuditResponse.FromString,
+                _registered_method=True)
+
+
+class AuditServiceServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Tail(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Verify(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AuditServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Tail': grpc.unary_unary_rpc_method_handler(
+                    servicer.Tail,
+                    request_deserializer=lfr_dot_v1_dot_audit__pb2.TailAuditRequest.FromString,
+                    response_serializer=lfr_dot_v1_dot_audit__pb2.TailAuditResponse.SerializeToString,
+            ),
+            'Verify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Verify,
+                    request_deserializer=lfr_dot_v1_dot_audit__pb2.VerifyAuditRequest.FromString,
+                    response_serializer=lfr_dot_v1_dot_audit__pb2.VerifyAuditResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'lfr.v1.AuditService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('lfr.v1.AuditService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AuditService:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Tail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lfr.v1.AuditService/Tail',
+            lfr_dot_v1_dot_audit__pb2.TailAuditRequest.SerializeToString,
+            lfr_dot_v1_dot_audit__pb2.TailAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Verify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lfr.v1.AuditService/Verify',
+            lfr_dot_v1_dot_audit__pb2.VerifyAuditRequest.SerializeToString,
+            lfr_dot_v1_dot_audit__pb2.VerifyAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
