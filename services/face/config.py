@@ -1,0 +1,78 @@
+"""FaceConfig: every threshold of the face pipeline, in one pydantic model."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Cosine similarity of two L2-normalised MobileFaceNet embeddings at or above
+# which two faces are called the same person. How it was chosen (in-process
+# pipeline, default FaceConfig, bench/face_accuracy.py on ../shared/data/lfw_dev,
+# 300 subjects, 667 mated, 800 non-mated probes): the faces/ photo test needs a
+# value in (0.32, 0.53] (highest different-person pair 0.32, lowest same-person
+# pair kit_harington_2/3 0.53); 0.50 is the round value in that band. On lfw_dev
+# it gives TPIR 0.91 at FPIR 0.09, which is NOT a police operating point: zero
+# false alerts there needs 0.66 (TPIR 0.70) and FPIR 1e-2 needs 0.59 (TPIR 0.84).
+# Deployments must set the threshold from `lfr eval`, not from this default.
+DEFAULT_MATCH_THRESHOLD: float = 0.50
+
+
+class DetectorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_side: int = Field(
+        640, ge=128, le=4096,
+        description="FaceBoxes input size: the frame is resized (up or down, aspect kept) so that its longer "
+                    "side is max_side, then zero-padded at the bottom/right to a multiple of 32. Frames with "
+                    "the same padded size are batched together. Faces smaller than ~20 px at this scale are missed.")
+    candidate_score: float = Field(
+        0.5, ge=0, le=1,
+        description="min FaceBoxes score for a box to go to O-Net (0.3 lets a pair of hands in the Friends photo "
+                    "through, which O-Net then scores 0.91)")
+    max_candidates: int = Field(50, ge=1, le=200, description="most FaceBoxes boxes per frame sent to O-Net")
+    onet_score: float = Field(
+        0.8, ge=0, le=1,
+        description="min O-Net face probability to keep a face (0.6 lets a pair of hands through in the Friends photo)")
+    onet_passes: int = Field(
+        2, ge=1, le=3,
+        description="O-Net runs per face. Pass 1 crops the squared FaceBoxes box and gives the landmarks; each "
+                    "later pass re-crops the box the previous pass regressed and gives the final box and score. "
+                    "Measured on lfw_dev: landmarks from pass 2 align worse for the embedder (TPIR at zero false "
+                    "alerts 0.69 vs 0.77), but the pass-2 score rejects non-faces better (a pair of hands in the "
+                    "Friends photo: 0.83 in pass 1, 0.67 in pass 2).")
+    nms_iou: float = Field(0.4, gt=0, le=1, description="IoU above which the lower-scored of two faces is dropped")
+    min_face_px: int = Field(12, ge=1, le=1000, description="drop faces whose refined box is smaller (original px)")
+
+
+class QualityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_eye_distance_px: float = Field(
+        16.0, ge=0, le=1000,
+        description="min inter-eye distance in the original frame, px (TOO_SMALL). The ArcFace template has "
+                    "35 px between the eyes at 112x112; below ~16 px the aligned crop is mostly upsampling.")
+    min_sharpness: float = Field(
+        15.0, ge=0, le=1e5,
+        description="min variance of the Laplacian of the aligned 112x112 grey crop (BLURRED). Sharp LFW faces "
+                    "score 100-1000; a Gaussian blur of sigma 3 brings them below 10.")
+    max_yaw_deg: float = Field(
+        50.0, ge=0, le=90,
+        description="max |yaw| estimated from the landmarks (nose offset from the eye midpoint along the eye "
+                    "line, relative to half the eye distance, as asin) (NOT_FRONTAL)")
+    max_pitch_deg: float = Field(
+        45.0, ge=0, le=90,
+        description="max |pitch| estimated from the landmarks (nose height between the eye line and the mouth "
+                    "line against the template's 0.49, as asin) (NOT_FRONTAL)")
+    min_det_score: float = Field(0.8, ge=0, le=1, description="min detector (O-Net) score (LOW_SCORE)")
+
+
+class FaceConfig(BaseModel):
+    """The face pipeline's settings: detector, quality gate, embedder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="FaceBoxes + O-Net")
+    quality: QualityConfig = Field(default_factory=QualityConfig, description="gate before embedding")
+    flip_average: bool = Field(True, description="embed the face and its mirror image and average (better, 2x cost)")
+    match_threshold: float = Field(DEFAULT_MATCH_THRESHOLD, ge=-1, le=1,
+                                   description="cosine similarity at or above which two faces match")
+    embed_batch: int = Field(64, ge=1, le=1024, description="most faces per embedder call")

@@ -1,0 +1,36 @@
+"""The committed model manifest is complete and consistent; a built cache verifies against it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from services.models import paths
+from services.models.build import _load_build_record, sha256_file
+from services.models.manifest import load_manifest
+
+HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def test_manifest_pins_every_input_and_output() -> None:
+    man = load_manifest()
+    assert set(man.models) >= {"faceboxes", "onet", "mobilefacenet"}
+    for pkg in man.packages.values():
+        assert HEX.match(pkg.sha256) and pkg.license == "MIT" and "@" in pkg.spec
+        assert all(HEX.match(h) for h in pkg.files.values())
+    for name, m in man.models.items():
+        files = man.packages[m.package].files
+        assert m.source in files and all(c in files for c in m.companions), name
+        assert m.content_sha256 and HEX.match(m.content_sha256), f"{name}: output content hash not pinned"
+        assert m.inputs and m.outputs and all(t.shape[0] == -1 for t in m.inputs + m.outputs), name
+
+
+@pytest.mark.skipif(not paths.build_manifest_path().is_file(), reason="models not built: run 'lfr models build'")
+def test_built_cache_matches_manifest() -> None:
+    man = load_manifest()
+    record = _load_build_record()
+    for name, m in man.models.items():
+        rec = record[name]
+        assert rec["content_sha256"] == m.content_sha256
+        assert sha256_file(paths.model_path(name)) == rec["sha256"]
