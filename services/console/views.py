@@ -107,6 +107,8 @@ def cameras_body(cameras: Sequence[Camera], officers: Sequence[officers_pb2.Offi
                      e(why), e(ingest)])
     out.append(table("Cameras", ["Camera", "Zone", "Deployment", "State", "Why", "Ingest reports"], rows,
                      "No cameras in the registry.", "cameras"))
+    if error:
+        return "".join(out)
     zones = sorted({c.zone for c in cameras} | {z for o in officers for z in o.zones})
     orows = []
     for zone in zones:

@@ -6,8 +6,6 @@
 "use strict";
 const path = require("path");
 const readline = require("readline");
-const fs = require("fs");
-const os = require("os");
 const modules = process.env.LFR_NODE_MODULES;
 const { chromium } = require(path.join(modules, "playwright-core"));
 
@@ -15,10 +13,10 @@ const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", 
   "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 async function main() {
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "lfr-chromium-"));
+  // launch() gives chromium a fresh temporary --user-data-dir of its own (deleted at close); each
+  // browser context (one per signed-in user) has its own cookies on top of that.
   const browser = await chromium.launch({
-    executablePath: process.env.LFR_CHROMIUM || "/usr/bin/chromium", headless: true,
-    args: [...FLAGS, "--user-data-dir=" + userDataDir],
+    executablePath: process.env.LFR_CHROMIUM || "/usr/bin/chromium", headless: true, args: FLAGS,
   });
   const pages = new Map();
   const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
@@ -48,7 +46,7 @@ async function main() {
           if (cmd.selector) await page.locator(cmd.selector).screenshot({ path: cmd.path });
           else await page.screenshot({ path: cmd.path, fullPage: false });
           break;
-        case "close": await browser.close(); fs.rmSync(userDataDir, { recursive: true, force: true }); out({ ok: true }); return;
+        case "close": await browser.close(); out({ ok: true }); return;
         default: throw new Error("unknown op " + cmd.op);
       }
       out({ ok: true, value: value });
@@ -57,6 +55,5 @@ async function main() {
     }
   }
   await browser.close();
-  fs.rmSync(userDataDir, { recursive: true, force: true });
 }
 main().catch((err) => { process.stdout.write(JSON.stringify({ ok: false, error: String(err) }) + "\n"); process.exit(1); });
