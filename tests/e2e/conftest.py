@@ -18,6 +18,16 @@ from services.common.cameras import Camera
 from services.common.topics import ensure_topics
 
 
+def _run(coro: object) -> object:
+    """Run a coroutine on a private loop (asyncio.run would unset the thread's current loop,
+    which other tests' fixtures may still ask for)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)  # type: ignore[arg-type]
+    finally:
+        loop.close()
+
+
 @pytest.fixture(scope="session")
 def e2e() -> Iterator[E2E]:
     down = _stack_healthy()
@@ -25,7 +35,7 @@ def e2e() -> Iterator[E2E]:
         pytest.fail("the local stack is not healthy (" + "; ".join(down) + ") — fix: .venv/bin/lfr stack up")
     tag = "".join(random.choices(string.ascii_lowercase, k=8))
     specs = _specs(tag)
-    asyncio.run(ensure_topics(BOOTSTRAP, tuple(specs)))
+    _run(ensure_topics(BOOTSTRAP, tuple(specs)))
     names = {s.name.split(".")[3]: s.name for s in specs}
     work = state_dir() / "e2e" / tag
     cams: dict[str, Camera] = {}
@@ -39,6 +49,9 @@ def e2e() -> Iterator[E2E]:
     cam("intel", "intel", VIDEO / "intel_head_pose_female_and_male.gif", fps=10.0)
     cam("crowd", "crowd", VIDEO / "crowd_royal_opera_house_1080p.mp4")
     cam("dlq", "dlq", VIDEO / "hamilton_white_house_short_clip.mp4")
+    # the operator console's tests: a zone of its own (gated off until the test puts an officer on duty)
+    cams["console"] = cams["dlq"].model_copy(update={"id": f"e2e-{tag}-console", "zone": f"e2e-{tag}-console-zone",
+                                                     "deployment_id": f"e2e-{tag}-console"})
     layout = PipelineLayout(port_offset=PORT_OFFSET, topics=Topics(**names), group_prefix=f"lfr-e2e-{tag}",
                             cameras_file=work / "cameras.yaml", log_dir=state_dir() / "logs", log_prefix="e2e-",
                             pid_dir=state_dir() / "pids" / "services")
@@ -46,11 +59,11 @@ def e2e() -> Iterator[E2E]:
     pipeline = Pipeline(layout)
     started = time.monotonic()
     try:
-        asyncio.run(pipeline.start())
+        _run(pipeline.start())
         print(f"\ne2e pipeline {tag} SERVING in {time.monotonic() - started:.1f} s (logs {layout.log_dir}/e2e-*.log)")
         yield E2E(tag, layout, pipeline, cams)
     finally:
         codes = pipeline.stop()
-        asyncio.run(_delete_topics(list(names.values())))
+        _run(_delete_topics(list(names.values())))
         shutil.rmtree(work, ignore_errors=True)
     assert all(c == 0 for c in codes.values()), f"services did not stop cleanly: {codes}"
