@@ -200,12 +200,20 @@ class AlertFeed:
             await asyncio.gather(refresher, *self._tasks, return_exceptions=True)
 
     async def _read(self, call: Any) -> bool:
-        await call.initial_metadata()  # the server accepted the call
-        self._set_connected(True)
+        async def mark() -> None:  # the server sends no metadata before the first alert: alive after 1 s is up
+            await asyncio.sleep(1.0)
+            if not call.done():
+                self._set_connected(True)
+
+        marker = asyncio.create_task(mark())
         got = False
-        async for alert in call:
-            got = True
-            self.add(alert)
+        try:
+            async for alert in call:
+                got = True
+                self._set_connected(True)
+                self.add(alert)
+        finally:
+            marker.cancel()
         return got
 
     def add(self, alert: alerts_pb2.Alert) -> LiveAlert:

@@ -44,7 +44,7 @@ async function main() {
         case "eval": value = await page.evaluate(cmd.expr); break;
         case "screenshot":
           if (cmd.selector) await page.locator(cmd.selector).screenshot({ path: cmd.path });
-          else await page.screenshot({ path: cmd.path, fullPage: false });
+          else await page.screenshot({ path: cmd.path, fullPage: true });
           break;
         case "close": await browser.close(); out({ ok: true }); return;
         default: throw new Error("unknown op " + cmd.op);
