@@ -23,6 +23,7 @@ setup: venv
 	@$(LFR) stack install
 	@$(LFR) models build
 	@deploy/tools/install-tools.sh
+	@deploy/tools/install-browser.sh
 
 up: setup
 	@$(LFR) up
