@@ -5,13 +5,18 @@
 2. creates a demo watchlist over the WatchlistService API for the demo camera's
    deployment (deploy/local/cameras.yaml: demo-cam-1 -> demo-op), authorised,
    valid for one hour, and enrols the given faces;
-3. subscribes to AlertService.StreamAlerts, then starts the ingest service with
+3. starts the officers service too, puts the demo officer on duty in the demo
+   camera's zone with device ``demo-officer-device`` and subscribes that device
+   (DeviceService.Subscribe, as the officer app does); subscribes to
+   AlertService.StreamAlerts (to count what was raised), then starts the ingest service with
    a camera registry of its own (.lfr/demo/cameras.yaml: demo-cam-1, source =
    the video) which streams the video once (or, with --seconds, loops it for
    that long);
 4. waits until everything streamed has gone through the pipeline (every
-   consumer group committed to the end of its topic) and prints each alert:
-   subject, score, camera, frame-to-alert latency (or JSON lines with --json);
+   consumer group committed to the end of its topic); each alert is printed as
+   it ARRIVES ON THE DEVICE (subject, score, camera, frame-to-alert and
+   frame-to-device latency, whether the watchlist image and the live crop came
+   with it) and acknowledged from the device (JSON lines with --json);
 5. closes (destroys) the watchlist, stops the services and the stack
    components it started, exits 0.
 
@@ -34,8 +39,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.cli.launch import REPO_ROOT, DutyOfficer, Pipeline, PipelineLayout, ServiceProcess, metric, scrape, state_dir, \
-    wait_drained, write_registry
+from services.cli.launch import OFFICERS, PIPELINE_ORDER, REPO_ROOT, DutyOfficer, Pipeline, PipelineLayout, \
+    ServiceProcess, metric, scrape, state_dir, wait_drained, write_registry
 from services.common.cameras import Camera, CameraRegistry
 from services.common.errors import SetupError
 
@@ -197,6 +202,125 @@ class AlertListener:
             await self._channel.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class DeviceView:
+    """What the demo prints about an alert as it arrives on the officer's device
+    (DeviceService.Subscribe): the alert, its latencies and whether both images
+    for side-by-side adjudication came with it (their sizes, never their bytes)."""
+
+    alert_id: str
+    subject_id: str
+    subject: str
+    score: float
+    camera: str
+    zone: str
+    device: str
+    escalation_level: int
+    frame_to_alert_ms: float   # capture -> alert raised (alerts service)
+    frame_to_device_ms: float  # capture -> arrived on the device (this process's clock)
+    live_crop_bytes: int
+    watchlist_image_bytes: int
+    acknowledged: bool
+
+    @property
+    def images_ok(self) -> bool:
+        return self.live_crop_bytes > 0 and self.watchlist_image_bytes > 0
+
+    @classmethod
+    def of(cls, msg: Any, device: str, names: dict[str, str], received_ns: int, acknowledged: bool) -> "DeviceView":
+        a = msg.alert
+        return cls(alert_id=a.alert_id, subject_id=a.subject_id, subject=names.get(a.subject_id, a.subject_id),
+                   score=round(float(a.best_score), 4), camera=a.camera_id, zone=a.zone, device=device,
+                   escalation_level=int(msg.escalation_level),
+                   frame_to_alert_ms=round(max(0, a.alert_unix_ns - a.capture_unix_ns) / 1e6, 1),
+                   frame_to_device_ms=round(max(0, received_ns - a.capture_unix_ns) / 1e6, 1),
+                   live_crop_bytes=len(a.live_crop.jpeg), watchlist_image_bytes=len(a.watchlist_image.jpeg),
+                   acknowledged=acknowledged)
+
+    def line(self) -> str:
+        images = ("watchlist image + live crop" if self.images_ok else
+                  f"IMAGES MISSING (watchlist {self.watchlist_image_bytes} B, crop {self.live_crop_bytes} B)")
+        return (f"DEVICE {self.device}: ALERT {self.subject:24s} score={self.score:.3f}  camera={self.camera}  "
+                f"frame-to-alert={self.frame_to_alert_ms:.0f} ms  frame-to-device={self.frame_to_device_ms:.0f} ms  "
+                f"{images}  {'acknowledged' if self.acknowledged else 'NOT acknowledged'}")
+
+    def json(self) -> str:
+        return json.dumps({"event": "device_alert", **dataclasses.asdict(self), "images_ok": self.images_ok})
+
+
+class DeviceListener:
+    """The officer app of the demo: ``DeviceService.Subscribe(device)`` on the officers
+    service (services.officers.demo.listen_device), acknowledging each alert as it
+    arrives and handing a :class:`DeviceView` to ``on_view``."""
+
+    def __init__(self, port: int, officer_id: str, device_id: str, names: dict[str, str],
+                 on_view: Callable[[DeviceView], None] | None = None, since_ns: int = 0) -> None:
+        self.addr = f"127.0.0.1:{port}"
+        self.since_ns = since_ns  # alerts of frames captured before this are an earlier run's: skipped
+        self.skipped = 0
+        self.officer_id = officer_id
+        self.device_id = device_id
+        self.names = names
+        self.on_view = on_view
+        self.views: list[DeviceView] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[int] | None = None
+        self._channel: Any = None
+
+    async def start(self) -> None:
+        import grpc
+
+        from lfr.v1 import officers_pb2, officers_pb2_grpc
+        from services.officers.demo import listen_device
+
+        self._channel = grpc.aio.insecure_channel(self.addr)
+        await asyncio.wait_for(self._channel.channel_ready(), 30)
+        stub = officers_pb2_grpc.DeviceServiceStub(self._channel)
+
+        async def on_alert(msg: Any) -> None:
+            received = time.time_ns()
+            if msg.alert.capture_unix_ns < self.since_ns:
+                self.skipped += 1
+                return
+            try:
+                resp = await stub.Acknowledge(officers_pb2.AcknowledgeRequest(
+                    alert_id=msg.alert.alert_id, officer_id=self.officer_id, device_id=self.device_id), timeout=10)
+                acked = bool(resp.first)
+            except grpc.aio.AioRpcError:
+                acked = False
+            view = DeviceView.of(msg, self.device_id, self.names, received, acked)
+            self.views.append(view)
+            if self.on_view is not None:
+                self.on_view(view)
+
+        self._task = asyncio.create_task(
+            listen_device(self.addr, self.device_id, on_alert, self._stop, officer_id=self.officer_id),
+            name="device-listen")
+        await asyncio.sleep(0.3)  # the stream registers the device
+
+    def failed(self) -> BaseException | None:
+        if self._task is not None and self._task.done() and not self._task.cancelled():
+            return self._task.exception()
+        return None
+
+    async def wait_for(self, count: int, timeout_s: float) -> None:
+        """Until ``count`` alerts arrived on the device or ``timeout_s`` passed."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.views) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 5)
+            except Exception:  # noqa: BLE001 - stopping: a stream error was already logged
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        if self._channel is not None:
+            await self._channel.close()
+
+
 @dataclasses.dataclass
 class PassStats:
     captured: int
@@ -297,8 +421,21 @@ def _say(quiet: bool) -> Callable[[str], None]:
     return say
 
 
+DEMO_OFFICER = "demo-officer"
+DEMO_DEVICE = f"{DEMO_OFFICER}-device"  # DutyOfficer's device id
+DEVICE_WAIT_S = 10.0  # after the drain: how long the demo waits for raised alerts to reach the device
+
+
+def device_summary(raised: int, views: list[DeviceView]) -> str:
+    ok = sum(1 for v in views if v.images_ok)
+    acked = sum(1 for v in views if v.acknowledged)
+    return (f"{raised} alert(s) raised; {len(views)} arrived on device {DEMO_DEVICE} "
+            f"({ok} with watchlist image + live crop, {acked} acknowledged)")
+
+
 async def run_demo(video: Path, enrolments: list[Enrolment], seconds: float | None, as_json: bool,
-                   stack: StackHandle, layout: PipelineLayout | None = None) -> list[AlertView]:
+                   stack: StackHandle, layout: PipelineLayout | None = None) -> list[DeviceView]:
+    """The demo; returns the alerts as they arrived on the demo officer's device."""
     say = _say(as_json)
     layout = layout or default_layout()
     camera = demo_camera(video, loop=seconds is not None)
@@ -308,11 +445,8 @@ async def run_demo(video: Path, enrolments: list[Enrolment], seconds: float | No
         if not e.image.is_file():
             raise SetupError(f"image {e.image} for {e.name} does not exist", "fix --enrol NAME=IMAGE")
     names = {e.subject_id: e.name for e in enrolments}
-    views: list[AlertView] = []
 
-    def on_alert(alert: Any) -> None:
-        view = AlertView.of(alert, names)
-        views.append(view)
+    def on_view(view: DeviceView) -> None:
         print(view.json() if as_json else view.line(), flush=True)
 
     await asyncio.to_thread(stack.up, say)
@@ -320,12 +454,13 @@ async def run_demo(video: Path, enrolments: list[Enrolment], seconds: float | No
     pipeline = Pipeline(layout)
     watchlists: WatchlistClient | None = None
     listener: AlertListener | None = None
+    device: DeviceListener | None = None
     watchlist_id = ""
-    officer = DutyOfficer("demo-officer", [camera.zone])
+    officer = DutyOfficer(DEMO_OFFICER, [camera.zone])
     try:
-        say(f"services: starting {', '.join(['watchlist', 'recognizer', 'matcher', 'alerts'])} "
-            f"(logs in {layout.log_dir})")
-        await pipeline.start()
+        names_started = (*PIPELINE_ORDER, OFFICERS)
+        say(f"services: starting {', '.join(names_started)} (logs in {layout.log_dir})")
+        await pipeline.start(names_started)
         watchlists = WatchlistClient(layout.grpc_port("watchlist"))
         watchlist_id = await watchlists.create(
             camera.deployment_id, name="lfr demo", authorisation_ref=f"DEMO-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -335,17 +470,27 @@ async def run_demo(video: Path, enrolments: list[Enrolment], seconds: float | No
             await watchlists.enrol(watchlist_id, e)
             say(f"enrolled {e.name} ({e.subject_id}) from {e.image}")
         if await officer.start():
-            say(f"officer {officer.officer_id} on duty in {camera.zone} (cameras run only while officers are on duty)")
+            say(f"officer {officer.officer_id} on duty in {camera.zone} with device {DEMO_DEVICE} "
+                "(cameras run only while officers are on duty)")
+        device = DeviceListener(layout.grpc_port(OFFICERS), DEMO_OFFICER, DEMO_DEVICE, names, on_view,
+                                since_ns=time.time_ns())
+        await device.start()
+        say(f"device {DEMO_DEVICE} subscribed (DeviceService.Subscribe on :{layout.grpc_port(OFFICERS)}); "
+            "alerts are printed as they arrive on it and acknowledged")
         listener = AlertListener(layout.grpc_port("alerts"), deployment_id=camera.deployment_id,
-                                 camera_ids=(camera.id,), on_alert=on_alert)
+                                 camera_ids=(camera.id,))
         await listener.start()
         say(f"streaming {video} as {camera.id} at {camera.fps:g} fps"
             + (f" for {seconds:g} s" if seconds is not None else " (one pass)"))
         stats = await stream_pass(pipeline, camera, state_dir() / "demo" / "ingest-cameras.yaml", seconds)
         if (err := listener.failed()) is not None:
             raise SetupError(f"the alert stream failed: {err}", f"read {layout.log_file('alerts')}")
-        say(f"streamed {stats.published} frames in {stats.seconds:g} s; {len(views)} alert(s)")
+        await device.wait_for(len(listener.alerts), DEVICE_WAIT_S)
+        say(f"streamed {stats.published} frames in {stats.seconds:g} s; "
+            + device_summary(len(listener.alerts), device.views))
     finally:
+        if device is not None:
+            await device.stop()
         if listener is not None:
             await listener.stop()
         await officer.stop()
@@ -362,7 +507,7 @@ async def run_demo(video: Path, enrolments: list[Enrolment], seconds: float | No
         if bad:
             say(f"lfr: warning: services exited with {bad}; logs in {layout.log_dir}")
         await asyncio.to_thread(stack.down, say)
-    return views
+    return device.views if device is not None else []
 
 
 def add_parser(sub: Any) -> None:

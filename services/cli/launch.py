@@ -31,7 +31,7 @@ from services.common.errors import SetupError
 from services.stack.base import port_in_use
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ServiceName = Literal["ingest", "recognizer", "matcher", "alerts", "watchlist"]
+ServiceName = Literal["ingest", "recognizer", "matcher", "alerts", "watchlist", "officers"]
 # gRPC and metrics ports of the brief (before the layout's offset)
 BASE_PORTS: dict[str, tuple[int, int]] = {
     "ingest": (50051, 9101),
@@ -39,9 +39,13 @@ BASE_PORTS: dict[str, tuple[int, int]] = {
     "matcher": (50053, 9103),
     "alerts": (50054, 9104),
     "watchlist": (50055, 9105),
+    "officers": (50056, 9106),
 }
 # start order: the consumers and the watchlist first, ingest (which starts streaming at once) last
 PIPELINE_ORDER: tuple[ServiceName, ...] = ("watchlist", "recognizer", "matcher", "alerts")
+# the officers service (availability, routing alerts to devices): started by lfr demo / lfr up and by the e2e
+# tests that need devices; after ingest, stopped before the pipeline's consumers
+OFFICERS: ServiceName = "officers"
 
 
 def state_dir() -> Path:
@@ -99,7 +103,7 @@ class PipelineLayout(BaseModel):
             "LFR_KAFKA__AUTO_OFFSET_RESET": self.auto_offset_reset,
         }
         if service == "ingest":
-            env |= {"LFR_INGEST__FRAMES_TOPIC": t.frames,
+            env |= {"LFR_INGEST__FRAMES_TOPIC": t.frames, "LFR_INGEST__AUDIT_TOPIC": t.audit,
                     "LFR_INGEST__CAMERAS_FILE": str(ingest_cameras or self.cameras_file)}
         elif service == "recognizer":
             env |= {"LFR_RECOGNIZER__FRAMES_TOPIC": t.frames, "LFR_RECOGNIZER__FACES_TOPIC": t.faces,
@@ -114,6 +118,10 @@ class PipelineLayout(BaseModel):
                     "LFR_ALERTS__GROUP_ID": self.group(service)}
         elif service == "watchlist":
             env |= {"LFR_WATCHLIST__AUDIT_TOPIC": t.audit}
+        elif service == OFFICERS:
+            env |= {"LFR_OFFICERS__ALERTS_TOPIC": t.alerts, "LFR_OFFICERS__AUDIT_TOPIC": t.audit,
+                    "LFR_OFFICERS__GROUP_ID": self.group(service),
+                    "LFR_OFFICERS__CAMERAS_FILE": str(self.cameras_file)}
         return env
 
     def consumer_groups(self) -> list[tuple[str, str]]:
@@ -330,7 +338,7 @@ class Pipeline:
 
     def stop(self, names: tuple[str, ...] | None = None) -> dict[str, int | None]:
         """Stop ``names`` (default: all, ingest first), return their exit codes."""
-        order = ["ingest", *reversed(PIPELINE_ORDER)]
+        order = ["ingest", OFFICERS, *reversed(PIPELINE_ORDER)]
         codes = {}
         for name in order:
             if name in self.services and (names is None or name in names):

@@ -3,8 +3,11 @@
 Starts the local stack (what is not running yet) and every service of the
 pipeline, creates the demo watchlist (deployment demo-op, valid 1 h, renewed
 before it expires: a new one is created and enrolled, then the old one is
-closed), enrols the demo face(s) and streams the video as demo-cam-1, looping,
-printing each alert as it comes. Ctrl-C (SIGINT) or SIGTERM: the watchlist is
+closed), enrols the demo face(s), puts the demo officer on duty in the demo
+camera's zone with device ``demo-officer-device`` (subscribed to the officers
+service's DeviceService, as the officer app is) and streams the video as
+demo-cam-1, looping, printing each alert as it arrives on the device (and
+acknowledging it). Ctrl-C (SIGINT) or SIGTERM: the watchlist is
 closed (destroyed), the services are stopped, then the stack components this
 command started; nothing of ours is left running. A service that dies ends the
 run with one line naming it and its log (exit 1).
@@ -20,9 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.cli.demo import (DEFAULT_ENROL, DEFAULT_VIDEO, AlertListener, AlertView, Enrolment, StackHandle,
-                               WatchlistClient, _say, default_layout, demo_camera, repo_path)
-from services.cli.launch import DutyOfficer, Pipeline, state_dir, write_registry
+from services.cli.demo import (DEFAULT_ENROL, DEFAULT_VIDEO, DEMO_DEVICE, DEMO_OFFICER, AlertListener, DeviceListener,
+                               DeviceView, Enrolment, StackHandle, WatchlistClient, _say, default_layout, demo_camera,
+                               repo_path)
+from services.cli.launch import OFFICERS, PIPELINE_ORDER, DutyOfficer, Pipeline, state_dir, write_registry
 from services.common.errors import SetupError
 
 RENEW_BEFORE_S = 300.0  # renew the watchlist this long before its window ends
@@ -67,15 +71,15 @@ async def run_up(video: Path, enrolments: list[Enrolment], as_json: bool, stack:
         raise SetupError(f"video {video} does not exist", "pass --video PATH")
     names = {e.subject_id: e.name for e in enrolments}
 
-    def on_alert(alert: Any) -> None:
-        view = AlertView.of(alert, names)
+    def on_view(view: DeviceView) -> None:
         print(view.json() if as_json else view.line(), flush=True)
 
     pipeline = Pipeline(layout)
     client: WatchlistClient | None = None
     listener: AlertListener | None = None
+    device: DeviceListener | None = None
     watchlists: list[str] = []
-    officer = DutyOfficer("demo-officer", [camera.zone])
+    officer = DutyOfficer(DEMO_OFFICER, [camera.zone])
     code = 0
     try:
         await asyncio.to_thread(stack.up, say)  # not interruptible: a half-started server would be left behind
@@ -84,21 +88,28 @@ async def run_up(video: Path, enrolments: list[Enrolment], as_json: bool, stack:
         write_registry(layout.cameras_file, [camera])
         ingest_registry = write_registry(state_dir() / "demo" / "ingest-cameras.yaml", [camera])
         say(f"services: starting (logs in {layout.log_dir})")
-        await _until(stop, pipeline.start())
+        await _until(stop, pipeline.start((*PIPELINE_ORDER, OFFICERS)))
         client = WatchlistClient(layout.grpc_port("watchlist"))
         watchlists.append(await _until(stop, _new_watchlist(client, camera.deployment_id, enrolments, say)))
         renew_at = time.monotonic() + 3600 - RENEW_BEFORE_S
         listener = AlertListener(layout.grpc_port("alerts"), deployment_id=camera.deployment_id,
-                                 camera_ids=(camera.id,), on_alert=on_alert)
+                                 camera_ids=(camera.id,))
         await _until(stop, listener.start())
         if await _until(stop, officer.start()):
-            say(f"officer {officer.officer_id} on duty in {camera.zone} (cameras run only while officers are on duty)")
+            say(f"officer {officer.officer_id} on duty in {camera.zone} with device {DEMO_DEVICE} "
+                "(cameras run only while officers are on duty)")
+        device = DeviceListener(layout.grpc_port(OFFICERS), DEMO_OFFICER, DEMO_DEVICE, names, on_view,
+                                since_ns=time.time_ns())
+        await _until(stop, device.start())
+        say(f"device {DEMO_DEVICE} subscribed; alerts are printed as they arrive on it and acknowledged")
         await _until(stop, pipeline.start(("ingest",), ingest_cameras=ingest_registry))
         say(f"streaming {video} as {camera.id} at {camera.fps:g} fps, looping; Ctrl-C stops everything")
         while not stop.is_set():
             pipeline.check_alive()
             if (err := listener.failed()) is not None:
                 raise SetupError(f"the alert stream failed: {err}", f"read {layout.log_file('alerts')}")
+            if (err := device.failed()) is not None:
+                raise SetupError(f"the device stream failed: {err}", f"read {layout.log_file(OFFICERS)}")
             if time.monotonic() >= renew_at:
                 old = watchlists[-1]
                 watchlists.append(await _new_watchlist(client, camera.deployment_id, enrolments, say))
@@ -117,6 +128,8 @@ async def run_up(video: Path, enrolments: list[Enrolment], as_json: bool, stack:
         print(e.one_line(), file=sys.stderr, flush=True)
         code = 1
     finally:
+        if device is not None:
+            await device.stop()
         if listener is not None:
             await listener.stop()
         await officer.stop()
