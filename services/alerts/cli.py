@@ -11,6 +11,8 @@ import asyncio
 import json
 from typing import Any
 
+from services.common.grpc_client import aio_channel
+
 ALERTS_ADDR = "127.0.0.1:50054"
 OFFICERS_ADDR = "127.0.0.1:50056"
 OUTCOMES = ("confirmed", "rejected", "no_action")
@@ -68,7 +70,7 @@ def _tail(args: argparse.Namespace) -> int:
     from lfr.v1 import alerts_pb2, alerts_pb2_grpc
 
     async def go() -> None:
-        async with grpc.aio.insecure_channel(args.addr) as channel:
+        async with aio_channel(args.addr) as channel:
             call = alerts_pb2_grpc.AlertServiceStub(channel).StreamAlerts(alerts_pb2.StreamAlertsRequest(
                 zones=args.zone, camera_ids=args.camera, deployment_id=args.deployment))
             async for a in call:
@@ -97,7 +99,7 @@ def _ack(args: argparse.Namespace) -> int:
     from lfr.v1 import officers_pb2
 
     async def go() -> Any:
-        async with grpc.aio.insecure_channel(args.addr) as channel:
+        async with aio_channel(args.addr, identity=args.officer) as channel:
             return await _stub(channel).Acknowledge(officers_pb2.AcknowledgeRequest(
                 alert_id=args.alert_id, officer_id=args.officer, device_id=args.device), timeout=10)
 
@@ -115,7 +117,7 @@ def _adjudicate(args: argparse.Namespace) -> int:
                "no_action": officers_pb2.ADJUDICATION_OUTCOME_NO_ACTION}[args.outcome]
 
     async def go() -> Any:
-        async with grpc.aio.insecure_channel(args.addr) as channel:
+        async with aio_channel(args.addr, identity=args.officer) as channel:
             return await _stub(channel).Adjudicate(officers_pb2.AdjudicateRequest(
                 alert_id=args.alert_id, officer_id=args.officer, outcome=outcome, note=args.note,
                 case_ref=args.case_ref), timeout=10)
@@ -134,7 +136,7 @@ def _status(args: argparse.Namespace) -> int:
     from lfr.v1 import officers_pb2
 
     async def go() -> Any:
-        async with grpc.aio.insecure_channel(args.addr) as channel:
+        async with aio_channel(args.addr) as channel:
             return await _stub(channel).GetAlert(officers_pb2.GetAlertRequest(alert_id=args.alert_id), timeout=10)
 
     print(json.dumps(MessageToDict(_run(go(), args.addr))))

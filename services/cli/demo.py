@@ -110,12 +110,13 @@ class AlertView:
 class WatchlistClient:
     """The WatchlistService calls the demo makes (async gRPC)."""
 
-    def __init__(self, port: int, timeout_s: float = 60.0) -> None:
-        import grpc
+    def __init__(self, port: int, timeout_s: float = 60.0, identity: str | None = None) -> None:
 
         from lfr.v1 import watchlist_pb2_grpc
 
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        from services.common.grpc_client import aio_channel
+
+        self.channel = aio_channel(f"127.0.0.1:{port}", identity=identity)
         self.stub = watchlist_pb2_grpc.WatchlistServiceStub(self.channel)
         self.timeout_s = timeout_s
 
@@ -157,8 +158,9 @@ class AlertListener:
     """A StreamAlerts subscription collecting alerts (and calling ``on_alert``)."""
 
     def __init__(self, port: int, deployment_id: str = "", camera_ids: tuple[str, ...] = (),
-                 on_alert: Callable[[Any], None] | None = None) -> None:
+                 on_alert: Callable[[Any], None] | None = None, identity: str | None = None) -> None:
         self.port = port
+        self.identity = identity
         self.deployment_id = deployment_id
         self.camera_ids = camera_ids
         self.on_alert = on_alert
@@ -171,7 +173,9 @@ class AlertListener:
 
         from lfr.v1 import alerts_pb2, alerts_pb2_grpc
 
-        self._channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.port}")
+        from services.common.grpc_client import aio_channel
+
+        self._channel = aio_channel(f"127.0.0.1:{self.port}", identity=self.identity)
         await asyncio.wait_for(self._channel.channel_ready(), 30)
         call = alerts_pb2_grpc.AlertServiceStub(self._channel).StreamAlerts(alerts_pb2.StreamAlertsRequest(
             deployment_id=self.deployment_id, camera_ids=list(self.camera_ids)))
@@ -273,7 +277,9 @@ class DeviceListener:
         from lfr.v1 import officers_pb2, officers_pb2_grpc
         from services.officers.demo import listen_device
 
-        self._channel = grpc.aio.insecure_channel(self.addr)
+        from services.common.grpc_client import aio_channel
+
+        self._channel = aio_channel(self.addr, identity=self.officer_id)
         await asyncio.wait_for(self._channel.channel_ready(), 30)
         stub = officers_pb2_grpc.DeviceServiceStub(self._channel)
 

@@ -79,6 +79,7 @@ class PipelineLayout(BaseModel):
         "earliest", description="where a NEW consumer group starts; earliest so that nothing streamed while a "
                                 "group was still joining is skipped (stale frames are dropped by the recognizer)")
     bootstrap: str = Field("127.0.0.1:9092", min_length=1, description="Kafka")
+    tls: bool = Field(True, description="mTLS on every gRPC server with the dev PKI (`lfr certs init`, run at start)")
 
     def grpc_port(self, service: str) -> int:
         return BASE_PORTS[service][0] + self.port_offset
@@ -102,6 +103,10 @@ class PipelineLayout(BaseModel):
             "LFR_KAFKA__DLQ_TOPIC": t.dlq,
             "LFR_KAFKA__AUTO_OFFSET_RESET": self.auto_offset_reset,
         }
+        if self.tls:
+            from services.common.grpc_client import server_env
+
+            env |= server_env(service, audit_topic=t.audit)
         if service == "ingest":
             env |= {"LFR_INGEST__FRAMES_TOPIC": t.frames, "LFR_INGEST__AUDIT_TOPIC": t.audit,
                     "LFR_INGEST__CAMERAS_FILE": str(ingest_cameras or self.cameras_file)}
@@ -167,6 +172,8 @@ class ServiceProcess:
                 raise SetupError(f"{self.name}: port 127.0.0.1:{port} is already taken (another `lfr up`/`lfr demo`?)",
                                  f"stop it (ss -ltnp 'sport = :{port}') and retry")
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        if self.layout.tls:
+            ensure_certs()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LFR_GRPC__", "LFR_METRICS__"))}
         env |= self.env
         with open(self.log_file, "ab") as log:
@@ -194,7 +201,7 @@ class ServiceProcess:
         while True:
             if (why := self.died()) is not None:
                 raise SetupError(why, f"read {self.log_file}")
-            if await grpc_health(self.grpc_port) == "SERVING":
+            if await grpc_health(self.grpc_port, tls=self.layout.tls) == "SERVING":
                 return
             if time.monotonic() > deadline:
                 raise SetupError(f"service {self.name} not SERVING after {timeout_s:.0f} s on :{self.grpc_port}",
@@ -224,12 +231,31 @@ class ServiceProcess:
         return self.proc.returncode
 
 
-async def grpc_health(port: int) -> str | None:
-    """The overall gRPC health status name of the server on ``port`` (None: no answer)."""
+def ensure_certs() -> None:
+    """The dev PKI (idempotent): what the launcher's servers and clients use for mTLS."""
+    from services.common.grpc_client import cert_paths
+    from services.common.pki import init
+
+    init(cert_paths())
+
+
+async def grpc_health(port: int, tls: bool = True) -> str | None:
+    """The overall gRPC health status name of the server on ``port`` (None: no answer).
+    ``tls``: over mTLS with the dev PKI when it exists, then plaintext (health needs no role)."""
+    for secure in ((True, False) if tls else (False,)):
+        status = await _health_once(port, secure)
+        if status is not None:
+            return status
+    return None
+
+
+async def _health_once(port: int, secure: bool) -> str | None:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    from services.common.grpc_client import aio_channel
+
+    async with aio_channel(f"127.0.0.1:{port}", tls=secure) as channel:
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
                                                                      timeout=1)

@@ -1,13 +1,19 @@
-"""An asyncio gRPC server with health checking, reflection, TLS/mTLS and
-per-call authentication.
+"""An asyncio gRPC server with health checking, reflection, TLS/mTLS, per-call
+authentication, roles (default deny) and per-caller rate limits.
 
 - Health (``grpc.health.v1``): the overall status ``""`` and each added service
   start NOT_SERVING; the service runner flips them as dependencies come and go.
-- Authentication runs on every call from day one (:class:`AuthInterceptor`):
-  the caller's identity comes from the mTLS peer certificate's subject CN or from
-  an ``authorization: Bearer <token>`` metadata entry, and is available to
-  handlers through :data:`current_identity`. Roles are enforced later through the
-  ``required_roles`` hook, which allows every call for now.
+- Authentication (:class:`AuthInterceptor`): the caller's identity comes from the
+  mTLS peer certificate (CN = principal, OUs = roles, see services/common/pki.py),
+  from a signed device token or a static token in ``authorization: Bearer <token>``,
+  and is available to handlers through :data:`current_identity`. A caller whose
+  certificate carries the ``console`` role may act for a logged-in user
+  (``lfr-on-behalf-of`` / ``lfr-roles`` metadata); from anyone else those entries
+  are ignored.
+- Roles: every call is checked against services/common/roles.py (default deny);
+  a refusal answers PERMISSION_DENIED, is counted and audited (``on_refused``).
+- Rate limits: a token bucket per principal (``grpc.limits``); RESOURCE_EXHAUSTED.
+- Health and reflection stay open (probes, tooling).
 - Graceful shutdown (as in grpc's ``async_greeter_server_with_graceful_shutdown.py``):
   health goes NOT_SERVING, new calls are refused, in-flight calls get ``grace_s``.
 """
@@ -19,15 +25,18 @@ import dataclasses
 import hmac
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from services.common import roles as role_table
 from services.common.errors import SetupError
-from services.common.settings import GrpcAuthSettings, GrpcServerSettings
+from services.common.settings import GrpcAuthSettings, GrpcLimitSettings, GrpcServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +44,21 @@ log = logging.getLogger(__name__)
 OPEN_METHOD_PREFIXES: tuple[str, ...] = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+ON_BEHALF_OF = "lfr-on-behalf-of"
+ROLES_MD = "lfr-roles"
+MAX_ROLES_MD_CHARS = 512
 
 
 @dataclasses.dataclass(frozen=True)
 class Identity:
-    """Who is calling: ``principal`` is a certificate CN or a token's principal."""
+    """Who is calling: ``principal`` is a certificate CN, a token's subject or (via the
+    console) the logged-in user; ``via`` names the intermediary (the console's principal)."""
 
     principal: str
-    mechanism: str  # "mtls" | "token" | "anonymous"
+    mechanism: str  # "mtls" | "token" | "device-token" | "console" | "anonymous"
     roles: frozenset[str] = frozenset()
+    deployments: frozenset[str] = frozenset()
+    via: str = ""
 
     @property
     def authenticated(self) -> bool:
@@ -53,48 +68,146 @@ class Identity:
 ANONYMOUS = Identity(principal="anonymous", mechanism="anonymous")
 current_identity: contextvars.ContextVar[Identity] = contextvars.ContextVar("lfr_identity", default=ANONYMOUS)
 
-# (full method name, identity) -> allowed. The security issue plugs role checks in here.
-RoleCheck = Callable[[str, Identity], bool]
+# (full method name, identity, request or None) -> decision. Default: the roles table.
+RoleCheck = Callable[[str, Identity, Any], role_table.Decision]
+# (method, identity, code name, reason) -> awaited before the refusal is answered (audit, metrics)
+RefusalHook = Callable[[str, Identity, str, str], Awaitable[None]]
 
 
-def allow_all(method: str, identity: Identity) -> bool:
-    return True
+def table_check(method: str, identity: Identity, request: Any) -> role_table.Decision:
+    return role_table.decide(method, identity.principal, identity.roles, identity.deployments, request)
+
+
+def allow_all(method: str, identity: Identity, request: Any) -> role_table.Decision:
+    """Tests of the interceptor's other parts only; never used by a service."""
+    return role_table.Decision(True, "allow_all")
+
+
+class RateLimiter:
+    """A token bucket per principal: ``rate_per_s`` refill, ``burst`` capacity."""
+
+    def __init__(self, limits: GrpcLimitSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, principal: str) -> bool:
+        if self.limits.rate_per_s <= 0:
+            return True
+        now = self._clock()
+        tokens, last = self._buckets.get(principal, (float(self.limits.burst), now))
+        tokens = min(float(self.limits.burst), tokens + (now - last) * self.limits.rate_per_s)
+        if tokens < 1.0:
+            self._buckets[principal] = (tokens, now)
+            return False
+        self._buckets[principal] = (tokens - 1.0, now)
+        if len(self._buckets) > 10_000:  # forget idle callers (bounded memory)
+            self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
+        return True
+
+
+async def _no_hook(method: str, identity: Identity, code: str, reason: str) -> None:
+    return None
+
+
+def _read_key(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes().strip()
+    except OSError as e:
+        raise SetupError(f"cannot read the device token key {path}: {e.strerror}",
+                         "run `lfr certs init` or fix LFR_GRPC__AUTH__DEVICE_TOKEN_KEY_FILE") from e
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates each call, sets :data:`current_identity`, applies the role hook."""
+    """Authenticates each call, sets :data:`current_identity`, applies roles and rate limits."""
 
-    def __init__(self, auth: GrpcAuthSettings, required_roles: RoleCheck = allow_all) -> None:
+    def __init__(self, auth: GrpcAuthSettings, required_roles: RoleCheck = table_check,
+                 limits: GrpcLimitSettings | None = None, on_refused: RefusalHook = _no_hook) -> None:
         self._auth = auth
         self._required_roles = required_roles
+        self._limiter = RateLimiter(limits or GrpcLimitSettings())
+        self._device_key = _read_key(auth.device_token_key_file)
+        self.on_refused = on_refused
+
+    def _token_identity(self, secret: str) -> Identity | None:
+        from services.common import tokens
+
+        if self._device_key is not None and secret.startswith(tokens.PREFIX + "."):
+            try:
+                claims = tokens.verify(self._device_key, secret)
+            except tokens.TokenError:
+                return None
+            return Identity(principal=claims.principal, mechanism="device-token",
+                            roles=claims.roles & role_table.HUMAN_ROLES, deployments=claims.deployments)
+        for principal, expected in self._auth.static_tokens.items():
+            if hmac.compare_digest(secret.encode(), expected.get_secret_value().encode()):
+                return Identity(principal=principal, mechanism="token",
+                                roles=frozenset(self._auth.static_token_roles.get(principal, ())))
+        return None
 
     def identify(self, context: grpc.aio.ServicerContext) -> Identity | None:
         """The caller's identity, ANONYMOUS without credentials, None for a bad token."""
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                token = value.decode() if isinstance(value, bytes) else value
-                scheme, _, secret = token.partition(" ")
-                if scheme.lower() != "bearer" or not secret:
-                    return None
-                for principal, expected in self._auth.static_tokens.items():
-                    if hmac.compare_digest(secret.encode(), expected.get_secret_value().encode()):
-                        return Identity(principal=principal, mechanism="token")
-                return None
+        metadata = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in (context.invocation_metadata() or ())}
+        identity = ANONYMOUS
         auth_ctx = context.auth_context() or {}
-        cns = auth_ctx.get("x509_common_name")
-        if cns:
-            return Identity(principal=cns[0].decode(), mechanism="mtls")
-        return ANONYMOUS
+        pems = auth_ctx.get("x509_pem_cert")
+        if pems:
+            from services.common.pki import identity_from_pem
 
-    async def admit(self, method: str, context: grpc.aio.ServicerContext) -> None:
+            ci = identity_from_pem(bytes(pems[0]))
+            identity = Identity(principal=ci.principal, mechanism="mtls", roles=ci.roles, deployments=ci.deployments)
+        elif auth_ctx.get("x509_common_name"):
+            identity = Identity(principal=auth_ctx["x509_common_name"][0].decode(), mechanism="mtls")
+        token = metadata.get("authorization")
+        if token is not None:
+            scheme, _, secret = token.partition(" ")
+            if scheme.lower() != "bearer" or not secret:
+                return None
+            from_token = self._token_identity(secret)
+            if from_token is None:
+                return None
+            if identity.mechanism != "mtls" or role_table.CONSOLE not in identity.roles:
+                identity = from_token
+        return self._delegate(identity, metadata)
+
+    @staticmethod
+    def _delegate(identity: Identity, metadata: dict[str, str]) -> Identity:
+        """The console acting for a logged-in user: trusted only from a console identity."""
+        user = metadata.get(ON_BEHALF_OF)
+        if not user or role_table.CONSOLE not in identity.roles or user == identity.principal:
+            return identity
+        wanted = metadata.get(ROLES_MD, "")[:MAX_ROLES_MD_CHARS]
+        roles = frozenset(r.strip() for r in wanted.split(",") if r.strip()) & role_table.HUMAN_ROLES
+        return Identity(principal=user, mechanism="console", roles=roles, via=identity.principal)
+
+    async def _refuse(self, context: grpc.aio.ServicerContext, method: str, identity: Identity,
+                      code: grpc.StatusCode, reason: str, message: str) -> None:
+        try:
+            await self.on_refused(method, identity, code.name, reason)
+        except Exception as e:  # the refusal stands even when its audit failed; say so loudly
+            log.error("refusal not audited", extra={"method": method, "principal": identity.principal,
+                                                    "error": f"{type(e).__name__}: {e}"})
+        await context.abort(code, message)
+
+    async def admit(self, method: str, context: grpc.aio.ServicerContext, request: Any = None) -> None:
         identity = self.identify(context)
         if identity is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid credentials")
+            await self._refuse(context, method, ANONYMOUS, grpc.StatusCode.UNAUTHENTICATED, "invalid credentials",
+                               "invalid credentials")
             return
         if self._auth.require_authentication and not identity.authenticated:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication required (mTLS or bearer token)")
-        if not self._required_roles(method, identity):
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{identity.principal} may not call {method}")
+            await self._refuse(context, method, identity, grpc.StatusCode.UNAUTHENTICATED, "no credentials",
+                               "authentication required (mTLS client certificate or bearer token)")
+        if not self._limiter.allow(f"{identity.via}/{identity.principal}" if identity.via else identity.principal):
+            await self._refuse(context, method, identity, grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit",
+                               f"rate limit: at most {self._limiter.limits.rate_per_s:g} calls/s "
+                               f"(burst {self._limiter.limits.burst}) per caller")
+        decision = self._required_roles(method, identity, request)
+        if not decision.allowed:
+            await self._refuse(context, method, identity, grpc.StatusCode.PERMISSION_DENIED, decision.reason,
+                               f"{identity.principal} may not call {method}: {decision.reason}")
         current_identity.set(identity)
 
     async def intercept_service(
@@ -106,23 +219,24 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(OPEN_METHOD_PREFIXES):
             return handler
-        return _wrap(handler, lambda context: self.admit(method, context))
+        return _wrap(handler, lambda context, request: self.admit(method, context, request))
 
 
-def _wrap(handler: grpc.RpcMethodHandler, admit: Callable[[Any], Awaitable[None]]) -> grpc.RpcMethodHandler:
-    """The same handler, with ``admit(context)`` run first in the call's own task."""
+def _wrap(handler: grpc.RpcMethodHandler, admit: Callable[[Any, Any], Awaitable[None]]) -> grpc.RpcMethodHandler:
+    """The same handler, with ``admit(context, request)`` run first in the call's own task
+    (``request`` is None for client-streaming calls)."""
     serde = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
 
     async def unary(request: Any, context: Any) -> Any:
-        await admit(context)
+        await admit(context, request if handler.unary_unary else None)
         behavior = handler.unary_unary if handler.unary_unary else handler.stream_unary
         return await behavior(request, context)
 
     async def streaming(request: Any, context: Any) -> None:
-        await admit(context)
+        await admit(context, request if handler.unary_stream else None)
         behavior = handler.unary_stream if handler.unary_stream else handler.stream_stream
         result = behavior(request, context)
         if inspect.isasyncgen(result):
@@ -156,11 +270,13 @@ def server_credentials(settings: GrpcServerSettings) -> grpc.ServerCredentials |
 class GrpcServer:
     """Build with settings, ``add`` servicers, ``start``, flip health, ``stop``."""
 
-    def __init__(self, settings: GrpcServerSettings, required_roles: RoleCheck = allow_all) -> None:
+    def __init__(self, settings: GrpcServerSettings, required_roles: RoleCheck = table_check,
+                 on_refused: RefusalHook = _no_hook) -> None:
         self.settings = settings
         size = settings.max_message_bytes
+        self.interceptor = AuthInterceptor(settings.auth, required_roles, settings.limits, on_refused)
         self.server = grpc.aio.server(
-            interceptors=[AuthInterceptor(settings.auth, required_roles)],
+            interceptors=[self.interceptor],
             options=[("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)],
         )
         self.health = health_aio.HealthServicer()

@@ -134,7 +134,13 @@ async def serve(
     up_gauge = factory.gauge("dependency_up", "1 while the dependency answers its health check", ("dependency",))
     factory.gauge("service_info", "service identity", ("service", "instance")).labels(name, settings.instance).set(1)
     metrics_server: MetricsServer | None = None
-    grpc_server = GrpcServer(settings.grpc)
+    from services.common.refusals import RefusalRecorder
+    from services.common.settings import RedisSettings
+
+    redis_settings = getattr(settings, "redis", None)
+    refusals = RefusalRecorder(name, settings.kafka, redis_settings if isinstance(redis_settings, RedisSettings)
+                               else RedisSettings(), settings.grpc.auth.audit_topic, factory)
+    grpc_server = GrpcServer(settings.grpc, on_refused=refusals)
     ctx = ServiceContext(name=name, settings=settings, metrics=factory, grpc=grpc_server, stop=stop)
     exit_code = 0
     try:
@@ -166,6 +172,7 @@ async def serve(
             except Exception as e:  # keep closing the rest
                 log.warning("cleanup failed", extra={"error": f"{type(e).__name__}: {e}"})
         await grpc_server.stop()
+        await refusals.close()
         if metrics_server is not None:
             metrics_server.close()
         for sig in (signal.SIGTERM, signal.SIGINT):

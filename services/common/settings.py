@@ -31,7 +31,7 @@ NESTED_DELIMITER = "__"
 CONFIG_ENV = "LFR_CONFIG"
 
 # LFR_* variables that are not service settings (paths for the CLI and bootstrap).
-RESERVED_ENV: frozenset[str] = frozenset({"config", "cache", "state", "python"})
+RESERVED_ENV: frozenset[str] = frozenset({"config", "cache", "state", "python", "client"})
 # Top-level sections that belong to some service: set in a shared environment
 # (``make up``), each service ignores the others' sections instead of failing.
 SERVICE_SECTIONS: frozenset[str] = frozenset(
@@ -121,6 +121,20 @@ class GrpcAuthSettings(Section):
     static_tokens: dict[str, SecretStr] = Field(
         default_factory=dict, description="principal -> bearer token accepted in the `authorization` metadata"
     )
+    static_token_roles: dict[str, list[str]] = Field(
+        default_factory=dict, description="principal of a static token -> its roles (none: it may call nothing)"
+    )
+    device_token_key_file: Path | None = Field(
+        None, description="HMAC key (file, a Kubernetes Secret) that signs device tokens (services/common/tokens.py)"
+    )
+    audit_topic: str = Field("lfr.audit.v1", min_length=1, description="where refused calls are audited")
+
+
+class GrpcLimitSettings(Section):
+    rate_per_s: float = Field(
+        50.0, ge=0, le=100_000, description="calls per second per caller (token bucket refill); 0 disables"
+    )
+    burst: int = Field(200, ge=1, le=1_000_000, description="token bucket capacity per caller")
 
 
 class GrpcServerSettings(Section):
@@ -130,6 +144,7 @@ class GrpcServerSettings(Section):
     grace_s: float = Field(5.0, ge=0, le=120, description="graceful shutdown period for in-flight calls")
     tls: GrpcTlsSettings = Field(default_factory=GrpcTlsSettings, description="TLS/mTLS (off by default)")
     auth: GrpcAuthSettings = Field(default_factory=GrpcAuthSettings, description="per-call authentication")
+    limits: GrpcLimitSettings = Field(default_factory=GrpcLimitSettings, description="per-caller rate limits")
 
 
 class MetricsSettings(Section):

@@ -60,15 +60,14 @@ class Platform:
         self.devices = officers_pb2_grpc.DeviceServiceStub(officers)
 
     def _channel(self, target: str) -> grpc.aio.Channel:
-        options = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.keepalive_time_ms", 30_000)]
+        from services.common.grpc_client import ClientTls, aio_channel
+
+        tls = None
         if self.ep.ca_file is not None:
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=self.ep.ca_file.read_bytes(),
-                private_key=self.ep.key_file.read_bytes() if self.ep.key_file else None,
-                certificate_chain=self.ep.cert_file.read_bytes() if self.ep.cert_file else None)
-            channel = grpc.aio.secure_channel(target, creds, options=options)
-        else:
-            channel = grpc.aio.insecure_channel(target, options=options)
+            tls = ClientTls(ca=self.ep.ca_file.read_bytes(),
+                            cert=self.ep.cert_file.read_bytes() if self.ep.cert_file else None,
+                            key=self.ep.key_file.read_bytes() if self.ep.key_file else None)
+        channel = aio_channel(target, tls=tls or False)
         self._channels.append(channel)
         return channel
 

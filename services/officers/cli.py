@@ -9,6 +9,7 @@ import json
 import time
 from typing import Any
 
+from services.common.grpc_client import aio_channel
 from services.officers.demo import OFFICERS_ADDR
 
 
@@ -79,7 +80,7 @@ def _on_duty(args: argparse.Namespace) -> int:
     from lfr.v1 import officers_pb2, officers_pb2_grpc
 
     async def go() -> int:
-        async with grpc.aio.insecure_channel(args.addr) as channel:
+        async with aio_channel(args.addr, identity=args.officer) as channel:
             stub = officers_pb2_grpc.OfficerServiceStub(channel)
             req = officers_pb2.GoOnDutyRequest(officer_id=args.officer, zones=args.zone, device_id=args.device,
                                                supervisor=args.supervisor)
@@ -109,7 +110,7 @@ def _off_duty(args: argparse.Namespace) -> int:
     from lfr.v1 import officers_pb2, officers_pb2_grpc
 
     async def go() -> None:
-        async with grpc.aio.insecure_channel(args.addr) as channel:
+        async with aio_channel(args.addr, identity=args.officer) as channel:
             await officers_pb2_grpc.OfficerServiceStub(channel).GoOffDuty(
                 officers_pb2.GoOffDutyRequest(officer_id=args.officer), timeout=10)
 
@@ -124,7 +125,7 @@ def _status(args: argparse.Namespace) -> int:
     from lfr.v1 import officers_pb2, officers_pb2_grpc
 
     async def go() -> Any:
-        async with grpc.aio.insecure_channel(args.addr) as channel:
+        async with aio_channel(args.addr) as channel:
             return await officers_pb2_grpc.OfficerServiceStub(channel).ListOfficers(
                 officers_pb2.ListOfficersRequest(zone=args.zone), timeout=10)
 
@@ -144,7 +145,7 @@ def _listen(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         stop = asyncio.Event()
-        async with grpc.aio.insecure_channel(args.addr) as channel:
+        async with aio_channel(args.addr, identity=args.officer or args.device) as channel:
             stub = officers_pb2_grpc.DeviceServiceStub(channel)
 
             async def on_alert(msg: officers_pb2.DeviceAlert) -> None:

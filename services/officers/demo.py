@@ -30,9 +30,11 @@ async def listen_device(addr: str, device_id: str, on_alert: Callable[[officers_
     import grpc
     from lfr.v1 import officers_pb2_grpc
 
+    from services.common.grpc_client import aio_channel
+
     count = 0
     while not stop.is_set():
-        async with grpc.aio.insecure_channel(addr) as channel:
+        async with aio_channel(addr, identity=officer_id or device_id) as channel:
             call = officers_pb2_grpc.DeviceServiceStub(channel).Subscribe(
                 officers_pb2.SubscribeRequest(device_id=device_id, officer_id=officer_id))
             stopper = asyncio.ensure_future(stop.wait())

@@ -101,11 +101,10 @@ def parse_time(value: str, now_ns: int | None = None) -> int:
 
 
 def _stub(args: argparse.Namespace) -> Any:
-    import grpc
-
     from lfr.v1 import watchlist_pb2_grpc
+    from services.common.grpc_client import sync_channel
 
-    return watchlist_pb2_grpc.WatchlistServiceStub(grpc.insecure_channel(args.address))
+    return watchlist_pb2_grpc.WatchlistServiceStub(sync_channel(args.address))
 
 
 def _call(args: argparse.Namespace, method: Any, request: Any) -> Any:

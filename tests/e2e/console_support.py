@@ -20,6 +20,7 @@ import yaml
 from e2e_support import BOOTSTRAP, REPO
 from services.cli.launch import PipelineLayout, ServiceProcess
 from services.common.errors import SetupError
+from services.common.grpc_client import console_env, server_env
 
 OFFICERS_PORTS = (50056, 9106)
 CONSOLE_PORTS = (8080, 9107)
@@ -72,6 +73,7 @@ def officers_service(layout: PipelineLayout, tag: str) -> Child:
         "LFR_OFFICERS__ALERTS_TOPIC": t.alerts, "LFR_OFFICERS__AUDIT_TOPIC": t.audit,
         "LFR_OFFICERS__GROUP_ID": f"lfr-e2e-{tag}-officers", "LFR_OFFICERS__CAMERAS_FILE": str(layout.cameras_file),
         "LFR_OFFICERS__HEARTBEAT_TTL_S": "300", "LFR_KAFKA__AUTO_OFFSET_RESET": "earliest",
+        **(server_env("officers", audit_topic=t.audit) if layout.tls else {}),
     })
 
 
@@ -88,7 +90,8 @@ def console_service(layout: PipelineLayout, users_file: Path, config_file: Path)
         "refresh_s": 1.0,
     }}
     config_file.write_text(yaml.safe_dump(config))
-    return Child("console", layout, CONSOLE_PORTS, {"LFR_CONFIG": str(config_file)})
+    return Child("console", layout, CONSOLE_PORTS, {"LFR_CONFIG": str(config_file),
+                                                    **(console_env() if layout.tls else {})})
 
 
 def node_modules() -> str:

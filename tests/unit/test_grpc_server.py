@@ -8,7 +8,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lfr.v1 import alerts_pb2, alerts_pb2_grpc
 
-from services.common.grpc_server import GrpcServer, Identity, current_identity
+from services.common.grpc_server import GrpcServer, Identity, allow_all, current_identity
+from services.common.roles import Decision
 from services.common.settings import GrpcAuthSettings, GrpcServerSettings
 
 
@@ -23,7 +24,7 @@ class EchoAlerts(alerts_pb2_grpc.AlertServiceServicer):
 async def _server(auth: GrpcAuthSettings, roles=None) -> GrpcServer:
     # port 0 (a free port) is below the settings' bound, so set it past validation
     settings = GrpcServerSettings(auth=auth).model_copy(update={"port": 0})
-    server = GrpcServer(settings, **({"required_roles": roles} if roles else {}))
+    server = GrpcServer(settings, required_roles=roles or allow_all)
     server.add(alerts_pb2_grpc.add_AlertServiceServicer_to_server, EchoAlerts(), "lfr.v1.AlertService")
     await server.start()
     return server
@@ -61,8 +62,8 @@ async def test_health_identity_and_tokens() -> None:
 
 
 async def test_required_authentication_and_role_hook() -> None:
-    def only_console(method: str, identity: Identity) -> bool:
-        return identity.principal == "console"
+    def only_console(method: str, identity: Identity, request: object) -> Decision:
+        return Decision(identity.principal == "console", "test")
 
     server = await _server(
         GrpcAuthSettings(require_authentication=True, static_tokens={"console": "a", "cam": "b"}), roles=only_console
