@@ -1,0 +1,107 @@
+"""The chaos suite's session fixture: one real pipeline (+5000 ports, own topics, groups,
+cameras) with the officers service, Lin-Manuel Miranda enrolled for the suite's deployment.
+Devices and duty officers live on each test's own event loop (see chaos_support.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import string
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from chaos_support import (
+    BOOTSTRAP, CHAOS_FPS, HAMILTON, LMM_ID, LMM_IMAGE, PORT_OFFSET, RESULTS_FILE, Rig, table, topic_specs,
+)
+from services.cli.demo import Enrolment, WatchlistClient
+from services.cli.launch import PipelineLayout, Topics, state_dir, write_registry
+from services.common.cameras import Camera
+from services.common.topics import ensure_topics
+
+# one camera per scenario: its own pass state, its own alerts at the device
+SCENARIOS = ("kill-ingest", "kill-recognizer", "kill-matcher", "kill-alerts", "kill-officers", "kill-watchlist",
+             "redelivery", "dep-kafka", "dep-redis", "dep-triton", "dep-milvus", "fuzz")
+
+
+def _run(coro: object) -> object:
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)  # type: ignore[arg-type]
+    finally:
+        loop.close()
+
+
+async def _delete_topics(names: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+async def _enrol(rig: Rig) -> str:
+    client = WatchlistClient(rig.layout.grpc_port("watchlist"))
+    try:
+        deployment = next(iter(rig.cameras.values())).deployment_id
+        wl = await client.create(deployment, name="chaos hamilton", authorisation_ref=f"CHAOS-{rig.tag}",
+                                 officer="chaos officer", purpose="demo", criteria="chaos suite")
+        await client.enrol(wl, Enrolment(name="Lin-Manuel Miranda", subject_id=LMM_ID, image=LMM_IMAGE))
+        return wl
+    finally:
+        await client.close_channel()
+
+
+async def _close(rig: Rig) -> None:
+    client = WatchlistClient(rig.layout.grpc_port("watchlist"))
+    try:
+        await client.close(rig.watchlist_id, "chaos suite done")
+    finally:
+        await client.close_channel()
+
+
+@pytest.fixture(scope="session")
+def rig() -> Iterator[Rig]:
+    from services.stack import manager
+
+    down = [f"{h.name}: {h.detail}" for h in manager.status(manager.load_components()) if not h.healthy]
+    if down:
+        pytest.fail("the local stack is not healthy (" + "; ".join(down) + ") — fix: .venv/bin/lfr stack up")
+    tag = "".join(random.choices(string.ascii_lowercase, k=8))
+    specs = topic_specs(tag)
+    _run(ensure_topics(BOOTSTRAP, tuple(specs)))
+    names = {s.name.split(".")[3]: s.name for s in specs}
+    work = state_dir() / "chaos" / tag
+    cameras = {key: Camera(id=f"chaos-{tag}-{key}", zone=f"chaos-{tag}-zone", deployment_id=f"chaos-{tag}-hamilton",
+                           source=str(HAMILTON), fps=CHAOS_FPS, loop=False) for key in SCENARIOS}
+    layout = PipelineLayout(port_offset=PORT_OFFSET, topics=Topics(**names), group_prefix=f"lfr-chaos-{tag}",
+                            cameras_file=work / "cameras.yaml", log_dir=state_dir() / "logs", log_prefix="chaos-",
+                            pid_dir=state_dir() / "pids" / "services")
+    write_registry(layout.cameras_file, list(cameras.values()))
+    rig = Rig(tag, layout, cameras)
+    started = time.monotonic()
+    try:
+        rig.officers.start()
+        _run(rig.pipeline.start())
+        _run(rig.officers.wait_serving(120))
+        rig.watchlist_id = str(_run(_enrol(rig)))
+        print(f"\nchaos pipeline {tag} SERVING in {time.monotonic() - started:.1f} s "
+              f"(logs {layout.log_dir}/chaos-*.log)")
+        yield rig
+    finally:
+        if rig.results:
+            print("\n" + table(rig.results) + f"\n(written to {RESULTS_FILE})")
+        if rig.watchlist_id:
+            try:
+                _run(_close(rig))
+            except Exception as e:  # keep tearing down
+                print(f"chaos: could not close the watchlist: {e}")
+        rig.pipeline.stop()
+        rig.officers.stop()
+        _run(_delete_topics(list(names.values())))
+        shutil.rmtree(work, ignore_errors=True)
