@@ -8,8 +8,11 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 from services.common.errors import SetupError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # subcommand modules, in --help order; a module that does not exist yet is skipped
 SUBCOMMANDS: tuple[str, ...] = (
@@ -31,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lfr", description="Live facial recognition platform")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
+    if str(REPO_ROOT) not in sys.path:  # bench/ is not an installed package: import it from the checkout
+        sys.path.append(str(REPO_ROOT))
     for name in SUBCOMMANDS:
         try:
             mod = importlib.import_module(name)
