@@ -133,6 +133,15 @@ def server_env(service: str, paths: CertPaths | None = None, audit_topic: str | 
     return env
 
 
+def dev_server_env(service: str, audit_topic: str | None = None) -> dict[str, str]:
+    """:func:`server_env` after making sure the dev PKI exists (``lfr certs init``)."""
+    from services.common.pki import init
+
+    paths = cert_paths()
+    init(paths)
+    return server_env(service, paths, audit_topic)
+
+
 def console_env(paths: CertPaths | None = None) -> dict[str, str]:
     """The console's client credentials towards the platform (its own identity: ``console``)."""
     paths = paths or cert_paths()

@@ -274,6 +274,9 @@ class GrpcServer:
                  on_refused: RefusalHook = _no_hook) -> None:
         self.settings = settings
         size = settings.max_message_bytes
+        if not settings.auth.enforce_roles:
+            log.warning("roles NOT enforced (grpc.auth.enforce_roles=false): every authenticated call is allowed")
+            required_roles = allow_all
         self.interceptor = AuthInterceptor(settings.auth, required_roles, settings.limits, on_refused)
         self.server = grpc.aio.server(
             interceptors=[self.interceptor],

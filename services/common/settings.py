@@ -128,6 +128,9 @@ class GrpcAuthSettings(Section):
         None, description="HMAC key (file, a Kubernetes Secret) that signs device tokens (services/common/tokens.py)"
     )
     audit_topic: str = Field("lfr.audit.v1", min_length=1, description="where refused calls are audited")
+    enforce_roles: bool = Field(
+        True, description="apply services/common/roles.py (default deny); false only for tests of other concerns"
+    )
 
 
 class GrpcLimitSettings(Section):

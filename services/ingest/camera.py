@@ -36,6 +36,7 @@ from services.common import clients
 from services.common.audit import AuditWriter
 from services.common.cameras import Camera, CameraRegistry
 from services.common.errors import SetupError
+from services.common.frame_keys import FrameSealer
 from services.common.kafka import make_headers, record_key
 from services.common.metrics import MetricsFactory
 from services.common.service import ServiceContext
@@ -102,8 +103,10 @@ class CameraStream:
         gate: Gate = always_open,
         root: Path = REPO_ROOT,
         source: FrameSource | None = None,
+        sealer: FrameSealer | None = None,
     ) -> None:
         self.camera = camera
+        self.sealer = sealer
         self.producer = producer
         self.options = options
         self.metrics = metrics
@@ -233,6 +236,14 @@ class CameraStream:
             encoding=frames_pb2.FRAME_ENCODING_JPEG,
             protection=common_pb2.PAYLOAD_PROTECTION_PLAINTEXT,
         )
+        if self.sealer is not None:
+            try:
+                await self.sealer.seal(frame)  # from here on the image exists only as ciphertext
+            except Exception as e:  # Redis down: no key, no frame (never published in clear)
+                self.metrics.dropped.labels(self.camera.id, "error").inc()
+                log.warning("frame not sealed; dropped", extra={"camera": self.camera.id,
+                                                                "error": f"{type(e).__name__}: {e}"[:200]})
+                return
         size = frame.ByteSize() + 11  # + publish_unix_ns, set at publish time
         if size > self.options.max_frame_bytes:
             self._oversized(frame, size)
@@ -353,12 +364,15 @@ class CameraIngestor(KafkaWorker):
         self.redis: Any = None
         self.audit: AuditWriter | None = None
         self.stats: dict[str, StreamStats] = {}
+        self.sealer: FrameSealer | None = None
 
     async def connect(self) -> None:
         if self.monitor is not None:
             if self.redis is None:
                 self.redis = await clients.connect_redis(self.redis_settings)
                 self.monitor.redis = self.redis
+            if self.audit is None and self.options.frame_keys.enabled and self.sealer is None:
+                self.sealer = FrameSealer(self.redis, self.options.frame_keys)
             if self.audit is None:
                 audit = AuditWriter(self.kafka, self.ctx.name, topic=self.options.audit_topic, redis=self.redis)
                 try:
@@ -368,6 +382,10 @@ class CameraIngestor(KafkaWorker):
                     raise
                 self.audit = audit
                 self.monitor.audit = audit
+        elif self.options.frame_keys.enabled and self.sealer is None:
+            if self.redis is None:
+                self.redis = await clients.connect_redis(self.redis_settings)
+            self.sealer = FrameSealer(self.redis, self.options.frame_keys)
         await super().connect()
 
     async def check_redis(self) -> None:
@@ -387,7 +405,8 @@ class CameraIngestor(KafkaWorker):
     async def work(self) -> None:
         streams = [
             CameraStream(cam, self.producer, options=self.options, metrics=self.metrics,
-                         dlq_topic=self.kafka.dlq_topic, instance=self.settings.instance, gate=self.gate)
+                         dlq_topic=self.kafka.dlq_topic, instance=self.settings.instance, gate=self.gate,
+                         sealer=self.sealer)
             for cam in self.registry.cameras
         ]
         log.info("streaming cameras", extra={"cameras": len(streams), "gated": self.monitor is not None})

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from services.common.frame_keys import FrameKeyOptions
 from services.common.kafka import AUDIT_TOPIC, FRAMES_TOPIC
 from services.common.settings import RedisSettings, Section, ServiceSettings
 from services.common.topics import FRAMES
@@ -50,6 +51,8 @@ class IngestOptions(Section):
         default_factory=GatingOptions, description="cameras run only while officers are on duty in their zone"
     )
     audit_topic: str = Field(AUDIT_TOPIC, min_length=1, description="hash-chained audit log (camera on/off transitions)")
+    frame_keys: FrameKeyOptions = Field(default_factory=FrameKeyOptions,
+                                        description="frame encryption (crypto-shredding, services/common/frame_keys.py)")
 
 
 class IngestSettings(ServiceSettings):

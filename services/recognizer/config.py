@@ -31,6 +31,8 @@ class RecognizerOptions(Section):
     max_frame_side: int = Field(
         4096, ge=64, le=16384, description="largest decoded image side accepted (px); bigger is OVERSIZED"
     )
+    frame_key_cache_s: float = Field(
+        60.0, gt=0, le=3600, description="a frame key stays in memory at most this long (<= the ingest key window)")
     max_age_s: float = Field(
         10.0, gt=0, le=FRAMES.retention_ms / 1000,
         description="frames captured longer ago than this are dropped unprocessed (live video goes stale)",

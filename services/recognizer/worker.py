@@ -32,7 +32,7 @@ import numpy as np
 
 from lfr.v1 import common_pb2, dlq_pb2, frames_pb2
 
-from services.common import clients
+from services.common import clients, frame_keys
 from services.common.cameras import CameraRegistry
 from services.common.errors import SetupError
 from services.common.kafka import ConsumerLoop, Outbox, PoisonMessage, RecordLike, decode, make_headers, record_key
@@ -111,6 +111,7 @@ class Recognizer(KafkaWorker):
         self.metrics = RecognizerMetrics.create(ctx.metrics)
         self.runner: CappedRunner | None = None
         self.redis: Any = None
+        self.opener: frame_keys.FrameOpener | None = None
         self.pipeline_config = self.options.face
         ctx.add_dependency("triton", self.check_triton)
         ctx.add_dependency("redis", self.check_redis)
@@ -136,6 +137,7 @@ class Recognizer(KafkaWorker):
             self.runner = runner
         if self.redis is None:
             self.redis = await clients.connect_redis(self.redis_settings)
+            self.opener = None
         if self.producer is None:
             from services.common.kafka import start_producer
 
@@ -222,6 +224,7 @@ class Recognizer(KafkaWorker):
                 continue
             if item is not None:
                 items.append(item)
+        items = await self._open(items, out)
         if not items:
             return
         images = await asyncio.to_thread(lambda: [decode_jpeg(i.frame.image) for i in items])
@@ -248,13 +251,45 @@ class Recognizer(KafkaWorker):
             raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD, "capture_unix_ns is not set")
         if frame.encoding not in (frames_pb2.FRAME_ENCODING_JPEG, frames_pb2.FRAME_ENCODING_UNSPECIFIED):
             raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD, f"unsupported encoding {frame.encoding}")
-        if frame.protection not in (common_pb2.PAYLOAD_PROTECTION_UNSPECIFIED, common_pb2.PAYLOAD_PROTECTION_PLAINTEXT):
+        if frame.protection not in (common_pb2.PAYLOAD_PROTECTION_UNSPECIFIED, common_pb2.PAYLOAD_PROTECTION_PLAINTEXT,
+                                    frame_keys.PROTECTION):
             raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD,
-                                f"payload protection {frame.protection} is not supported yet")
+                                f"payload protection {frame.protection} is not supported")
+        if frame.protection == frame_keys.PROTECTION and (not frame.key_id or len(frame.nonce) != 12):
+            raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD, "sealed frame without key_id/nonce")
         if self.stale(frame):
             self._drop(frame, "stale")
             return None
         return Item(record=record, frame=frame)
+
+    async def _open(self, items: list[Item], out: Outbox) -> list[Item]:
+        """Decrypt sealed frames in memory; a frame whose key is gone is a KEY_EXPIRED dead letter
+        (without its payload: frames are a biometric topic)."""
+        from cryptography.exceptions import InvalidTag
+
+        if self.opener is None:
+            self.opener = frame_keys.FrameOpener(self.redis, max_cache_s=self.options.frame_key_cache_s)
+        opened: list[Item] = []
+        for item in items:
+            if item.frame.protection != frame_keys.PROTECTION:
+                opened.append(item)
+                continue
+            try:
+                image = await self.opener.open(item.frame)
+            except frame_keys.KeyGone:
+                out.dead_letter(item.record, PoisonMessage(
+                    dlq_pb2.DEAD_LETTER_REASON_KEY_EXPIRED,
+                    f"camera {item.frame.camera_id} seq {item.frame.seq}: frame key expired (crypto-shredded)"))
+                continue
+            except InvalidTag:
+                out.dead_letter(item.record, PoisonMessage(
+                    dlq_pb2.DEAD_LETTER_REASON_CORRUPT_IMAGE,
+                    f"camera {item.frame.camera_id} seq {item.frame.seq}: sealed image does not authenticate"))
+                continue
+            item.frame.image = image
+            item.frame.protection = common_pb2.PAYLOAD_PROTECTION_PLAINTEXT
+            opened.append(item)
+        return opened
 
     def check_image(self, frame: frames_pb2.Frame, bgr: np.ndarray | None) -> None:
         if bgr is None:

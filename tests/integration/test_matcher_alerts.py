@@ -28,6 +28,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lfr.v1 import alerts_pb2, alerts_pb2_grpc, common_pb2, faces_pb2, matches_pb2
 
+from services.common.grpc_client import aio_channel, dev_server_env
 from services.common.sealing import redis_key, seal
 from services.officers.state import OfficerStore, go_on_duty, set_status
 from services.watchlist.schema import COLLECTION, EMBEDDING_DIM, ensure_collection, watchlist_filter
@@ -64,7 +65,7 @@ class Service:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LFR_")}
         self.env.update(env)
         self.env.update({"LFR_GRPC__PORT": str(ports[0]), "LFR_METRICS__PORT": str(ports[1]),
-                         "LFR_KAFKA__AUTO_OFFSET_RESET": "earliest"})
+                         "LFR_KAFKA__AUTO_OFFSET_RESET": "earliest", **dev_server_env(name)})
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -74,7 +75,7 @@ class Service:
 
     async def wait_serving(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.grpc_port}") as channel:
+        async with aio_channel(f"127.0.0.1:{self.grpc_port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 assert self.proc is not None and self.proc.poll() is None, f"{self.name} exited:\n{self.tail()}"
@@ -151,7 +152,7 @@ class AlertStream:
 
     def __init__(self, port: int, camera: str) -> None:
         self.alerts: list[alerts_pb2.Alert] = []
-        self._channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        self._channel = aio_channel(f"127.0.0.1:{port}")
         self._call = alerts_pb2_grpc.AlertServiceStub(self._channel).StreamAlerts(
             alerts_pb2.StreamAlertsRequest(camera_ids=[camera]))
         self._task = asyncio.create_task(self._run())

@@ -25,6 +25,7 @@ from lfr.v1 import alerts_pb2, audit_pb2, common_pb2, frames_pb2, matches_pb2, o
 from test_matcher_alerts import KAFKA, REDIS_URL, Service, TopicReader
 
 from services.common.audit import read_records
+from services.common.grpc_client import aio_channel
 from services.common.settings import KafkaSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -87,7 +88,9 @@ def _officers_service(ids: dict[str, str], tmp_path: Path, **extra: str) -> Serv
     env = {"LFR_OFFICERS__ALERTS_TOPIC": ids["alerts"], "LFR_OFFICERS__AUDIT_TOPIC": ids["audit"],
            "LFR_OFFICERS__GROUP_ID": f"itest-officers-{ids['uid']}",
            "LFR_OFFICERS__CAMERAS_FILE": str(tmp_path / "cameras.yaml"), "LFR_OFFICERS__TICK_S": "0.1",
-           "LFR_OFFICERS__STREAM_POLL_S": "0.5"}
+           "LFR_OFFICERS__STREAM_POLL_S": "0.5",
+           # routing/delivery under test here; roles and mTLS: tests/integration/test_security_roles.py
+           "LFR_GRPC__AUTH__ENFORCE_ROLES": "false"}
     env.update({f"LFR_OFFICERS__{k.upper()}": v for k, v in extra.items()})
     return Service("officers", OFFICERS_PORTS, env, tmp_path / "officers.log")
 
@@ -102,7 +105,7 @@ class Device:
         self._task: asyncio.Task[None] | None = None
 
     def connect(self) -> "Device":
-        self._channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.port}")
+        self._channel = aio_channel(f"127.0.0.1:{self.port}")
         call = officers_pb2_grpc.DeviceServiceStub(self._channel).Subscribe(
             officers_pb2.SubscribeRequest(device_id=self.device_id))
         self._task = asyncio.create_task(self._run(call))
@@ -182,7 +185,7 @@ async def test_camera_runs_only_while_an_officer_is_available(ids: dict[str, str
         "LFR_INGEST__AUDIT_TOPIC": ids["audit"], "LFR_INGEST__GATING__POLL_INTERVAL_S": "0.5"},
         tmp_path / "ingest.log")
     frames = TopicReader(ids["frames"])
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{OFFICERS_PORTS[0]}")
+    channel = aio_channel(f"127.0.0.1:{OFFICERS_PORTS[0]}")
     stub = officers_pb2_grpc.OfficerServiceStub(channel)
     cam = ids["cam_a"]
     try:
@@ -247,7 +250,7 @@ async def test_routing_escalation_adjudication_and_retention(ids: dict[str, str]
         ids, tmp_path, ack_timeout_s="1.0", first_wave="1", escalation_wave="1", alert_retention_s="8",
         supervisor_devices=json.dumps({za: f"ctrl-{u}"}), two_person_deployments=json.dumps([f"op2-{u}"]))
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all")
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{OFFICERS_PORTS[0]}")
+    channel = aio_channel(f"127.0.0.1:{OFFICERS_PORTS[0]}")
     off = officers_pb2_grpc.OfficerServiceStub(channel)
     dev = officers_pb2_grpc.DeviceServiceStub(channel)
     devices: dict[str, Device] = {}
@@ -386,7 +389,7 @@ async def test_no_duplicate_alert_reaches_a_device_across_restarts(ids: dict[str
         "LFR_ALERTS__PASS_TTL_S": "120"}, tmp_path / "alerts.log")
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all")
     alerts_topic = TopicReader(ids["alerts"])
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{OFFICERS_PORTS[0]}")
+    channel = aio_channel(f"127.0.0.1:{OFFICERS_PORTS[0]}")
     device = Device(OFFICERS_PORTS[0], f"dev-{u}")
     seq = 0
 

@@ -16,6 +16,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.grpc_client import dev_server_env, sync_channel
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +35,7 @@ STOP_TIMEOUT_S = 8.0
 
 
 def _health(port: int) -> int | None:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with sync_channel(f"127.0.0.1:{port}") as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
         except grpc.RpcError:
@@ -46,7 +48,7 @@ def test_service_starts_serves_health_and_metrics_and_stops_on_sigterm(name: str
     grpc_port, metrics_port, deps = SERVICES[name]
     grpc_port, metrics_port = grpc_port + OFFSET, metrics_port + OFFSET
     env = {k: v for k, v in os.environ.items() if not k.startswith("LFR_")}
-    env.update({"LFR_GRPC__PORT": str(grpc_port), "LFR_METRICS__PORT": str(metrics_port)})
+    env.update({"LFR_GRPC__PORT": str(grpc_port), "LFR_METRICS__PORT": str(metrics_port), **dev_server_env(name)})
     log = tmp_path / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)

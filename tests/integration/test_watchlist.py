@@ -22,6 +22,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lfr.v1 import audit_pb2, common_pb2, watchlist_pb2, watchlist_pb2_grpc
 
+from services.common.grpc_client import dev_server_env, sync_channel
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +35,7 @@ BOOTSTRAP = "127.0.0.1:9092"
 
 
 def _health(port: int) -> int | None:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with sync_channel(f"127.0.0.1:{port}") as channel:
         try:
             return int(health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
                                                                  timeout=1).status)
@@ -44,13 +46,13 @@ def _health(port: int) -> int | None:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[watchlist_pb2_grpc.WatchlistServiceStub]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LFR_")}
-    env.update({"LFR_GRPC__PORT": str(GRPC_PORT), "LFR_METRICS__PORT": str(METRICS_PORT),
+    env.update({"LFR_GRPC__PORT": str(GRPC_PORT), "LFR_METRICS__PORT": str(METRICS_PORT), **dev_server_env("watchlist"),
                 "LFR_WATCHLIST__REAPER_INTERVAL_S": str(REAPER_INTERVAL_S)})
     log = tmp_path_factory.mktemp("watchlist") / "watchlist.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "services.watchlist"], cwd=REPO, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
-    channel = grpc.insecure_channel(f"127.0.0.1:{GRPC_PORT}")
+    channel = sync_channel(f"127.0.0.1:{GRPC_PORT}")
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and proc.poll() is None:
