@@ -74,6 +74,11 @@ def resolve(identity: str | None = None, settings: ClientSettings | None = None)
         return ClientTls(s.ca_file.read_bytes(), s.cert_file.read_bytes() if s.cert_file else None,
                          s.key_file.read_bytes() if s.key_file else None)
     paths = cert_paths()
+    if identity and "identity" not in s.model_fields_set and paths.ca_key.is_file() \
+            and not paths.client(identity)[0].is_file():
+        from services.common.pki import ensure_officer
+
+        ensure_officer(paths, identity)  # local dev CA only: an officer of a demo/test acts as themselves
     if "identity" in s.model_fields_set or not identity or not paths.client(identity)[0].is_file():
         identity = None
     principal = identity or s.identity

@@ -219,6 +219,24 @@ def _init_locked(paths: CertPaths, clients: tuple[ClientSpec, ...], services: tu
     return report
 
 
+def ensure_officer(paths: CertPaths, officer_id: str) -> None:
+    """A client certificate (role officer) for ``officer_id``, issued by the LOCAL dev CA when missing:
+    officers of demos and tests act as themselves. Needs the dev CA's key (never present in an operation)."""
+    import fcntl
+
+    with open(paths.root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if paths.client(officer_id)[0].is_file():
+            return
+        ca = x509.load_pem_x509_certificate(paths.ca.read_bytes())
+        ca_key = serialization.load_pem_private_key(paths.ca_key.read_bytes(), password=None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        cert, key = _issue(ca, ca_key, client_subject(ClientSpec(officer_id, ("officer",))), server=False)
+        cert_file, key_file = paths.client(officer_id)
+        _write_private(key_file, key)
+        _write_public(cert_file, cert)
+
+
 def _subject_is(cert_file: Path, subject: x509.Name) -> bool:
     return x509.load_pem_x509_certificate(cert_file.read_bytes()).subject == subject
 

@@ -92,7 +92,7 @@ def _bound_ok(binding: Binding, principal: str, deployments: frozenset[str], req
         return "the request cannot be checked against the caller"
     if binding == SELF:
         officer_id = getattr(request, "officer_id", None)
-        if officer_id is not None and officer_id != principal:
+        if officer_id and officer_id != principal:
             return "officer_id is not the caller"
         device_id = getattr(request, "device_id", "") or ""
         if device_id and not _owns_device(principal, device_id):

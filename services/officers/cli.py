@@ -145,7 +145,7 @@ def _listen(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         stop = asyncio.Event()
-        async with aio_channel(args.addr, identity=args.officer or args.device) as channel:
+        async with aio_channel(args.addr, identity=args.officer or None) as channel:
             stub = officers_pb2_grpc.DeviceServiceStub(channel)
 
             async def on_alert(msg: officers_pb2.DeviceAlert) -> None:

@@ -34,7 +34,7 @@ async def listen_device(addr: str, device_id: str, on_alert: Callable[[officers_
 
     count = 0
     while not stop.is_set():
-        async with aio_channel(addr, identity=officer_id or device_id) as channel:
+        async with aio_channel(addr, identity=officer_id or None) as channel:
             call = officers_pb2_grpc.DeviceServiceStub(channel).Subscribe(
                 officers_pb2.SubscribeRequest(device_id=device_id, officer_id=officer_id))
             stopper = asyncio.ensure_future(stop.wait())

@@ -14,8 +14,7 @@ the alert reaches the page over StreamAlerts and server-sent events.
    alert.adjudicate record and an intact chain.
 3. An operator (no watchlist-manager role) sees the watchlist but no close
    button, and the console refuses the close; a watchlist manager sees it.
-   The API's own refusal is issue 8's (roles in the gRPC interceptor): xfail
-   until then.
+   The API refuses it as well (roles in the gRPC interceptor, issue 8).
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ from lfr.v1 import alerts_pb2, frames_pb2, matches_pb2, officers_pb2, officers_p
 from services.cli.demo import Enrolment
 from services.common.kafka import record_key, start_producer
 from services.common.settings import KafkaSettings
+from services.common.grpc_client import aio_channel, cert_paths
 from services.console.config import PlatformEndpoints
 from services.console.platform import Platform
 from services.console.sessions import Session
@@ -72,7 +72,7 @@ class ConsoleRig:
         self.camera = e2e.cameras["console"]
 
     def officers_channel(self) -> grpc.aio.Channel:
-        return grpc.aio.insecure_channel(f"127.0.0.1:{self.officers.grpc_port}")
+        return aio_channel(f"127.0.0.1:{self.officers.grpc_port}")
 
 
 @pytest.fixture(scope="module")
@@ -260,15 +260,16 @@ async def test_close_button_only_for_watchlist_managers(rig: ConsoleRig) -> None
     assert await _watchlist_state(rig, wl) == watchlist_pb2.WATCHLIST_STATE_CLOSED
 
 
-@pytest.mark.xfail(reason="issue 8 (security): the gRPC interceptor does not enforce roles yet (required_roles "
-                          "allows every call); the console forwards the user as lfr-on-behalf-of/lfr-roles metadata",
-                   raises=AssertionError, strict=False)
 async def test_api_refuses_close_without_watchlist_manager_role(rig: ConsoleRig) -> None:
     client = rig.e2e.watchlists()
     wl = await rig.e2e.new_watchlist(client, rig.camera.deployment_id, "console api refusal")
     operator, _ = rig.users["operator"]
     session = Session(username=operator, roles=("operator",), deployments=(), expires=time.time() + 60, sid="e2e")
-    platform = Platform(PlatformEndpoints(watchlist=f"127.0.0.1:{rig.e2e.layout.grpc_port('watchlist')}"))
+    # the console's own client certificate: the API trusts its lfr-on-behalf-of/lfr-roles, and applies them
+    certs = cert_paths()
+    cert, key = certs.client("console")
+    platform = Platform(PlatformEndpoints(watchlist=f"127.0.0.1:{rig.e2e.layout.grpc_port('watchlist')}",
+                                          ca_file=certs.ca, cert_file=cert, key_file=key))
     try:
         try:
             await platform.close_watchlist(session, wl, "an operator may not close")
