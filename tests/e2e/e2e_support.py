@@ -14,6 +14,7 @@ searched for its own cameras). Logs: ``.lfr/logs/e2e-<service>.log``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import random
 import shutil
@@ -27,7 +28,7 @@ import numpy as np
 import pytest
 
 from services.cli.demo import AlertListener, PassStats, WatchlistClient, stream_pass
-from services.cli.launch import DutyOfficer, Pipeline, PipelineLayout, Topics, state_dir, write_registry
+from services.cli.launch import DutyOfficer, Pipeline, PipelineLayout, ServiceProcess, Topics, state_dir, write_registry
 from services.common.cameras import Camera
 from services.common.topics import AUDIT, ALERTS, DLQ, FACES, FRAMES, MATCHES, TopicSpec, ensure_topics
 
@@ -210,3 +211,22 @@ def _stack_healthy() -> list[str]:
     from services.stack import manager
 
     return [f"{h.name}: {h.detail}" for h in manager.status(manager.load_components()) if not h.healthy]
+
+
+@contextlib.contextmanager
+def officers_running(e2e: E2E) -> Iterator[ServiceProcess]:
+    """The officers service of the session's layout (as `lfr demo` starts it: the layout's alerts
+    and audit topics, group, cameras) for one test module; stopped at the end (the console
+    tests start their own on the same ports)."""
+    from services.cli.launch import OFFICERS
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(e2e.pipeline.start((OFFICERS,)))
+    finally:
+        loop.close()
+    try:
+        yield e2e.pipeline.services[OFFICERS]
+    finally:
+        code = e2e.pipeline.stop((OFFICERS,)).get(OFFICERS)
+        assert code == 0, f"officers service did not stop cleanly: {code}"
