@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import grpc
 import pytest
 
 from e2e_support import E2E, FACES_DIR, officers_running
 from lfr.v1 import officers_pb2, officers_pb2_grpc
 from services.cli.demo import DeviceListener, Enrolment
 from services.cli.launch import OFFICERS, ServiceProcess
+from services.common.grpc_client import aio_channel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -55,7 +55,7 @@ async def test_alert_arrives_on_the_demo_device(e2e: E2E, officers: ServiceProce
         assert view.images_ok, "the device gets the watchlist image and the live crop side by side"
         assert view.acknowledged, "the device's Acknowledge was the first"
         assert view.frame_to_device_ms >= view.frame_to_alert_ms > 0
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{officers.grpc_port}") as ch:
+        async with aio_channel(f"127.0.0.1:{officers.grpc_port}", identity=officer_id) as ch:
             status = await officers_pb2_grpc.DeviceServiceStub(ch).GetAlert(
                 officers_pb2.GetAlertRequest(alert_id=view.alert_id), timeout=10)
         assert status.state == officers_pb2.ALERT_STATE_ACKNOWLEDGED
