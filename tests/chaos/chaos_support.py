@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -301,6 +302,8 @@ class Rig:
         return result
 
     def write_results(self, extra: dict[str, Any] | None = None) -> None:
+        """Merge this rig's results into RESULTS_FILE (one file per pytest run: the rigs of
+        the suite's modules add to it; a file of an earlier run is replaced)."""
         RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
         old: dict[str, Any] = {}
         if RESULTS_FILE.exists():
@@ -308,13 +311,20 @@ class Rig:
                 old = json.loads(RESULTS_FILE.read_text())
             except ValueError:
                 old = {}
-        if old.get("tag") != self.tag:
-            old = {"tag": self.tag}
-        old["faults"] = [dataclasses.asdict(r) | {"lost": r.lost} for r in self.results]
+        if old.get("run") != run_id():
+            old = {"run": run_id()}
+        faults = {f["fault"]: f for f in old.get("faults", [])}
+        faults |= {r.fault: dataclasses.asdict(r) | {"lost": r.lost} for r in self.results}
+        old["faults"] = list(faults.values())
         old["written_unix"] = int(time.time())
-        for k, v in (extra or {}).items():
-            old[k] = v
+        old |= extra or {}
         RESULTS_FILE.write_text(json.dumps(old, indent=2) + "\n")
+
+
+@functools.lru_cache(maxsize=1)
+def run_id() -> str:
+    """This pytest process's run (the results file's key)."""
+    return f"{os.getpid()}-{int(time.time())}"
 
 
 def table(results: list[FaultResult]) -> str:

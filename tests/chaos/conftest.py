@@ -1,4 +1,4 @@
-"""The chaos suite's session fixture: one real pipeline (+5000 ports, own topics, groups,
+"""The chaos suite's fixture: per test module, one real pipeline (+5000 ports, own topics, groups,
 cameras) with the officers service, Lin-Manuel Miranda enrolled for the suite's deployment.
 Devices and duty officers live on each test's own event loop (see chaos_support.py)."""
 
@@ -65,7 +65,7 @@ async def _close(rig: Rig) -> None:
         await client.close_channel()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # each module its own pipeline: nothing idles through the rest of make test
 def rig() -> Iterator[Rig]:
     from services.stack import manager
 
