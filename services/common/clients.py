@@ -18,15 +18,42 @@ async def check_kafka(producer: Any) -> None:
     await producer.client.fetch_all_metadata()
 
 
+def redis_kwargs(settings: RedisSettings) -> dict[str, Any]:
+    """Options of a redis client: timeouts, ACL user and password (the password file is read now), TLS files."""
+    secret = settings.secret()
+    kw: dict[str, Any] = {
+        "socket_timeout": settings.socket_timeout_s,
+        "socket_connect_timeout": settings.socket_timeout_s,
+        "username": settings.username,
+        "password": secret.get_secret_value() if secret else None,
+    }
+    if settings.url.startswith("rediss://"):
+        kw["ssl_cert_reqs"] = "required"
+        if settings.ssl_ca_file is not None:
+            kw["ssl_ca_certs"] = str(settings.ssl_ca_file)
+        if settings.ssl_cert_file is not None:
+            kw["ssl_certfile"] = str(settings.ssl_cert_file)
+            kw["ssl_keyfile"] = str(settings.ssl_key_file)
+    return kw
+
+
+def milvus_kwargs(settings: MilvusSettings) -> dict[str, Any]:
+    """Options of a MilvusClient: the token (``user:password``, the token file is read now), timeout, CA file."""
+    secret = settings.secret()
+    kw: dict[str, Any] = {
+        "uri": settings.uri,
+        "token": secret.get_secret_value() if secret else "",
+        "timeout": settings.timeout_s,
+    }
+    if settings.ca_file is not None:
+        kw["server_pem_path"] = str(settings.ca_file)
+    return kw
+
+
 async def connect_redis(settings: RedisSettings) -> Any:
     from redis.asyncio import Redis
 
-    client = Redis.from_url(
-        settings.url,
-        socket_timeout=settings.socket_timeout_s,
-        socket_connect_timeout=settings.socket_timeout_s,
-        password=settings.password.get_secret_value() if settings.password else None,
-    )
+    client = Redis.from_url(settings.url, **redis_kwargs(settings))
     try:
         await client.ping()
     except BaseException:
@@ -45,11 +72,7 @@ async def connect_milvus(settings: MilvusSettings) -> Any:
     def _connect() -> Any:
         from pymilvus import MilvusClient
 
-        client = MilvusClient(
-            uri=settings.uri,
-            token=settings.token.get_secret_value() if settings.token else "",
-            timeout=settings.timeout_s,
-        )
+        client = MilvusClient(**milvus_kwargs(settings))
         client.list_collections(timeout=settings.timeout_s)
         return client
 

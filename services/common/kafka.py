@@ -151,7 +151,8 @@ def client_kwargs(settings: KafkaSettings, service: str) -> dict[str, Any]:
     if settings.security_protocol.startswith("SASL"):
         kw["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
         kw["sasl_plain_username"] = settings.sasl_username
-        kw["sasl_plain_password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        secret = settings.sasl_secret()  # read from sasl_password_file now: a rotated Secret applies on reconnect
+        kw["sasl_plain_password"] = secret.get_secret_value() if secret else None
     return kw
 
 

@@ -39,6 +39,40 @@ SERVICE_SECTIONS: frozenset[str] = frozenset(
 )
 
 MiB = 1024 * 1024
+SECRET_FILE_MAX_BYTES = 64 * 1024
+
+
+class SecretFileError(ValueError):
+    """A secret file (a mounted Kubernetes Secret) is missing, empty or unreadable; the message never holds its content."""
+
+
+def read_secret_file(path: Path) -> SecretStr:
+    """The content of a secret file, surrounding whitespace stripped, read at connect time (rotations apply on
+    reconnect). Errors name the file, never the content."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise SecretFileError(f"secret file {path} cannot be read: {e.strerror or type(e).__name__}") from None
+    if len(raw) > SECRET_FILE_MAX_BYTES:
+        raise SecretFileError(f"secret file {path} is larger than {SECRET_FILE_MAX_BYTES} bytes")
+    try:
+        value = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SecretFileError(f"secret file {path} is not UTF-8 text") from None
+    if not value:
+        raise SecretFileError(f"secret file {path} is empty")
+    return SecretStr(value)
+
+
+def _secret(value: SecretStr | None, file: Path | None) -> SecretStr | None:
+    if file is not None:
+        return read_secret_file(file)
+    return value
+
+
+def _one_of(value: SecretStr | None, file: Path | None, what: str) -> None:
+    if value is not None and file is not None:
+        raise ValueError(f"set {what} or {what}_file, not both")
 
 
 class Section(BaseModel):
@@ -58,7 +92,10 @@ class KafkaSettings(Section):
     ssl_keyfile: Path | None = Field(None, description="client key for mTLS to Kafka")
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(None, description="SASL mechanism")
     sasl_username: str | None = Field(None, description="SASL user")
-    sasl_password: SecretStr | None = Field(None, description="SASL password (never logged)")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (never logged); prefer sasl_password_file")
+    sasl_password_file: Path | None = Field(
+        None, description="file holding the SASL password (a mounted Kubernetes Secret), read at connect time"
+    )
     request_timeout_ms: int = Field(30_000, ge=1_000, le=300_000, description="request timeout")
     linger_ms: int = Field(5, ge=0, le=1_000, description="producer batching delay")
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
@@ -76,16 +113,58 @@ class KafkaSettings(Section):
         4096, ge=0, le=MiB, description="payload bytes kept in a dead letter (non-biometric topics only)"
     )
 
+    @model_validator(mode="after")
+    def _sasl_consistent(self) -> "KafkaSettings":
+        _one_of(self.sasl_password, self.sasl_password_file, "sasl_password")
+        if self.security_protocol.startswith("SASL") and not self.sasl_username:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username")
+        return self
+
+    def sasl_secret(self) -> SecretStr | None:
+        """The SASL password: from sasl_password_file (read now) or sasl_password."""
+        return _secret(self.sasl_password, self.sasl_password_file)
+
 
 class RedisSettings(Section):
     url: str = Field("redis://127.0.0.1:6379/0", min_length=1, description="Redis URL (rediss:// for TLS)")
     socket_timeout_s: float = Field(2.0, gt=0, le=60, description="socket timeout")
-    password: SecretStr | None = Field(None, description="Redis AUTH password (never logged)")
+    username: str | None = Field(None, min_length=1, description="Redis ACL user (AUTH username password); none: default user")
+    password: SecretStr | None = Field(None, description="Redis AUTH password (never logged); prefer password_file")
+    password_file: Path | None = Field(
+        None, description="file holding the Redis password (a mounted Kubernetes Secret), read at connect time"
+    )
+    ssl_ca_file: Path | None = Field(None, description="CA bundle that the server certificate must chain to (rediss://)")
+    ssl_cert_file: Path | None = Field(None, description="client certificate when Redis requires TLS client auth")
+    ssl_key_file: Path | None = Field(None, description="client key when Redis requires TLS client auth")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RedisSettings":
+        _one_of(self.password, self.password_file, "password")
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            raise ValueError("redis ssl_cert_file and ssl_key_file must be set together")
+        return self
+
+    def secret(self) -> SecretStr | None:
+        """The AUTH password: from password_file (read now) or password."""
+        return _secret(self.password, self.password_file)
 
 
 class MilvusSettings(Section):
     uri: str = Field("http://127.0.0.1:19530", min_length=1, description="Milvus URI")
-    token: SecretStr | None = Field(None, description="Milvus token (user:password), never logged")
+    token: SecretStr | None = Field(None, description="Milvus token (user:password), never logged; prefer token_file")
+    token_file: Path | None = Field(
+        None, description="file holding the Milvus token `user:password` (a mounted Kubernetes Secret), read at connect time"
+    )
+    ca_file: Path | None = Field(None, description="CA bundle for an https:// Milvus URI (server TLS)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "MilvusSettings":
+        _one_of(self.token, self.token_file, "token")
+        return self
+
+    def secret(self) -> SecretStr | None:
+        """The token: from token_file (read now) or token."""
+        return _secret(self.token, self.token_file)
     timeout_s: float = Field(10.0, gt=0, le=300, description="per-call timeout")
 
 

@@ -1,4 +1,6 @@
-"""Apache Kafka (KRaft, one combined broker+controller) on 127.0.0.1:9092/9093.
+"""Apache Kafka (KRaft, one combined broker+controller) on 127.0.0.1:9092/9093, plus a
+SASL_PLAINTEXT listener with SCRAM-SHA-512 on 127.0.0.1:9094 whose per-service users and
+password files (``.lfr/secrets/kafka``) services.stack.kafka_scram registers on every start.
 
 The jars of ``org.apache.kafka:kafka_2.13:<version>`` and their runtime
 dependencies are resolved from Maven Central with Maven into
@@ -107,6 +109,7 @@ class KafkaComponent(Component):
     name = "kafka"
     broker_port = 9092
     controller_port = 9093
+    scram_port = 9094
     version = KAFKA_VERSION
 
     def __init__(self, paths: StackPaths, settings: KafkaSettings | None = None) -> None:
@@ -115,7 +118,7 @@ class KafkaComponent(Component):
 
     @property
     def ports(self) -> tuple[int, ...]:
-        return (self.broker_port, self.controller_port)
+        return (self.broker_port, self.controller_port, self.scram_port)
 
     @property
     def bootstrap(self) -> str:
@@ -210,15 +213,20 @@ class KafkaComponent(Component):
 
     # -- prepare / run -------------------------------------------------------------
     def server_properties(self) -> str:
-        h, b, c = self.host, self.broker_port, self.controller_port
+        h, b, c, sc = self.host, self.broker_port, self.controller_port, self.scram_port
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "listeners": f"PLAINTEXT://{h}:{b},CONTROLLER://{h}:{c}",
-            "advertised.listeners": f"PLAINTEXT://{h}:{b},CONTROLLER://{h}:{c}",
+            "listeners": f"PLAINTEXT://{h}:{b},CONTROLLER://{h}:{c},SASL_PLAINTEXT://{h}:{sc}",
+            "advertised.listeners": f"PLAINTEXT://{h}:{b},CONTROLLER://{h}:{c},SASL_PLAINTEXT://{h}:{sc}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            # issue 8: SCRAM-SHA-512 on 9094 only (users: services.stack.kafka_scram); 9092 stays open for dev
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
             "controller.quorum.bootstrap.servers": f"{h}:{c}",
             "log.dirs": str(self.log_dir),
             "num.partitions": "1",
@@ -273,7 +281,21 @@ class KafkaComponent(Component):
                              f"read {self.paths.log_file(self.name)}") from e
         h.detail += (f"; topics: {len(report['created'])} created, {len(report['altered'])} altered, "
                      f"{len(report['unchanged'])} unchanged")
+        h.detail += f"; {self.ensure_scram_users()}"
         return h
+
+    def ensure_scram_users(self) -> str:
+        """Generate missing password files and (re-)register every service's SCRAM user (idempotent)."""
+        from services.stack import kafka_scram
+
+        files = kafka_scram.ensure_password_files(self.paths.state)
+        try:
+            users = asyncio.run(asyncio.wait_for(kafka_scram.upsert_users(self.bootstrap, files), 30.0))
+        except (kafka_scram.ScramError, OSError, asyncio.TimeoutError, RuntimeError) as e:
+            raise SetupError(f"kafka is up but its SCRAM users could not be registered: {type(e).__name__}: {e}",
+                             f"read {self.paths.log_file(self.name)}") from e
+        return (f"SCRAM-SHA-512 on {self.host}:{self.scram_port}: {len(users)} users "
+                f"(passwords in {kafka_scram.secrets_dir(self.paths.state)})")
 
     def health(self) -> Health:
         endpoint = f"kafka://{self.bootstrap}"

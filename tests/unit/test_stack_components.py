@@ -43,7 +43,10 @@ def test_kafka_server_properties_single_node_kraft(paths: StackPaths) -> None:
     k = KafkaComponent(paths, KafkaSettings(java="java"))
     props = dict(line.split("=", 1) for line in k.server_properties().splitlines() if "=" in line)
     assert props["process.roles"] == "broker,controller"
-    assert props["listeners"] == "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
+    assert props["listeners"] == ("PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093,"
+                                  "SASL_PLAINTEXT://127.0.0.1:9094")
+    assert props["listener.name.sasl_plaintext.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert "password" not in k.server_properties()  # SCRAM users live in the metadata, not in the file
     assert props["log.dirs"].startswith(str(paths.state))
     assert props["offsets.topic.replication.factor"] == "1"
     assert props["auto.create.topics.enable"] == "false"
