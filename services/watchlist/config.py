@@ -20,6 +20,10 @@ class WatchlistOptions(Section):
         description="re-verify the whole audit chain this often and export lfr_audit_chain_ok; 0 disables")
     max_images_per_request: int = Field(16, ge=1, le=256, description="images in one EnrolSubject")
     max_image_bytes: int = Field(8 * MiB, ge=1024, le=64 * MiB, description="largest encoded image accepted")
+    max_image_side: int = Field(8192, ge=64, le=65_535,
+                                description="largest width or height (px) of an enrolment image, read from its header")
+    max_image_pixels: int = Field(40_000_000, ge=4096, le=1_000_000_000,
+                                  description="largest width x height of an enrolment image (decompression bombs)")
     bulk_batch: int = Field(2000, ge=1, le=20_000, description="rows per Milvus insert during BulkImport")
     jpeg_quality: int = Field(90, ge=30, le=100, description="JPEG quality of the stored aligned face")
     unit_norm_tolerance: float = Field(1e-3, gt=0, le=0.5, description="|norm-1| accepted for BulkImport vectors")

@@ -100,6 +100,9 @@ class WatchlistRuntime:
         audit_counter = ctx.metrics.counter("audit_records_total", "audit records appended", ("action",))
         self.chain_ok = ctx.metrics.gauge("audit_chain_ok", "1 when the last audit chain verification passed")
         self._on_record = lambda action: audit_counter.labels(action).inc()
+        limit_counter = ctx.metrics.counter(
+            "enrolment_images_refused_total", "enrolment requests refused by an image limit", ("reason",))
+        self._on_limit = lambda reason: limit_counter.labels(reason).inc()
         ctx.add_dependency("milvus", self._check_milvus)
         ctx.add_dependency("triton", self._check_triton)
         ctx.add_dependency("kafka", self._check_kafka)
@@ -142,7 +145,7 @@ class WatchlistRuntime:
         await self.audit.start()
         store = Store(self.milvus, s.milvus.timeout_s)
         await asyncio.to_thread(store.ensure)
-        self.core = WatchlistCore(s, store, FacePipeline(self.triton, FaceConfig()), self.audit)
+        self.core = WatchlistCore(s, store, FacePipeline(self.triton, FaceConfig()), self.audit, self._on_limit)
         return True
 
     async def run(self) -> None:

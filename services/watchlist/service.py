@@ -34,7 +34,7 @@ from lfr.v1 import common_pb2, watchlist_pb2
 
 from services.common import audit as audit_mod
 from services.common.audit import AuditWriter
-from services.watchlist import enrol, schema
+from services.watchlist import enrol, limits, schema
 from services.watchlist.config import WatchlistSettings
 from services.watchlist.store import Store, SubjectInfo
 
@@ -120,7 +120,9 @@ def subject_proto(info: SubjectInfo) -> watchlist_pb2.Subject:
 class WatchlistCore:
     """The service's logic, independent of gRPC plumbing (``deadline`` is a loop time or None)."""
 
-    def __init__(self, settings: WatchlistSettings, store: Store, pipeline: Any, audit: AuditWriter) -> None:
+    def __init__(self, settings: WatchlistSettings, store: Store, pipeline: Any, audit: AuditWriter,
+                 on_limit: Callable[[str], None] = lambda reason: None) -> None:
+        self.on_limit = on_limit  # counts an enrolment refused by a limit (reason: services.watchlist.limits)
         self.settings = settings
         self.options = settings.watchlist
         self.store = store
@@ -184,13 +186,17 @@ class WatchlistCore:
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "category is required (wanted, missing or at_risk)")
         if not req.images:
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "images: at least one image is required")
-        if len(req.images) > self.options.max_images_per_request:
-            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"images: at most {self.options.max_images_per_request} per request")
+        opts = self.options
+        if len(req.images) > opts.max_images_per_request:
+            self.on_limit(limits.TOO_MANY)
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"images: at most {opts.max_images_per_request} per request")
         for i, im in enumerate(req.images, start=1):
-            if len(im.image) > self.options.max_image_bytes:
-                raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"image {i} is larger than "
-                              f"{self.options.max_image_bytes} bytes")
+            if len(im.image) > opts.max_image_bytes:
+                self.on_limit(limits.TOO_LARGE_BYTES)
+                raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"image {i} is larger than {opts.max_image_bytes} bytes")
+            if (why := limits.dimension_problem(im.image, opts.max_image_side, opts.max_image_pixels)) is not None:
+                self.on_limit(limits.TOO_LARGE_DIMENSIONS)
+                raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"image {i} {why}")
         wl = await self._open_watchlist(req.watchlist_id, deadline)
         existing = await self._db(deadline, self.store.subject, wl["watchlist_id"], subject_id)
         if existing is not None and existing.category != category:
