@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", type=Path, help="write the DET curve (PNG) here")
     p.add_argument("--triton", default="127.0.0.1:8001", help="Triton gRPC host:port")
     p.add_argument("--milvus", default="http://127.0.0.1:19530", help="Milvus URI")
-    p.add_argument("--batch", type=int, default=16, help="images per pipeline call")
+    p.add_argument("--batch", type=int, default=8, help="images per pipeline call (<= faceboxes max_batch_size, 8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 
@@ -35,7 +35,7 @@ async def _evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Any, Any]
     ds = discover(args.dir)
     if not ds.files:
         raise SetupError(f"no images under {args.dir}", "give a folder with one sub-folder of images per identity")
-    client = TritonClient(TritonClientSettings(url=settings.triton_url, max_batch=64, timeout_s=60))
+    client = TritonClient(TritonClientSettings(url=settings.triton_url, max_batch=8, timeout_s=60))
     try:
         try:
             await client.wait_ready(["faceboxes", "onet", "mobilefacenet"], timeout_s=30)

@@ -46,7 +46,7 @@ class EvalSettings(BaseModel):
 
     triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC endpoint")
     milvus_uri: str = Field("http://127.0.0.1:19530", description="Milvus endpoint")
-    batch: int = Field(16, ge=1, le=256, description="images per pipeline call")
+    batch: int = Field(8, ge=1, le=256, description="images per pipeline call")
     concurrency: int = Field(2, ge=1, le=16, description="pipeline calls in flight")
     threshold_margin: float = Field(
         0.02, ge=0, le=0.5, description="recommended threshold = zero-false-alert threshold + margin, rounded up")

@@ -5,14 +5,22 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 # Cosine similarity of two L2-normalised MobileFaceNet embeddings at or above
-# which two faces are called the same person. How it was chosen (in-process
-# pipeline, default FaceConfig, bench/face_accuracy.py on ../shared/data/lfw_dev,
-# 300 subjects, 667 mated, 800 non-mated probes): the faces/ photo test needs a
-# value in (0.32, 0.53] (highest different-person pair 0.32, lowest same-person
-# pair kit_harington_2/3 0.53); 0.50 is the round value in that band. On lfw_dev
-# it gives TPIR 0.91 at FPIR 0.09, which is NOT a police operating point: zero
-# false alerts there needs 0.66 (TPIR 0.70) and FPIR 1e-2 needs 0.59 (TPIR 0.84).
-# Deployments must set the threshold from `lfr eval`, not from this default.
+# which two faces are called the same person.
+#
+# Measured (issue 3; bench/face_accuracy.py in-process and `lfr eval` through
+# Triton + Milvus, ../shared/data/lfw_dev: 300 subjects, 667 mated and 800
+# non-mated probes): zero false alerts needs >= 0.66 (highest passer-by top-1
+# score 0.653; TPIR there 0.70), FPIR 1e-2 needs >= 0.59 (TPIR 0.84). The
+# issue's rule "zero false alerts on lfw_dev plus a small margin" would give
+# 0.68, but the photo test (tests/unit/test_face_pipeline.py and
+# tests/integration/test_face_triton.py: every same-person pair of the
+# single-person photos in ../shared/data/faces above, every different-person
+# pair below) needs a value in (0.30, 0.533]: highest different-person pair
+# 0.30 (alex_lacamoire_1 / kit_harington_2), lowest same-person pair 0.533
+# (kit_harington_2 / kit_harington_3). The two requirements CONFLICT with the
+# current alignment quality; 0.50 (FPIR 0.09 on lfw_dev) is kept for the
+# photo test and is NOT a police operating point. Deployments must set the
+# threshold from `lfr eval` on their own data (its recommended_threshold).
 DEFAULT_MATCH_THRESHOLD: float = 0.50
 
 

@@ -51,7 +51,7 @@ def identity(name: str) -> str | None:
 
 
 async def analyse(images: list[np.ndarray]):
-    async with TritonClient(TritonClientSettings(url=URL, timeout_s=60)) as client:
+    async with TritonClient(TritonClientSettings(url=URL, timeout_s=60, max_batch=8)) as client:
         return await FacePipeline(client, FaceConfig()).analyse(images)
 
 
