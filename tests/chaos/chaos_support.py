@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from services.cli.launch import (
-    Pipeline, PipelineLayout, ServiceProcess, grpc_health, group_lag, metric, scrape, state_dir, write_registry,
+    OFFICERS, Pipeline, PipelineLayout, ServiceProcess, grpc_health, group_lag, metric, scrape, state_dir, write_registry,
 )
 from services.common.cameras import Camera
 from services.common.errors import SetupError
@@ -37,7 +37,6 @@ LMM_ID = "lin-manuel-miranda"
 PORT_OFFSET = 5000
 BOOTSTRAP = "127.0.0.1:9092"
 CHAOS_FPS = 5.0
-OFFICERS_PORTS = (50056, 9106)
 RESULTS_FILE = state_dir() / "chaos-results.json"
 
 
@@ -48,35 +47,15 @@ def topic_specs(tag: str) -> list[TopicSpec]:
 
 
 class OfficersProcess(ServiceProcess):
-    """The officers service of the layout (ports of the brief + the offset)."""
+    """The officers service of the layout, exactly as the launcher starts it (TLS included)."""
 
-    def __init__(self, layout: PipelineLayout, tag: str) -> None:
-        self.name = "officers"
-        self.layout = layout
-        self.log_file = layout.log_file("officers")
-        self.proc = None
-        self._ports = (OFFICERS_PORTS[0] + layout.port_offset, OFFICERS_PORTS[1] + layout.port_offset)
-        t = layout.topics
-        self.env = {
-            "LFR_GRPC__PORT": str(self._ports[0]), "LFR_METRICS__PORT": str(self._ports[1]),
-            "LFR_KAFKA__BOOTSTRAP": layout.bootstrap, "LFR_KAFKA__DLQ_TOPIC": t.dlq,
-            "LFR_KAFKA__AUTO_OFFSET_RESET": layout.auto_offset_reset,
-            "LFR_OFFICERS__ALERTS_TOPIC": t.alerts, "LFR_OFFICERS__AUDIT_TOPIC": t.audit,
-            "LFR_OFFICERS__GROUP_ID": self.group, "LFR_OFFICERS__CAMERAS_FILE": str(layout.cameras_file),
-            "LFR_OFFICERS__HEARTBEAT_TTL_S": "300",
-        }
+    def __init__(self, layout: PipelineLayout) -> None:
+        super().__init__(OFFICERS, layout)
+        self.env["LFR_OFFICERS__HEARTBEAT_TTL_S"] = "300"
 
     @property
     def group(self) -> str:
-        return self.layout.group("officers")
-
-    @property
-    def grpc_port(self) -> int:
-        return self._ports[0]
-
-    @property
-    def metrics_port(self) -> int:
-        return self._ports[1]
+        return self.layout.group(OFFICERS)
 
 
 class Device:
@@ -152,7 +131,7 @@ class Rig:
         self.layout = layout
         self.cameras = cameras
         self.pipeline = Pipeline(layout)
-        self.officers = OfficersProcess(layout, tag)
+        self.officers = OfficersProcess(layout)
         self.device: Device | None = None
         self.officer_id = f"chaos-{tag}-officer"
         self.device_id = f"{self.officer_id}-device"

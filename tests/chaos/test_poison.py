@@ -286,8 +286,9 @@ async def _call(channel: Any, service: str, method: Any, kind: str, requests: li
 
 
 async def test_grpc_apis_answer_bad_requests_cleanly(rig: Rig) -> None:
-    import grpc
     from google.protobuf import symbol_database
+
+    from services.common.grpc_client import aio_channel
 
     db = symbol_database.Default()
     pids = rig.pids()
@@ -297,8 +298,9 @@ async def test_grpc_apis_answer_bad_requests_cleanly(rig: Rig) -> None:
     channels: dict[int, Any] = {}
     try:
         for service, port, method, kind in _methods(rig):
-            channel = channels.setdefault(port, grpc.aio.insecure_channel(
-                f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 8 * 1024 * 1024)]))
+            if port not in channels:  # the launcher's client: mTLS with the dev identity where the PKI exists
+                channels[port] = aio_channel(f"127.0.0.1:{port}")
+            channel = channels[port]
             req_cls = db.GetSymbol(method.input_type.full_name)
             batch = collect(st.lists(message_strategy(method.input_type), min_size=1, max_size=3), CASES_PER_METHOD)
             name = f"{service.split('.')[-1]}.{method.name}"
