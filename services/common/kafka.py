@@ -7,6 +7,15 @@ waits until every publish of the batch (dead letters included) is acknowledged
 by the broker (``acks=all``) and only then commits the batch's offsets. So a
 crash redelivers (at least once) and never loses a record.
 
+Stale input (``max_age_s``, live video): when the head of a fetched batch is
+already older than ``max_age_s`` (record timestamp), every assigned partition
+skips ahead to the first record of the last ``max_age_s``
+(``offsets_for_times``; the end when there is none) without reading what it
+skips; ``on_skipped`` is told how many offsets each partition skipped, and the
+new positions are committed before anything else of the batch is handled (a
+restart does not read them again). So a consumer that cannot keep up has a lag
+bounded by ``max_age_s`` x the offered rate instead of one that grows.
+
 Bad input: a handler raises :class:`PoisonMessage` (reason, detail); the record
 goes to the dead-letter topic and its offset is committed, the service keeps
 running. An unexpected exception is logged, counted and dead-lettered with
@@ -24,7 +33,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from google.protobuf.message import DecodeError, Message
 
@@ -84,6 +93,20 @@ class ConsumerLike(Protocol):
     async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]: ...
 
     async def commit(self, offsets: dict[Any, int] | None = None) -> None: ...
+
+
+class SeekableConsumerLike(ConsumerLike, Protocol):
+    """What the stale skip-ahead needs besides fetch and commit."""
+
+    def assignment(self) -> set[Any]: ...
+
+    async def offsets_for_times(self, timestamps: dict[Any, int]) -> dict[Any, Any]: ...
+
+    async def end_offsets(self, partitions: list[Any]) -> dict[Any, int]: ...
+
+    async def position(self, partition: Any) -> int: ...
+
+    def seek(self, partition: Any, offset: int) -> None: ...
 
 
 # --- keys and headers -------------------------------------------------------
@@ -176,14 +199,36 @@ async def start_producer(settings: KafkaSettings, service: str) -> Any:
     return producer
 
 
-async def start_consumer(settings: KafkaSettings, service: str, group_id: str, topics: Sequence[str]) -> Any:
-    """A started AIOKafkaConsumer in ``group_id``, manual commits."""
+def group_instance_id(settings: KafkaSettings, service: str, instance: str | None) -> str | None:
+    """The static group membership id (KIP-345) of this replica, or None (dynamic membership).
+
+    ``settings.group_instance_id`` when set, else ``<service>-<instance>`` (the
+    instance name: the hostname by default, i.e. the pod name in Kubernetes)."""
+    if not settings.static_membership:
+        return None
+    if settings.group_instance_id:
+        return settings.group_instance_id
+    if not instance:
+        return None
+    return f"{service}-{instance}"[:249]
+
+
+async def start_consumer(
+    settings: KafkaSettings, service: str, group_id: str, topics: Sequence[str], instance: str | None = None
+) -> Any:
+    """A started AIOKafkaConsumer in ``group_id``, manual commits.
+
+    With static membership (:func:`group_instance_id`) a replica restarted after
+    a crash rejoins as the same member and gets its partitions back at once,
+    instead of after the dead member's session timeout; the price: a replica
+    that stops for good keeps its partitions until ``session_timeout_ms``."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
         *topics,
         **client_kwargs(settings, service),
         group_id=group_id,
+        group_instance_id=group_instance_id(settings, service, instance),
         enable_auto_commit=False,
         auto_offset_reset=settings.auto_offset_reset,
         session_timeout_ms=settings.session_timeout_ms,
@@ -292,6 +337,9 @@ class ConsumerLoop:
         max_payload_bytes: int = 4096,
         max_records: int = 64,
         poll_timeout_ms: int = 200,
+        max_age_s: float | None = None,
+        on_skipped: Callable[[Any, int], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if (handler is None) == (batch_handler is None):
             raise ValueError("give exactly one of handler or batch_handler")
@@ -307,11 +355,16 @@ class ConsumerLoop:
         self._max_payload_bytes = max_payload_bytes
         self._max_records = max_records
         self._poll_timeout_ms = poll_timeout_ms
+        self._max_age_s = max_age_s
+        self._on_skipped = on_skipped
+        self._clock = clock
 
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until ``stop`` is set; the batch in flight is finished and committed first."""
         while not stop.is_set():
             batches = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_records)
+            if batches and self._max_age_s is not None:
+                batches = await self.skip_stale(batches)
             if batches:
                 await self.process(batches)
         log.info("consumer loop drained", extra={"service": self._service})
@@ -321,6 +374,55 @@ class ConsumerLoop:
         await asyncio.gather(*(self._partition(records) for records in batches.values() if records))
         offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
         await self._commit(offsets)
+
+    async def skip_stale(self, batches: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+        """Skip ahead when the batch's head is older than ``max_age_s``; returns what is left to handle.
+
+        Each assigned partition moves to ``offsets_for_times(now - max_age_s)``
+        (its end when no record is that recent) if that is ahead of where it
+        stands; the skipped offsets are reported to ``on_skipped`` (offset
+        arithmetic: nothing is read) and committed at once. Records of the batch
+        at or after the new position stay in it. On a Kafka error (e.g. a
+        rebalance) the batch is returned as it is: the handler's own staleness
+        check still drops what is stale, one record at a time."""
+        from aiokafka.errors import IllegalStateError, KafkaError
+
+        assert self._max_age_s is not None
+        consumer = cast(SeekableConsumerLike, self._consumer)
+        cutoff_ms = int((self._clock() - self._max_age_s) * 1000)
+        heads = {tp: records[0] for tp, records in batches.items() if records}
+        if not any(0 <= r.timestamp < cutoff_ms for r in heads.values()):
+            return batches
+        try:
+            partitions = set(consumer.assignment()) | set(heads)
+            found = await consumer.offsets_for_times({tp: cutoff_ms for tp in partitions})
+            missing = [tp for tp in partitions if found.get(tp) is None]
+            ends = await consumer.end_offsets(missing) if missing else {}
+            targets: dict[Any, tuple[int, int]] = {}
+            for tp in partitions:
+                start = heads[tp].offset if tp in heads else await consumer.position(tp)
+                hit = found.get(tp)
+                target = hit.offset if hit is not None else ends[tp]
+                if target > start:
+                    targets[tp] = (start, target)
+        except (KafkaError, IllegalStateError, AssertionError) as e:
+            log.warning("stale records not skipped", extra={"error": repr(e)})
+            return batches
+        if not targets:
+            return batches
+        left = dict(batches)
+        for tp, (start, target) in targets.items():
+            records = batches.get(tp) or []
+            if not records or target > records[-1].offset + 1:
+                consumer.seek(tp, target)  # past what was fetched: nothing of this batch is left
+            left[tp] = [r for r in records if r.offset >= target]
+        await self._commit({tp: target for tp, (_, target) in targets.items()})
+        for tp, (start, target) in targets.items():
+            if self._on_skipped is not None:
+                self._on_skipped(tp, target - start)
+        log.info("skipped stale records", extra={"service": self._service, "max_age_s": self._max_age_s,
+                                                 "skipped": sum(t - s for s, t in targets.values())})
+        return {tp: records for tp, records in left.items() if records}
 
     async def _partition(self, records: list[RecordLike]) -> None:
         topic = records[0].topic

@@ -107,6 +107,16 @@ class KafkaSettings(Section):
     )
     max_poll_records: int = Field(64, ge=1, le=10_000, description="records per consumer fetch/batch")
     session_timeout_ms: int = Field(10_000, ge=3_000, le=300_000, description="consumer group session timeout")
+    static_membership: bool = Field(
+        True,
+        description="static consumer group membership (KIP-345): a replica restarted after a crash takes its "
+        "partitions back at once instead of after the dead member's session timeout",
+    )
+    group_instance_id: str | None = Field(
+        None, min_length=1, max_length=249,
+        description="static membership id, unique per replica of a group; default '<service>-<instance>' "
+        "(instance: the hostname, i.e. the pod name in Kubernetes)",
+    )
     auto_offset_reset: Literal["earliest", "latest"] = Field("latest", description="where a new group starts")
     dlq_topic: str = Field("lfr.dlq.v1", min_length=1, description="dead-letter topic")
     dlq_max_payload_bytes: int = Field(

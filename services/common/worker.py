@@ -75,7 +75,8 @@ class KafkaWorker(Worker):
         if self.producer is None:
             self.producer = await start_producer(self.kafka, self.ctx.name)
         if self.input_topic and self.consumer is None:
-            self.consumer = await start_consumer(self.kafka, self.ctx.name, self.group_id, [self.input_topic])
+            self.consumer = await start_consumer(self.kafka, self.ctx.name, self.group_id, [self.input_topic],
+                                                 instance=self.settings.instance)
 
     async def check_kafka(self) -> None:
         if self.producer is None:

@@ -15,6 +15,10 @@ every publish of the batch is acknowledged):
    observation id), the key is SET in Redis with the faces retention as TTL,
    and only then the observation is published, keyed by camera id.
 
+Overload: when the head of a fetched batch is older than ``max_age_s`` the loop
+skips every partition ahead to the last ``max_age_s`` unread (counted as stale
+drops with camera label ``*``), so the lag stays bounded.
+
 Logs carry ids and counts only.
 """
 
@@ -49,6 +53,7 @@ from services.recognizer.observations import SealedObservation, build_observatio
 log = logging.getLogger(__name__)
 SERVICE = "recognizer"
 OBSERVATION_TYPE = "lfr.v1.FaceObservation"
+SKIPPED_CAMERA = "*"  # camera label of stale frames skipped unread (several cameras share a partition)
 
 
 @dataclasses.dataclass
@@ -145,7 +150,8 @@ class Recognizer(KafkaWorker):
         if self.consumer is None:
             from services.common.kafka import start_consumer
 
-            self.consumer = await start_consumer(self.kafka, self.ctx.name, self.group_id, [self.options.frames_topic])
+            self.consumer = await start_consumer(self.kafka, self.ctx.name, self.group_id, [self.options.frames_topic],
+                                                 instance=self.settings.instance)
 
     async def check_triton(self) -> None:
         if self.runner is None:
@@ -180,6 +186,8 @@ class Recognizer(KafkaWorker):
             dlq_topic=self.kafka.dlq_topic,
             max_payload_bytes=self.kafka.dlq_max_payload_bytes,
             max_records=self.kafka.max_poll_records,
+            max_age_s=self.options.max_age_s,
+            on_skipped=self._skipped,
         )
         lag = asyncio.create_task(self._report_lag(), name="recognizer:lag")
         try:
@@ -187,6 +195,11 @@ class Recognizer(KafkaWorker):
         finally:
             lag.cancel()
             await asyncio.gather(lag, return_exceptions=True)
+
+    def _skipped(self, tp: Any, count: int) -> None:
+        """Stale records skipped unread by the loop: dropped as stale; the camera is not known
+        without reading them, hence the label SKIPPED_CAMERA."""
+        self.metrics.dropped.labels(SKIPPED_CAMERA, "stale").inc(count)
 
     async def _report_lag(self) -> None:
         from aiokafka.errors import KafkaError
