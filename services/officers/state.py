@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -147,11 +148,26 @@ class StateError(ValueError):
 # --- pure transitions -------------------------------------------------------------
 
 
+_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+
+
+def check_id(kind: str, value: str) -> str:
+    """Ids become Redis keys, audit fields and log fields: refuse anything that
+    is not a short, plain identifier (and never echo the bad value back)."""
+    if not _ID_RE.match(value):
+        raise StateError(f"{kind} must be 1-128 characters of letters, digits and _.:@- ({len(value)} given)")
+    return value
+
+
 def go_on_duty(officer_id: str, zones: Sequence[str], device_id: str, *, at_ms: int, ttl_ms: int,
                location: Location | None = None, supervisor: bool = False) -> Officer:
     zs = tuple(dict.fromkeys(z for z in zones if z))
     if not officer_id or not zs or not device_id:
         raise StateError("officer id, at least one zone and a device id are required")
+    check_id("officer_id", officer_id)
+    check_id("device_id", device_id)
+    for z in zs:
+        check_id("zone", z)
     return Officer(officer_id, zs, device_id, AVAILABLE, supervisor, location, at_ms, at_ms + ttl_ms)
 
 
