@@ -9,7 +9,7 @@ the alert reaches the page over StreamAlerts and server-sent events.
 2. Lin-Manuel Miranda is enrolled; frames of him reach the pipeline: his alert
    is on the page within 2 s of the matcher's decision, watchlist image and
    live crop side by side (images served no-store). Screenshot ->
-   docs/console-alerts.png. Confirm is clicked: DeviceService.GetAlert says
+   .lfr/console-alerts.png (docs/ with LFR_UPDATE_DOCS=1). Confirm is clicked: DeviceService.GetAlert says
    ADJUDICATED/CONFIRMED, and the auditor's audit view shows the
    alert.adjudicate record and an intact chain.
 3. An operator (no watchlist-manager role) sees the watchlist but no close
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import shutil
 import time
@@ -47,7 +48,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 LMM = Enrolment(name="Lin-Manuel Miranda", subject_id="lin-manuel-miranda", image=FACES_DIR / "lin_manuel_miranda_1.png")
 ENROL_VISIBLE_S = 3.0  # Milvus' Bounded consistency (see test_dlq_e2e)
-SCREENSHOT = REPO / "docs" / "console-alerts.png"
+# A run writes its screenshot under the state dir; LFR_UPDATE_DOCS=1 refreshes
+# the README's picture (docs/console-alerts.png) instead, so a test run never
+# dirties the checkout.
+SCREENSHOT = (REPO / "docs" / "console-alerts.png" if os.environ.get("LFR_UPDATE_DOCS") == "1"
+              else REPO / ".lfr" / "console-alerts.png")
 ROLES = {"officer": ["officer"], "auditor": ["auditor"], "operator": ["operator"], "manager": ["watchlist_manager"]}
 
 
