@@ -172,7 +172,7 @@ def main() -> int:
         # OpenBLAS reads its thread count once, when numpy is first imported: start again with it set
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "OPENBLAS_NUM_THREADS": want})
     import grpc
-    from pymilvus import MilvusClient
+    from services.common.clients import milvus_client
 
     from lfr.v1 import watchlist_pb2, watchlist_pb2_grpc
     from services.watchlist.search import OVERSAMPLE, search_active
@@ -198,7 +198,7 @@ def main() -> int:
         name="scale bench", deployment_id=deployment, authorisation_ref="BENCH", authorising_officer="bench",
         purpose="scale check", criteria="synthetic unit vectors", valid_from_unix_ns=now - 10**9,
         valid_until_unix_ns=now + 3600 * 10**9), timeout=30).watchlist
-    client = MilvusClient(uri=args.milvus)
+    client = milvus_client(args.milvus)
     report: dict[str, Any] = {"subjects": args.subjects, "probes": args.probes, "limit": args.limit, "dim": 192,
                               "cpus": os.cpu_count(), "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
                               "numpy_blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")}

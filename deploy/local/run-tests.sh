@@ -8,6 +8,15 @@ LFR=.venv/bin/lfr
 cleanup() { "$LFR" stack down >/dev/null 2>&1 || true; }
 trap cleanup EXIT INT TERM
 start=$(date +%s)
+# Each run scans the services' logs (privacy, secrets): start from empty ones.
+# The previous run's service logs are kept one generation in .lfr/logs/previous/;
+# the stack's own logs (open by running servers) stay where they are.
+STATE="${LFR_STATE:-$ROOT/.lfr}"
+if [ -d "$STATE/logs" ]; then
+  rm -rf "$STATE/logs/previous" && mkdir -p "$STATE/logs/previous"
+  find "$STATE/logs" -maxdepth 1 -name '*.log' ! -name redis.log ! -name kafka.log ! -name milvus.log \
+    ! -name triton.log -exec mv -t "$STATE/logs/previous" {} +
+fi
 if ! "$LFR" stack up; then
   echo "lfr: error: the local stack did not start (see .lfr/logs/) — fix: run 'lfr stack status' for the failing component" >&2
   exit 2

@@ -130,11 +130,11 @@ class MilvusGallery:
     dropped on close."""
 
     def __init__(self, uri: str, name: str | None = None) -> None:
-        from pymilvus import MilvusClient
+        from services.common.clients import milvus_client
 
         from services.watchlist import schema
 
-        self.client = MilvusClient(uri=uri)
+        self.client = milvus_client(uri)
         self.name = name or f"lfr_eval_{uuid.uuid4().hex[:12]}"
         self.client.create_collection(self.name, schema=schema.build_schema(self.client),
                                       index_params=schema.build_index(self.client), consistency_level="Strong")

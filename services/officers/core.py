@@ -52,7 +52,7 @@ from services.officers.alert_store import (
 from services.officers.config import OfficersSettings
 from services.officers.devices import DeviceHub, stream_device
 from services.officers.state import (
-    AVAILABLE, BUSY, OFF_DUTY, Location, Officer, OfficerStore, StateError, available_officers,
+    AVAILABLE, BUSY, OFF_DUTY, Location, Officer, OfficerStore, StateError, available_officers, check_id,
     available_supervisors, go_on_duty, heartbeat, known_zones, now_ms, on_duty_officers, set_status, zone_counts,
 )
 
@@ -484,6 +484,12 @@ class DeviceServicer(officers_pb2_grpc.DeviceServiceServicer):
                         context: grpc.aio.ServicerContext) -> None:
         if not request.device_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "device_id is required")
+        try:
+            check_id("device_id", request.device_id)
+            if request.officer_id:
+                check_id("officer_id", request.officer_id)
+        except StateError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         try:
             _, store, _ = self.svc.ready()
         except NotReady as e:

@@ -160,11 +160,11 @@ class MilvusComponent(Component):
         return argv, {"LD_LIBRARY_PATH": str(lib)}
 
     def health(self) -> Health:
-        from pymilvus import MilvusClient
+        from services.common.clients import milvus_client
         from pymilvus.exceptions import MilvusException
 
         try:
-            client = MilvusClient(uri=self.uri, timeout=3.0)
+            client = milvus_client(self.uri, timeout=3.0)
         except (MilvusException, OSError) as e:
             return Health(self.name, False, f"connect failed: {e}", endpoint=self.uri)
         try:

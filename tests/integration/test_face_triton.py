@@ -116,9 +116,9 @@ def test_lfr_eval_on_a_tiny_set(tmp_path: Path) -> None:
     assert all(a["tpir"] >= b["tpir"] and a["fpir"] >= b["fpir"] for a, b in zip(table, table[1:]))
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the temporary collection is gone
-    from pymilvus import MilvusClient
+    from services.common.clients import milvus_client
 
-    client = MilvusClient(uri="http://127.0.0.1:19530")
+    client = milvus_client("http://127.0.0.1:19530")
     try:
         assert not [n for n in client.list_collections() if n.startswith("lfr_eval_")]
     finally:

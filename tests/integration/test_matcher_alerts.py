@@ -198,9 +198,9 @@ async def topics(ids: dict[str, str]) -> AsyncIterator[None]:
 @pytest.fixture
 def watchlist(ids: dict[str, str]) -> Iterator[Any]:
     """One enrolled subject of the test deployment, valid around now, inserted directly."""
-    from pymilvus import MilvusClient
+    from services.common.clients import milvus_client
 
-    client = MilvusClient(uri=MILVUS_URI, timeout=10)
+    client = milvus_client(MILVUS_URI, timeout=10)
     ensure_collection(client)
     now = int(time.time())
     client.insert(COLLECTION, [{

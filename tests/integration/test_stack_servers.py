@@ -182,9 +182,9 @@ def test_redis_set_get_with_ttl_expires() -> None:
 
 
 def test_milvus_insert_search_delete() -> None:
-    from pymilvus import MilvusClient
+    from services.common.clients import milvus_client
 
-    client = MilvusClient(uri="http://127.0.0.1:19530", timeout=30)
+    client = milvus_client("http://127.0.0.1:19530", timeout=30)
     name = f"test_stack_{uuid.uuid4().hex[:12]}"
     dim = 8
     vectors = {i: [1.0 if j == i else 0.0 for j in range(dim)] for i in range(dim)}
@@ -204,4 +204,4 @@ def test_milvus_insert_search_delete() -> None:
         if client.has_collection(name):
             client.drop_collection(name)
         client.close()
-    assert name not in MilvusClient(uri="http://127.0.0.1:19530").list_collections()
+    assert name not in milvus_client("http://127.0.0.1:19530").list_collections()

@@ -73,9 +73,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[watchlist_pb2_
 
 @pytest.fixture(scope="module")
 def milvus() -> Iterator[object]:
-    from pymilvus import MilvusClient
+    from services.common.clients import milvus_client
 
-    client = MilvusClient(uri=MILVUS_URI)
+    client = milvus_client(MILVUS_URI)
     yield client
     client.close()
 
