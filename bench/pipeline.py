@@ -46,12 +46,12 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import random
-import string
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.harness import BOOTSTRAP, private_topics, require_healthy_stack
 
 BENCH_PORT_OFFSET = 4000
 DEFAULT_VIDEO = Path("../shared/data/video/hamilton_white_house_short_clip.mp4")
@@ -204,7 +204,6 @@ async def run_row(pipeline: Any, cams: list[Any], registry: Path, seconds: float
     ids = {c.id for c in cams}
     n_dev = len(device.views)
     await watch.start()
-    started = time.monotonic()
     await pipeline.start(("ingest",), ingest_cameras=registry)
     ing_port = pipeline.services["ingest"].metrics_port
     await asyncio.sleep(WARMUP_S)
@@ -284,22 +283,12 @@ async def run_bench(counts: list[int], seconds: float, fps: float, video: Path, 
     from services.cli.launch import OFFICERS, PIPELINE_ORDER, DutyOfficer, Pipeline, PipelineLayout, Topics, \
         state_dir, write_registry
     from services.common.cameras import Camera
-    from services.common.errors import SetupError
-    from services.common.topics import ALERTS, AUDIT, DLQ, FACES, FRAMES, MATCHES, ensure_topics
     from services.recognizer.config import RecognizerOptions
-    from services.stack import manager
 
-    health = await asyncio.to_thread(manager.status, manager.load_components())
-    down = [f"{h.name}: {h.detail}" for h in health if not h.healthy]
-    if down:
-        raise SetupError("the local stack is not healthy (" + "; ".join(down) + ")", "run `lfr stack up`")
+    await require_healthy_stack()
     enrolment = Enrolment.parse(enrol)
-    tag = "".join(random.choices(string.ascii_lowercase, k=6))
-    specs = [spec.model_copy(update={"name": f"lfr.bench.{tag}.{kind}.v1"}) for spec, kind in (
-        (FRAMES, "frames"), (FACES, "faces"), (MATCHES, "matches"), (ALERTS, "alerts"), (DLQ, "dlq"), (AUDIT, "audit"))]
-    names = {s.name.split(".")[3]: s.name for s in specs}
-    bootstrap = "127.0.0.1:9092"
-    await ensure_topics(bootstrap, tuple(specs))
+    tag, names = await private_topics("bench")
+    bootstrap = BOOTSTRAP
     work = state_dir() / "bench" / tag
     zone, deployment = f"bench-{tag}-zone", f"bench-{tag}"
     rows_cams = {n: [Camera(id=f"bench-{tag}-n{n}-c{i}", zone=zone, deployment_id=deployment, source=str(video),

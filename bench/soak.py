@@ -28,12 +28,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
-import string
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.harness import BOOTSTRAP, private_topics, require_healthy_stack
 
 SOAK_PORT_OFFSET = 5000
 CLIPS = ("hamilton_white_house_short_clip.mp4", "intel_walking_2_people.gif", "intel_classroom_4_people.gif",
@@ -130,22 +130,12 @@ async def run_soak(cameras: int, minutes: float, fps: float, sample_s: float, en
     from services.cli.launch import OFFICERS, PIPELINE_ORDER, DutyOfficer, Pipeline, PipelineLayout, Topics, \
         state_dir, write_registry
     from services.common.cameras import Camera
-    from services.common.errors import SetupError
-    from services.common.topics import ALERTS, AUDIT, DLQ, FACES, FRAMES, MATCHES, ensure_topics
     from services.recognizer.config import RecognizerOptions
-    from services.stack import manager
 
-    health = await asyncio.to_thread(manager.status, manager.load_components())
-    down = [f"{h.name}: {h.detail}" for h in health if not h.healthy]
-    if down:
-        raise SetupError("the local stack is not healthy (" + "; ".join(down) + ")", "run `lfr stack up`")
+    await require_healthy_stack()
     enrolment = Enrolment.parse(enrol)
-    tag = "".join(random.choices(string.ascii_lowercase, k=6))
-    specs = [spec.model_copy(update={"name": f"lfr.soak.{tag}.{kind}.v1"}) for spec, kind in (
-        (FRAMES, "frames"), (FACES, "faces"), (MATCHES, "matches"), (ALERTS, "alerts"), (DLQ, "dlq"), (AUDIT, "audit"))]
-    names = {s.name.split(".")[3]: s.name for s in specs}
-    bootstrap = "127.0.0.1:9092"
-    await ensure_topics(bootstrap, tuple(specs))
+    tag, names = await private_topics("soak")
+    bootstrap = BOOTSTRAP
     work = state_dir() / "soak" / tag
     zone, deployment = f"soak-{tag}-zone", f"soak-{tag}"
     video_dir = repo_path("../shared/data/video")
