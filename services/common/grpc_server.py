@@ -268,28 +268,33 @@ def server_credentials(settings: GrpcServerSettings) -> grpc.ServerCredentials |
 
 
 class GrpcServer:
-    """Build with settings, ``add`` servicers, ``start``, flip health, ``stop``."""
+    """Build with settings, ``add`` servicers, ``start``, flip health, ``stop``.
+
+    The native ``grpc.aio`` server is created in ``start`` (bound to the running
+    event loop), not in ``__init__``: an aio server that is built and then
+    garbage-collected without ever running (a unit test's context, a service
+    that fails its checks before serving) can crash the process once its
+    event loop is gone."""
 
     def __init__(self, settings: GrpcServerSettings, required_roles: RoleCheck = table_check,
                  on_refused: RefusalHook = _no_hook) -> None:
         self.settings = settings
-        size = settings.max_message_bytes
         if not settings.auth.enforce_roles:
             log.warning("roles NOT enforced (grpc.auth.enforce_roles=false): every authenticated call is allowed")
             required_roles = allow_all
         self.interceptor = AuthInterceptor(settings.auth, required_roles, settings.limits, on_refused)
-        self.server = grpc.aio.server(
-            interceptors=[self.interceptor],
-            options=[("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)],
-        )
         self.health = health_aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names: list[str] = [""]
+        self._servicers: list[tuple[Callable[[Any, grpc.aio.Server], None], Any]] = [
+            (health_pb2_grpc.add_HealthServicer_to_server, self.health)]
+        self.server: grpc.aio.Server | None = None
         self.port: int | None = None
 
     def add(self, add_to_server: Callable[[Any, grpc.aio.Server], None], servicer: Any, service_name: str) -> None:
         """Register a servicer, e.g. ``add(alerts_pb2_grpc.add_AlertServiceServicer_to_server, s, "lfr.v1.AlertService")``."""
-        add_to_server(servicer, self.server)
+        if self.server is not None:
+            raise RuntimeError("add servicers before start()")
+        self._servicers.append((add_to_server, servicer))
         self.service_names.append(service_name)
 
     async def set_serving(self, serving: bool, service: str | None = None) -> None:
@@ -301,26 +306,35 @@ class GrpcServer:
     async def start(self) -> int:
         from grpc_reflection.v1alpha import reflection
 
+        size = self.settings.max_message_bytes
+        server = grpc.aio.server(
+            interceptors=[self.interceptor],
+            options=[("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)],
+        )
+        for add_to_server, servicer in self._servicers:
+            add_to_server(servicer, server)
         for name in self.service_names:
             await self.health.set(name, NOT_SERVING)
         reflection.enable_server_reflection(
             [*filter(None, self.service_names), health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-            self.server,
+            server,
         )
+        self.server = server  # stop() shuts it down even if binding fails below
         address = f"{self.settings.host}:{self.settings.port}"
         creds = server_credentials(self.settings)
         try:
-            port = self.server.add_secure_port(address, creds) if creds else self.server.add_insecure_port(address)
+            port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
         except RuntimeError as e:
             port = 0
             log.debug("bind failed", extra={"error": str(e)})
         if not port:
             raise SetupError(f"cannot listen for gRPC on {address} (port taken?)", "stop what holds the port or set LFR_GRPC__PORT")
-        await self.server.start()
+        await server.start()
         self.port = port
         log.info("grpc listening", extra={"address": f"{self.settings.host}:{port}", "tls": creds is not None})
         return port
 
     async def stop(self, grace: float | None = None) -> None:
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(self.settings.grace_s if grace is None else grace)
+        if self.server is not None:
+            await self.server.stop(self.settings.grace_s if grace is None else grace)
