@@ -82,9 +82,13 @@ def test_service_deployments_are_hardened(rendered) -> None:
         assert sc["capabilities"]["drop"] == ["ALL"]
         assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(c["resources"]["limits"])
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-            assert c[probe]["grpc"]["port"] == port, (name, probe)
+            if overlay == "prod":  # mTLS: the image's probe (test_deploy_k8s_secrets.py)
+                assert c[probe]["exec"]["command"][-1].endswith("grpc_health_probe.py"), (name, probe)
+            else:
+                assert c[probe]["grpc"]["port"] == port, (name, probe)
         refs = [e["configMapRef"]["name"] for e in c["envFrom"]]
         assert "lfr-common" in refs and f"lfr-{name}" in refs
+        assert "lfr-conn-redis" in refs  # every service has a Redis section (frame keys, audit lock, state)
         assert c["image"].startswith(f"lfr/{name}:")
         if overlay == "prod":
             assert not c["image"].endswith(":dev") and dep["spec"]["replicas"] >= 3
@@ -138,13 +142,18 @@ def test_network_policies_default_deny_then_data_flow(rendered) -> None:
                     out.add(labels.get("app.kubernetes.io/name") or ("milvus" if "matchExpressions" in peer.get("podSelector", {}) else "?"))
         return out
 
-    assert egress_targets("recognizer") == {"triton"}
+    assert egress_targets("recognizer") == {"triton", "redis"}  # frame data keys (issue 8)
+    assert egress_targets("watchlist") == {"milvus", "triton", "redis"}  # audit writer's lock
     assert egress_targets("matcher") == {"milvus", "redis"}
     assert egress_targets("alerts") == {"redis", "officers"}
     assert egress_targets("officers") == {"redis"}
     # nothing but the recognizer and watchlist reaches Triton
     (rule,) = policies["allow-triton-ingress"]["spec"]["ingress"]
     assert {p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in rule["from"]} == {"recognizer", "watchlist"}
+    # every service has a Redis section (and its own ACL user): all may reach Redis, nothing else
+    redis_from = {p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+                  for p in policies["allow-redis-ingress"]["spec"]["ingress"][0]["from"]}
+    assert redis_from == set(SERVICES)
 
 
 def test_strimzi_resources_structure(rendered) -> None:
@@ -177,13 +186,15 @@ def test_strimzi_resources_structure(rendered) -> None:
     assert int(topics["lfr.audit.v1"]["spec"]["config"]["retention.ms"]) == -1
 
     users = by_kind(docs, "KafkaUser")
-    assert set(users) == {f"lfr-{s}" for s in SERVICES}
+    from services.common.acls import ACLS
+
+    assert set(users) == {f"lfr-{s}" for s in SERVICES} | {"lfr-audit"} == {a.user for a in ACLS}
     for user in users.values():
         assert user["spec"]["authentication"]["type"] == "scram-sha-512"
         for acl in user["spec"]["authorization"]["acls"]:
             assert acl["resource"]["type"] in ("topic", "group") and acl["operations"]
     reads = {a["resource"]["name"] for a in users["lfr-recognizer"]["spec"]["authorization"]["acls"] if "Read" in a["operations"]}
-    assert reads == {"lfr.frames.v1", "lfr-recognizer"}
+    assert reads == {"lfr.frames.v1", "lfr.audit.v1", "lfr-recognizer"}
     if overlay == "prod":
         listeners = kafka["spec"]["kafka"]["listeners"]
         assert any(l.get("authentication", {}).get("type") == "scram-sha-512" and l["tls"] for l in listeners)
