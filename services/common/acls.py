@@ -159,3 +159,58 @@ def render_kafka_acls_script() -> str:
             ops = " ".join(f"--operation {op}" for op in r.operations)
             lines.append(f"acl --allow-principal {acl.principal} {ops} --{r.resource_type} {r.name}")
     return "\n".join(lines) + "\n"
+
+
+# --- Milvus (authorizationEnabled): one user and role per service that uses Milvus ---------------
+
+MilvusObject = Literal["Global", "Collection"]
+
+
+class MilvusGrant(BaseModel):
+    """One Milvus RBAC privilege on one object (``Global`` objects are named ``*``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    object_type: MilvusObject = Field(description="Milvus RBAC object type")
+    object_name: str = Field(min_length=1, description="collection name, or * for Global")
+    privilege: str = Field(pattern=r"^[A-Z][A-Za-z]+$", description="Milvus privilege name")
+
+
+class MilvusRole(BaseModel):
+    """A service's Milvus user (``lfr-<service>``, password from its token file) and role."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    service: str = Field(pattern=r"^[a-z]+$", description="service name")
+    role: str = Field(pattern=r"^[a-z_]+$", description="Milvus role name")
+    grants: tuple[MilvusGrant, ...] = Field(min_length=1, description="privileges of the role")
+
+    @property
+    def user(self) -> str:
+        return f"lfr-{self.service}"
+
+    def privileges(self, object_name: str) -> set[str]:
+        return {g.privilege for g in self.grants if g.object_name == object_name}
+
+
+def _grants(object_type: MilvusObject, names: tuple[str, ...], privileges: tuple[str, ...]) -> tuple[MilvusGrant, ...]:
+    return tuple(MilvusGrant(object_type=object_type, object_name=n, privilege=p) for n in names for p in privileges)
+
+
+def milvus_roles() -> tuple[MilvusRole, ...]:
+    """The matcher reads the faces collection (search, the matched image); the watchlist service owns
+    both collections (create, enrol, remove, close/destroy by deleting rows). Nobody may drop a
+    collection, manage users or touch another database. The matcher loads but cannot create the
+    collection: it waits for the watchlist service to have created it."""
+    from services.watchlist.schema import COLLECTION, WATCHLISTS_COLLECTION
+
+    read = ("Search", "Query", "Load", "GetLoadState", "GetLoadingProgress", "IndexDetail")
+    write = read + ("Insert", "Upsert", "Delete", "Flush", "GetFlushState", "CreateIndex", "GetStatistics")
+    return (
+        MilvusRole(service="matcher", role="lfr_matcher_read",
+                   grants=_grants("Global", ("*",), ("DescribeCollection", "ShowCollections"))
+                   + _grants("Collection", (COLLECTION,), read)),
+        MilvusRole(service="watchlist", role="lfr_watchlist_write",
+                   grants=_grants("Global", ("*",), ("CreateCollection", "DescribeCollection", "ShowCollections"))
+                   + _grants("Collection", (COLLECTION, WATCHLISTS_COLLECTION), write)),
+    )

@@ -1,5 +1,6 @@
-"""The Kafka ACL table (services/common/acls.py, issue 8): matches what the services' code
-produces and consumes, is least-privilege, and its production renderings are in sync."""
+"""The Kafka ACL table and the Milvus role table (services/common/acls.py, issue 8): they match
+what the services' code produces, consumes and calls, are least-privilege, and their production
+renderings (Strimzi KafkaUsers, kafka-acls.sh, deploy/milvus/users.py) are in sync."""
 
 from __future__ import annotations
 
@@ -90,3 +91,104 @@ def test_rendered_files_are_in_sync() -> None:
     bash = subprocess.run(["bash", "-n", str(ROOT / "deploy" / "kafka" / "acls.sh")], capture_output=True, text=True,
                           check=False)
     assert bash.returncode == 0, bash.stderr
+
+
+# --- Milvus users and roles (deploy/milvus/users.py) ------------------------------------------------
+
+# the MilvusClient calls of the services' code -> the privilege each needs
+CALL_PRIVILEGE = {
+    "search": "Search", "query": "Query", "query_iterator": "Query", "insert": "Insert", "upsert": "Upsert",
+    "delete": "Delete", "flush": "Flush", "load_collection": "Load", "has_collection": "DescribeCollection",
+    "create_collection": "CreateCollection", "list_collections": "ShowCollections",
+}
+LOCAL = {"create_schema", "prepare_index_params", "close"}  # client-side only
+
+
+def _calls(paths: list) -> set[str]:
+    import re
+
+    out = set()
+    for path in paths:
+        out |= set(re.findall(r"client\.(\w+)\(", path.read_text(encoding="utf-8")))
+    return out - LOCAL
+
+
+def _load_users_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("milvus_users", ROOT / "deploy" / "milvus" / "users.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_milvus_roles_cover_the_code_and_nothing_more() -> None:
+    from services.common.acls import milvus_roles
+    from services.watchlist.schema import COLLECTION, WATCHLISTS_COLLECTION
+
+    matcher, watchlist = milvus_roles()
+    assert (matcher.user, watchlist.user) == ("lfr-matcher", "lfr-watchlist")
+    every = matcher.privileges("*") | matcher.privileges(COLLECTION)
+    # the matcher's code: its worker, the watchlist search helpers, ensure_collection, the health check
+    matcher_calls = _calls([*(ROOT / "services" / "matcher").glob("*.py"), ROOT / "services" / "watchlist" / "search.py"])
+    matcher_calls |= {"has_collection", "load_collection", "list_collections"}
+    for call in matcher_calls:
+        assert CALL_PRIVILEGE[call] in every, call
+    # read only: no write, no create, no drop, no user management, nothing on the metadata collection
+    assert not every & {"Insert", "Upsert", "Delete", "CreateCollection", "DropCollection", "CreateIndex", "Flush"}
+    assert matcher.privileges(WATCHLISTS_COLLECTION) == set()
+    wl_calls = _calls(list((ROOT / "services" / "watchlist").glob("*.py"))) | {"list_collections"}
+    for call in wl_calls:
+        privilege = CALL_PRIVILEGE[call]
+        targets = ("*",) if privilege in ("CreateCollection", "DescribeCollection", "ShowCollections") \
+            else (COLLECTION, WATCHLISTS_COLLECTION)
+        for name in targets:
+            assert privilege in watchlist.privileges(name), (call, name)
+    assert not any(g.privilege.startswith(("Drop", "Create" + "User", "Operate", "Update")) for g in watchlist.grants)
+
+
+def test_milvus_users_script_applies_the_table(tmp_path) -> None:
+    from services.common.acls import milvus_roles
+
+    script = _load_users_script()
+    for s in ("matcher", "watchlist"):
+        (tmp_path / s).mkdir()
+        (tmp_path / s / "milvus-token").write_text(f"lfr-{s}:pw-{s}-secret\n")
+
+    class FakeClient:  # records calls (unit test; the real server path needs Milvus with auth)
+        def __init__(self) -> None:
+            self.users: dict[str, str] = {"root": "x"}
+            self.roles: set[str] = set()
+            self.grants: set[tuple] = set()
+            self.bound: set[tuple] = set()
+
+        def list_users(self):
+            return list(self.users)
+
+        def list_roles(self):
+            return list(self.roles)
+
+        def create_user(self, user_name, password):
+            assert user_name not in self.users
+            self.users[user_name] = password
+
+        def create_role(self, role_name):
+            assert role_name not in self.roles
+            self.roles.add(role_name)
+
+        def grant_privilege(self, role_name, object_type, privilege, object_name):
+            self.grants.add((role_name, object_type, object_name, privilege))
+
+        def grant_role(self, user_name, role_name):
+            self.bound.add((user_name, role_name))
+
+    client = FakeClient()
+    script.apply(client, milvus_roles(), tmp_path)
+    script.apply(client, milvus_roles(), tmp_path)  # idempotent
+    assert client.users["lfr-matcher"] == "pw-matcher-secret"
+    assert client.bound == {("lfr-matcher", "lfr_matcher_read"), ("lfr-watchlist", "lfr_watchlist_write")}
+    assert len(client.grants) == sum(len(r.grants) for r in milvus_roles())
+    assert not any("secret" in line for line in script.plan(milvus_roles()))
+    (tmp_path / "matcher" / "milvus-token").write_text("lfr-watchlist:stolen\n")
+    with pytest.raises(ValueError, match="expected 'lfr-matcher'"):
+        script.apply(FakeClient(), milvus_roles(), tmp_path)
