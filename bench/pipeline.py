@@ -1,4 +1,4 @@
-"""`lfr bench pipeline --cameras N[,N...] --seconds S [--fps F] [--json OUT]`.
+"""`lfr bench pipeline --cameras N[,N...] --seconds S [--fps F[,F...]] [--json OUT]`.
 
 Streams N looping cameras (the Hamilton clip, one enrolled subject, an officer
 on duty in the cameras' zone, a subscribed device) through the REAL services
@@ -32,10 +32,14 @@ Method
 - Sustained: no frame dropped as stale by the recognizer and none by ingest's
   backpressure in the window, >= 95 % of the offered frames analysed, and the
   pipeline drained within 5 s of the cameras stopping.
-- Hop medians (ms): capture -> detection done (recognizer; includes ingest,
-  Kafka, queueing, decode, detection), detection -> embedding done, embedding
-  -> faces record appended, faces record -> match record (matcher), match ->
-  alert raised, alert -> on the device.
+- Rows: every (cameras, fps) pair of the two comma lists, in order of offered
+  load; the raw loop runs once per fps (the sampled frames differ).
+- Hop medians (ms): capture -> frame record appended (ingest: sampling wait,
+  encode, producer linger, broker ack), frame appended -> detection done
+  (recognizer: consumer fetch, queueing behind the previous batch, decode,
+  detection), detection -> embedding done, embedding -> faces record appended,
+  faces record -> match record (matcher), match -> alert raised, alert -> on the
+  device.
 
 Not part of the test suite; needs `lfr stack up` and the models.
 """
@@ -134,6 +138,7 @@ class TopicWatch:
         self.bootstrap = bootstrap
         self.topics = topics
         self.obs: dict[tuple[str, int], dict[str, int]] = {}  # (camera, seq) -> times (ns)
+        self.frames: dict[tuple[str, int], int] = {}  # (camera, seq) -> frame record appended (ns)
         self.matches: list[dict[str, int]] = []
         self.alerts: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
@@ -142,7 +147,8 @@ class TopicWatch:
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer
 
-        self._consumer = AIOKafkaConsumer(self.topics.faces, self.topics.matches, self.topics.alerts,
+        self._consumer = AIOKafkaConsumer(self.topics.frames, self.topics.faces, self.topics.matches,
+                                          self.topics.alerts,
                                           bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                           auto_offset_reset="latest", max_partition_fetch_bytes=8 * 1024 * 1024,
                                           fetch_max_wait_ms=100)
@@ -153,13 +159,16 @@ class TopicWatch:
         self._task = asyncio.create_task(self._read(), name="bench-topics")
 
     async def _read(self) -> None:
-        from lfr.v1 import alerts_pb2, faces_pb2, matches_pb2
+        from lfr.v1 import alerts_pb2, faces_pb2, frames_pb2, matches_pb2
 
         while True:
             for tp, recs in (await self._consumer.getmany(timeout_ms=200)).items():
                 for r in recs:
                     ts_ns = int(r.timestamp) * 1_000_000
-                    if tp.topic == self.topics.faces:
+                    if tp.topic == self.topics.frames:
+                        f = frames_pb2.Frame.FromString(r.value)
+                        self.frames[(f.camera_id, int(f.seq))] = ts_ns
+                    elif tp.topic == self.topics.faces:
                         o = faces_pb2.FaceObservation.FromString(r.value)
                         key = (o.frame.camera_id, int(o.frame.seq))
                         prev = self.obs.get(key)
@@ -233,6 +242,7 @@ async def run_row(pipeline: Any, cams: list[Any], registry: Path, seconds: float
     # latency per frame captured in the window
     L = raw.frames
     e2e, added, hop_detect, hop_embed, hop_publish = [], [], [], [], []
+    hop_append, hop_fetch_detect = [], []
     for (cam, seq), t in watch.obs.items():
         if cam not in ids or not t0_ns <= t["capture_ns"] <= t1_ns:
             continue
@@ -240,6 +250,10 @@ async def run_row(pipeline: Any, cams: list[Any], registry: Path, seconds: float
         e2e.append(lat_ms)
         added.append(lat_ms - raw.model_ms[(seq - 1) % L])
         hop_detect.append((t["detect_ns"] - t["capture_ns"]) / 1e6)
+        appended = watch.frames.get((cam, seq))
+        if appended is not None:
+            hop_append.append((appended - t["capture_ns"]) / 1e6)
+            hop_fetch_detect.append((t["detect_ns"] - appended) / 1e6)
         hop_embed.append((t["embed_ns"] - t["detect_ns"]) / 1e6)
         hop_publish.append((t["faces_ns"] - t["embed_ns"]) / 1e6)
     hop_match = [(m["match_ns"] - watch.obs[(m["camera"], m["seq"])]["faces_ns"]) / 1e6
@@ -266,7 +280,9 @@ async def run_row(pipeline: Any, cams: list[Any], registry: Path, seconds: float
         "frame_to_observation_ms": {"p50": pct(e2e, 50), "p95": pct(e2e, 95), "p99": pct(e2e, 99)},
         "added_ms": {"p50": pct(added, 50), "p95": pct(added, 95), "p99": pct(added, 99)},
         "model_ms_batch1": {"p50": pct(raw.model_ms, 50), "p95": pct(raw.model_ms, 95)},
-        "hops_median_ms": {"capture_to_detected": median(hop_detect), "detected_to_embedded": median(hop_embed),
+        "hops_median_ms": {"capture_to_frame_record": median(hop_append),
+                           "frame_record_to_detected": median(hop_fetch_detect),
+                           "capture_to_detected": median(hop_detect), "detected_to_embedded": median(hop_embed),
                            "embedded_to_faces_record": median(hop_publish), "faces_to_match": median(hop_match),
                            "match_to_alert": median(hop_alert), "alert_to_device": median(hop_device)},
         "alerts": len(alerts), "device_alerts": len(dev),
@@ -277,7 +293,7 @@ async def run_row(pipeline: Any, cams: list[Any], registry: Path, seconds: float
 
 # --- the whole run ----------------------------------------------------------------------------
 
-async def run_bench(counts: list[int], seconds: float, fps: float, video: Path, enrol: str,
+async def run_bench(counts: list[int], seconds: float, fps_list: list[float], video: Path, enrol: str,
                     say: Any) -> dict[str, Any]:
     from services.cli.demo import DeviceListener, Enrolment, WatchlistClient
     from services.cli.launch import OFFICERS, PIPELINE_ORDER, DutyOfficer, Pipeline, PipelineLayout, Topics, \
@@ -291,23 +307,27 @@ async def run_bench(counts: list[int], seconds: float, fps: float, video: Path, 
     bootstrap = BOOTSTRAP
     work = state_dir() / "bench" / tag
     zone, deployment = f"bench-{tag}-zone", f"bench-{tag}"
-    rows_cams = {n: [Camera(id=f"bench-{tag}-n{n}-c{i}", zone=zone, deployment_id=deployment, source=str(video),
-                            fps=fps, loop=True) for i in range(n)] for n in counts}
+    plan = sorted(((n, f) for n in counts for f in fps_list), key=lambda nf: (nf[0] * nf[1], nf[0]))
+    rows_cams = {(n, f): [Camera(id=f"bench-{tag}-n{n}-f{f:g}-c{i}".replace(".", "_"), zone=zone,
+                                 deployment_id=deployment, source=str(video), fps=f, loop=True) for i in range(n)]
+                 for n, f in plan}
     layout = PipelineLayout(port_offset=BENCH_PORT_OFFSET, topics=Topics(**names), group_prefix=f"lfr-bench-{tag}",
                             cameras_file=work / "cameras.yaml", log_dir=state_dir() / "logs", log_prefix="bench-",
                             pid_dir=state_dir() / "pids" / "services")
     write_registry(layout.cameras_file, [c for cams in rows_cams.values() for c in cams])
-    cam0 = rows_cams[counts[0]][0]
+    cam0 = rows_cams[plan[0]][0]
     batch = RecognizerOptions().batch_frames
-    say(f"sampling {video.name} at {fps:g} fps as ingest does ...")
-    frames = await asyncio.to_thread(sample_frames, video, fps, cam0.max_width, cam0.jpeg_quality)
+    frames: dict[float, list[Any]] = {}
+    for f in fps_list:
+        say(f"sampling {video.name} at {f:g} fps as ingest does ...")
+        frames[f] = await asyncio.to_thread(sample_frames, video, f, cam0.max_width, cam0.jpeg_quality)
     pipeline = Pipeline(layout)
     client: WatchlistClient | None = None
     officer = DutyOfficer(f"bench-{tag}-officer", [zone])
     device: DeviceListener | None = None
     wl = ""
-    result: dict[str, Any] = {"tag": tag, "video": video.name, "frames_per_pass": len(frames), "batch_frames": batch,
-                              "seconds": seconds, "fps_per_camera": fps, "rows": []}
+    result: dict[str, Any] = {"tag": tag, "video": video.name, "batch_frames": batch, "seconds": seconds,
+                              "fps_per_camera": fps_list, "raw": {}, "rows": []}
     try:
         say(f"services: starting (ports +{BENCH_PORT_OFFSET}, logs {layout.log_dir}/bench-*.log)")
         await pipeline.start((*PIPELINE_ORDER, OFFICERS))
@@ -319,15 +339,21 @@ async def run_bench(counts: list[int], seconds: float, fps: float, video: Path, 
         device = DeviceListener(layout.grpc_port(OFFICERS), officer.officer_id, f"{officer.officer_id}-device",
                                 {enrolment.subject_id: enrolment.name}, since_ns=time.time_ns())
         await device.start()
-        say(f"raw loop: FacePipeline + OnnxRunner in-process over {len(frames)} frames (batch {batch}, then 1) ...")
-        raw = await raw_loop(frames, batch)
-        result["raw"] = {"fps": raw.fps, "batch": raw.batch, "frames": raw.frames,
-                         "model_ms_batch1_p50": pct(raw.model_ms, 50), "model_ms_batch1_p95": pct(raw.model_ms, 95)}
-        say(f"raw loop: {raw.fps:.2f} frames/s at batch {batch}; batch-1 model time p50 {pct(raw.model_ms, 50)} ms")
+        raws: dict[float, RawResult] = {}
+        for f in fps_list:
+            say(f"raw loop: FacePipeline + OnnxRunner in-process over {len(frames[f])} frames sampled at {f:g} fps "
+                f"(batch {batch}, then 1) ...")
+            raw = raws[f] = await raw_loop(frames[f], batch)
+            result["raw"][f"{f:g}"] = {"fps": raw.fps, "batch": raw.batch, "frames": raw.frames,
+                                       "model_ms_batch1_p50": pct(raw.model_ms, 50),
+                                       "model_ms_batch1_p95": pct(raw.model_ms, 95)}
+            say(f"raw loop: {raw.fps:.2f} frames/s at batch {batch}; batch-1 model time p50 "
+                f"{pct(raw.model_ms, 50)} ms")
         watch = TopicWatch(bootstrap, layout.topics)
-        for n in counts:
-            say(f"row: {n} camera(s) x {fps:g} fps for {seconds:g} s (+{WARMUP_S:g} s warm-up) ...")
-            row = await run_row(pipeline, rows_cams[n], work / f"ingest-{n}.yaml", seconds, raw, watch, device)
+        for n, f in plan:
+            say(f"row: {n} camera(s) x {f:g} fps for {seconds:g} s (+{WARMUP_S:g} s warm-up) ...")
+            row = await run_row(pipeline, rows_cams[(n, f)], work / f"ingest-{n}-{f:g}.yaml", seconds, raws[f],
+                                watch, device)
             result["rows"].append(row)
             say("  " + json.dumps(row))
             watch = TopicWatch(bootstrap, layout.topics)
@@ -344,7 +370,7 @@ async def run_bench(counts: list[int], seconds: float, fps: float, video: Path, 
     sustained = [r for r in result["rows"] if r["sustained"]]
     best = max(sustained, key=lambda r: r["offered_fps"]) if sustained else None
     top = max(result["rows"], key=lambda r: r["pipeline_fps"]) if result["rows"] else None
-    result["highest_sustained"] = best["cameras"] if best else None
+    result["highest_sustained"] = f"{best['cameras']} x {best['fps_per_camera']:g} fps" if best else None
     result["capacity_ratio"] = top["ratio"] if top else None
     result["targets"] = {
         "ratio_at_highest_sustained": best["ratio"] if best else None,
@@ -377,6 +403,15 @@ def table(result: dict[str, Any]) -> str:
                      f"{r['raw_fps']} | {r['ratio']} | {'yes' if r['sustained'] else 'no'} | "
                      f"{a['p50']} / {a['p95']} / {a['p99']} | {e['p50']} / {e['p95']} | "
                      f"{r['stale_dropped']} / {r['ingest_dropped']} | {r['drain_s']} |")
+    lines += ["", "| cameras x fps | capture -> frame record | frame record -> detected | detected -> embedded "
+              "| embedded -> faces record | faces -> match | match -> alert | alert -> device | batch-1 model p50 |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        h = r["hops_median_ms"]
+        lines.append(f"| {r['cameras']} x {r['fps_per_camera']:g} | {h['capture_to_frame_record']} | "
+                     f"{h['frame_record_to_detected']} | {h['detected_to_embedded']} | {h['embedded_to_faces_record']} "
+                     f"| {h['faces_to_match']} | {h['match_to_alert']} | {h['alert_to_device']} | "
+                     f"{r['model_ms_batch1']['p50']} |")
     return "\n".join(lines)
 
 
@@ -385,7 +420,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--cameras", default="1,2,4",
                    help="cameras streamed at once; a comma list sweeps (default 1,2,4)")
     p.add_argument("--seconds", type=float, default=30.0, help="measured seconds per row (after a warm-up)")
-    p.add_argument("--fps", type=float, default=5.0, help="frames per second per camera (default 5)")
+    p.add_argument("--fps", default="5", help="frames per second per camera; a comma list sweeps (default 5)")
     p.add_argument("--video", type=Path, default=None, help="looping video (default: the Hamilton clip)")
     p.add_argument("--enrol", default=DEFAULT_ENROL, help="NAME=IMAGE enrolled in the bench watchlist")
     p.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the full result as JSON to OUT")
@@ -402,6 +437,12 @@ def _run(args: argparse.Namespace) -> int:
         raise SetupError(f"--cameras {args.cameras!r} is not a number or a comma list", "e.g. --cameras 1,2,4")
     if not counts or min(counts) < 1 or max(counts) > 32:
         raise SetupError(f"--cameras {args.cameras!r} is out of range", "give 1..32 cameras")
+    try:
+        fps_list = sorted({float(x) for x in str(args.fps).split(",") if x.strip()})
+    except ValueError:
+        raise SetupError(f"--fps {args.fps!r} is not a number or a comma list", "e.g. --fps 1,2,3")
+    if not fps_list or min(fps_list) <= 0 or max(fps_list) > 30:
+        raise SetupError(f"--fps {args.fps!r} is out of range", "give 0 < F <= 30")
     if not 5 <= args.seconds <= 3600:
         raise SetupError(f"--seconds {args.seconds:g} is out of range", "give 5 <= S <= 3600")
     video = repo_path(args.video or DEFAULT_VIDEO)
@@ -411,10 +452,10 @@ def _run(args: argparse.Namespace) -> int:
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    result = asyncio.run(run_bench(counts, args.seconds, args.fps, video, args.enrol, say))
+    result = asyncio.run(run_bench(counts, args.seconds, fps_list, video, args.enrol, say))
     print(table(result))
     t = result["targets"]
-    print(f"highest sustained: {result['highest_sustained']} camera(s); ratio there {t['ratio_at_highest_sustained']} "
+    print(f"highest sustained: {result['highest_sustained']}; ratio there {t['ratio_at_highest_sustained']} "
           f"(target >= {TARGET_RATIO}: {'met' if t['ratio_met'] else 'NOT met'}), added p95 "
           f"{t['added_p95_at_highest_sustained_ms']} ms (target <= {TARGET_ADDED_P95_MS:g}: "
           f"{'met' if t['added_p95_met'] else 'NOT met'}); ratio at capacity {result['capacity_ratio']}")
