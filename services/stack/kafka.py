@@ -1,6 +1,7 @@
 """Apache Kafka (KRaft, one combined broker+controller) on 127.0.0.1:9092/9093, plus a
 SASL_PLAINTEXT listener with SCRAM-SHA-512 on 127.0.0.1:9094 whose per-service users and
-password files (``.lfr/secrets/kafka``) services.stack.kafka_scram registers on every start.
+password files (``.lfr/secrets/kafka``) services.stack.kafka_scram registers on every start,
+held to the per-service ACLs that services.stack.kafka_acls creates on every start.
 
 The jars of ``org.apache.kafka:kafka_2.13:<version>`` and their runtime
 dependencies are resolved from Maven Central with Maven into
@@ -227,6 +228,12 @@ class KafkaComponent(Component):
             "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "SCRAM-SHA-512",
             "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            # issue 8: per-service ACLs (services.stack.kafka_acls) bind the SCRAM users on 9094; the open
+            # dev listener 9092 and the controller listener (principal ANONYMOUS) keep full rights, and
+            # resources without any ACL (tests' private topics) stay open. Production: default deny.
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": "User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "true",
             "controller.quorum.bootstrap.servers": f"{h}:{c}",
             "log.dirs": str(self.log_dir),
             "num.partitions": "1",
@@ -282,7 +289,23 @@ class KafkaComponent(Component):
         h.detail += (f"; topics: {len(report['created'])} created, {len(report['altered'])} altered, "
                      f"{len(report['unchanged'])} unchanged")
         h.detail += f"; {self.ensure_scram_users()}"
+        h.detail += f"; {self.ensure_acls()}"
         return h
+
+    def ensure_acls(self) -> str:
+        """Create the per-service ACLs of services.common.acls (idempotent)."""
+        from services.stack import kafka_acls
+
+        try:
+            n = asyncio.run(asyncio.wait_for(kafka_acls.ensure_acls(self.bootstrap), 30.0))
+        except (kafka_acls.AclError, OSError, asyncio.TimeoutError, RuntimeError) as e:
+            raise SetupError(f"kafka is up but its ACLs could not be created: {type(e).__name__}: {e}",
+                             f"read {self.paths.log_file(self.name)}") from e
+        if n is None:
+            log.warning("kafka runs without an authorizer (started before ACLs were enabled): restart it")
+            return ("ACLs not enforced: this broker predates the authorizer "
+                    "(lfr stack down --only kafka && lfr stack up --only kafka)")
+        return f"{n} ACLs for {len(kafka_acls.ACLS)} service users"
 
     def ensure_scram_users(self) -> str:
         """Generate missing password files and (re-)register every service's SCRAM user (idempotent)."""

@@ -192,3 +192,18 @@ def test_milvus_users_script_applies_the_table(tmp_path) -> None:
     (tmp_path / "matcher" / "milvus-token").write_text("lfr-watchlist:stolen\n")
     with pytest.raises(ValueError, match="expected 'lfr-matcher'"):
         script.apply(FakeClient(), milvus_roles(), tmp_path)
+
+
+def test_local_broker_enforces_the_table(tmp_path) -> None:
+    from services.stack import kafka_acls
+    from services.stack.base import StackPaths
+    from services.stack.kafka import KafkaComponent
+
+    props = dict(line.split("=", 1) for line in
+                 KafkaComponent(StackPaths(cache=tmp_path, state=tmp_path)).server_properties().splitlines() if "=" in line)
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["super.users"] == "User:ANONYMOUS"  # the open dev listener 9092 and the controller only
+    items = kafka_acls.creations()
+    assert len(items) == sum(len(r.operations) for a in ACLS for r in a.rules())
+    assert (2, "lfr.frames.v1", 3, "User:lfr-recognizer", "*", 3, 3) in items  # topic, literal, Read, Allow
+    assert not any(i[3] == "User:lfr-recognizer" and i[1] == "lfr.faces.v1" and i[5] == 3 for i in items)
