@@ -15,7 +15,9 @@ Method
   quality), decoded back to RGB as the recognizer does.
 - Raw loop: (a) throughput: ``analyse`` over all frames in chunks of the
   recognizer's ``batch_frames`` (one warm-up chunk first), frames/s;
-  (b) model time per frame: ``analyse([frame])`` for every frame (batch 1).
+  (b) model time per frame: ``analyse([frame])`` for every frame (batch 1),
+  twice; the faster of the two counts (the box is shared), split at the
+  embedder's first call into detection and embedding.
 - Pipeline throughput: frames the recognizer analysed (consumed minus the ones
   it dropped as stale) per second, from its /metrics, between the end of a
   warm-up and the end of streaming. Ratio = pipeline fps / raw fps. Below the
@@ -61,6 +63,7 @@ BENCH_PORT_OFFSET = 4000
 DEFAULT_VIDEO = Path("../shared/data/video/hamilton_white_house_short_clip.mp4")
 DEFAULT_ENROL = "Lin-Manuel Miranda=../shared/data/faces/lin_manuel_miranda_1.png"
 WARMUP_S = 4.0
+RAW_REPS = 2
 DRAIN_SUSTAINED_S = 5.0
 TARGET_RATIO = 0.9
 TARGET_ADDED_P95_MS = 50.0
@@ -85,7 +88,8 @@ class RawResult:
     frames: int
     batch: int
     fps: float
-    model_ms: list[float]  # batch-1 time of each sampled frame
+    model_ms: list[float]  # batch-1 time of each sampled frame (detection + embedding)
+    detect_ms: list[float]  # its detection part (until the embedder's first call)
 
 
 def sample_frames(video: Path, fps: float, max_width: int, quality: int) -> list[Any]:
@@ -110,23 +114,34 @@ def sample_frames(video: Path, fps: float, max_width: int, quality: int) -> list
     return out
 
 
-async def raw_loop(frames: list[Any], batch: int) -> RawResult:
+async def raw_loop(frames: list[Any], batch: int, reps: int = RAW_REPS) -> RawResult:
+    """Throughput at ``batch``, then each frame alone ``reps`` times: its model time is the
+    fastest of the repetitions (the box is shared: the slower ones measure other jobs)."""
     from services.face.pipeline import FacePipeline
     from services.face.runner import OnnxRunner
     from services.recognizer.config import RecognizerOptions
+    from services.recognizer.models import StageClock
 
-    pipeline = FacePipeline(OnnxRunner(), RecognizerOptions().face)
+    runner = OnnxRunner()
+    config = RecognizerOptions().face
+    pipeline = FacePipeline(runner, config)
     await pipeline.analyse(frames[:batch])  # sessions created, caches warm
     started = time.perf_counter()
     for i in range(0, len(frames), batch):
         await pipeline.analyse(frames[i:i + batch])
     fps = len(frames) / (time.perf_counter() - started)
-    model_ms = []
-    for f in frames:
-        t = time.perf_counter()
-        await pipeline.analyse([f])
-        model_ms.append((time.perf_counter() - t) * 1000)
-    return RawResult(frames=len(frames), batch=batch, fps=round(fps, 2), model_ms=model_ms)
+    model_ms = [float("inf")] * len(frames)
+    detect_ms = [float("inf")] * len(frames)
+    for _ in range(reps):
+        for k, f in enumerate(frames):
+            clock = StageClock(runner)
+            t = time.perf_counter()
+            await FacePipeline(clock, config).analyse([f])
+            end = time.perf_counter()
+            if (end - t) * 1000 < model_ms[k]:
+                model_ms[k] = (end - t) * 1000
+                detect_ms[k] = ((clock.embed_start or end) - t) * 1000
+    return RawResult(frames=len(frames), batch=batch, fps=round(fps, 2), model_ms=model_ms, detect_ms=detect_ms)
 
 
 # --- watching the pipeline's topics -----------------------------------------------------------
@@ -242,7 +257,7 @@ async def run_row(pipeline: Any, cams: list[Any], registry: Path, seconds: float
     # latency per frame captured in the window
     L = raw.frames
     e2e, added, hop_detect, hop_embed, hop_publish = [], [], [], [], []
-    hop_append, hop_fetch_detect = [], []
+    hop_append, hop_fetch_detect, pre_detect = [], [], []
     for (cam, seq), t in watch.obs.items():
         if cam not in ids or not t0_ns <= t["capture_ns"] <= t1_ns:
             continue
@@ -254,6 +269,7 @@ async def run_row(pipeline: Any, cams: list[Any], registry: Path, seconds: float
         if appended is not None:
             hop_append.append((appended - t["capture_ns"]) / 1e6)
             hop_fetch_detect.append((t["detect_ns"] - appended) / 1e6)
+            pre_detect.append((t["detect_ns"] - appended) / 1e6 - raw.detect_ms[(seq - 1) % L])
         hop_embed.append((t["embed_ns"] - t["detect_ns"]) / 1e6)
         hop_publish.append((t["faces_ns"] - t["embed_ns"]) / 1e6)
     hop_match = [(m["match_ns"] - watch.obs[(m["camera"], m["seq"])]["faces_ns"]) / 1e6
@@ -279,9 +295,11 @@ async def run_row(pipeline: Any, cams: list[Any], registry: Path, seconds: float
         "frames_with_faces": len(e2e),
         "frame_to_observation_ms": {"p50": pct(e2e, 50), "p95": pct(e2e, 95), "p99": pct(e2e, 99)},
         "added_ms": {"p50": pct(added, 50), "p95": pct(added, 95), "p99": pct(added, 99)},
-        "model_ms_batch1": {"p50": pct(raw.model_ms, 50), "p95": pct(raw.model_ms, 95)},
+        "model_ms_batch1": {"p50": pct(raw.model_ms, 50), "p95": pct(raw.model_ms, 95),
+                            "detect_p50": pct(raw.detect_ms, 50)},
         "hops_median_ms": {"capture_to_frame_record": median(hop_append),
                            "frame_record_to_detected": median(hop_fetch_detect),
+                           "frame_record_to_detected_minus_raw_detect": median(pre_detect),
                            "capture_to_detected": median(hop_detect), "detected_to_embedded": median(hop_embed),
                            "embedded_to_faces_record": median(hop_publish), "faces_to_match": median(hop_match),
                            "match_to_alert": median(hop_alert), "alert_to_device": median(hop_device)},
@@ -403,15 +421,17 @@ def table(result: dict[str, Any]) -> str:
                      f"{r['raw_fps']} | {r['ratio']} | {'yes' if r['sustained'] else 'no'} | "
                      f"{a['p50']} / {a['p95']} / {a['p99']} | {e['p50']} / {e['p95']} | "
                      f"{r['stale_dropped']} / {r['ingest_dropped']} | {r['drain_s']} |")
-    lines += ["", "| cameras x fps | capture -> frame record | frame record -> detected | detected -> embedded "
-              "| embedded -> faces record | faces -> match | match -> alert | alert -> device | batch-1 model p50 |",
+    lines += ["", "| cameras x fps | capture -> frame record | frame record -> detected (- raw detect) "
+              "| detected -> embedded | embedded -> faces record | faces -> match | match -> alert | alert -> device "
+              "| raw batch-1 model p50 (detect) |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         h = r["hops_median_ms"]
         lines.append(f"| {r['cameras']} x {r['fps_per_camera']:g} | {h['capture_to_frame_record']} | "
-                     f"{h['frame_record_to_detected']} | {h['detected_to_embedded']} | {h['embedded_to_faces_record']} "
+                     f"{h['frame_record_to_detected']} ({h['frame_record_to_detected_minus_raw_detect']}) | "
+                     f"{h['detected_to_embedded']} | {h['embedded_to_faces_record']} "
                      f"| {h['faces_to_match']} | {h['match_to_alert']} | {h['alert_to_device']} | "
-                     f"{r['model_ms_batch1']['p50']} |")
+                     f"{r['model_ms_batch1']['p50']} ({r['model_ms_batch1']['detect_p50']}) |")
     return "\n".join(lines)
 
 
