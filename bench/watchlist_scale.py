@@ -2,7 +2,10 @@
 (unit vectors) through the WatchlistService's BulkImport RPC, then time the
 matcher's search (services.watchlist.search.search_active: single probe, the
 deployment/time filter, dedup by subject) against numpy brute force over the
-same vectors, in the same run. Also times variants on a scratch collection
+same vectors, in the same run; then the per-face cost when several faces are
+searched in one call (the matcher searches each (deployment, capture second)
+group of a Kafka batch in one call), at batch sizes 1, 8 and 32, for Milvus and
+numpy in the same run. Also times variants on a scratch collection
 (index type, unflushed rows, no filter) and the bare Milvus round trip, to show
 where the time goes. Prints one JSON object.
 
@@ -41,6 +44,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--subjects", type=int, default=10_000)
     p.add_argument("--probes", type=int, default=300)
     p.add_argument("--limit", type=int, default=5, help="subjects returned per probe")
+    p.add_argument("--batch-sizes", default="1,8,32",
+                   help="faces per search call for the per-face cost comparison (comma separated; empty: skip)")
+    p.add_argument("--batch-calls", type=int, default=60, help="timed calls per batch size (probes reused)")
     p.add_argument("--variants", action=argparse.BooleanOptionalAction, default=True,
                    help="also time index/flush/filter variants on a scratch collection")
     p.add_argument("--seed", type=int, default=0)
@@ -68,18 +74,40 @@ def timed(fn: Callable[[np.ndarray], Any], probes: np.ndarray, warmup: int = 10)
     return out, results
 
 
-def spawn_service() -> tuple[subprocess.Popen[bytes], str]:
+def batches(probes: np.ndarray, size: int, calls: int) -> np.ndarray:
+    """``calls`` batches of ``size`` probes (cycling through the probes): shape (calls, size, dim)."""
+    idx = np.arange(calls * size) % len(probes)
+    return probes[idx].reshape(calls, size, probes.shape[1])
+
+
+def per_face(lat_s: list[float], size: int) -> dict[str, float]:
+    """Percentiles of one call, and of the cost per face (call / faces in it)."""
+    call = percentiles(lat_s)
+    return {"faces_per_call": size, "call_p50_ms": call["p50_ms"], "call_p99_ms": call["p99_ms"],
+            "per_face_p50_ms": round(call["p50_ms"] / size, 3), "per_face_p99_ms": round(call["p99_ms"] / size, 3)}
+
+
+def spawn_service(milvus_uri: str) -> tuple[subprocess.Popen[bytes], str]:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from services.common.grpc_client import dev_server_env, sync_channel
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("LFR_")}
     env.update({"LFR_GRPC__PORT": str(BENCH_GRPC_PORT), "LFR_METRICS__PORT": str(BENCH_METRICS_PORT),
-                "LFR_LOG_LEVEL": "warning"})
+                "LFR_LOG_LEVEL": "warning", "LFR_MILVUS__URI": milvus_uri,
+                **dev_server_env("watchlist")})  # mTLS + roles, as the tests run it
+    if milvus_uri == "http://127.0.0.1:19530":  # the local stack's engine: erase the closed bench rows' bytes
+        from services.stack.base import StackPaths
+
+        db = StackPaths.default(REPO).data_dir("milvus") / "milvus.db"
+        if db.is_file():
+            env["LFR_WATCHLIST__LOCAL_ENGINE_FILE"] = str(db)
     proc = subprocess.Popen([sys.executable, "-m", "services.watchlist"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"127.0.0.1:{BENCH_GRPC_PORT}"
     deadline = time.monotonic() + 90
-    with grpc.insecure_channel(address) as ch:
+    with sync_channel(address) as ch:
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 if health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
@@ -165,14 +193,47 @@ def variants(client: Any, vecs: np.ndarray, probes: np.ndarray, deployment: str,
     return out
 
 
+def batched_comparison(client: Any, vecs: np.ndarray, probes: np.ndarray, deployment: str, at_s: int,
+                       args: argparse.Namespace, sizes: list[int], rows: tuple[np.ndarray, ...]) -> dict[str, Any]:
+    """Per-face cost of ``search_active`` with B faces in one call vs numpy brute force over a (B, N) score
+    matrix, interleaved size by size in the same run. Milvus answers a B-probe search in one round trip."""
+    from services.watchlist.search import OVERSAMPLE, search_active
+
+    deployments, valid_from, valid_until = rows
+    k = args.limit * OVERSAMPLE
+
+    def brute_many(qs: np.ndarray) -> np.ndarray:
+        t = int(time.time())
+        inactive = (deployments != deployment) | (valid_from > t) | (valid_until <= t)
+        scores = qs @ vecs.T
+        scores[:, inactive] = -np.inf
+        top = np.argpartition(-scores, k, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+        return np.take_along_axis(top, order, axis=1)[:, : args.limit]
+
+    out: dict[str, Any] = {}
+    for size in sizes:
+        groups = batches(probes, size, args.batch_calls)
+        lat_m, res_m = timed(lambda qs: search_active(client, qs, deployment, at_s, args.limit), groups, warmup=3)
+        lat_n, res_n = timed(brute_many, groups, warmup=3)
+        agree = sum(1 for rm, rn in zip(res_m, res_n) for m, n in zip(rm, rn) if m and m[0].subject_id == f"syn-{n[0]}")
+        m, n = per_face(lat_m, size), per_face(lat_n, size)
+        out[str(size)] = {"milvus": m, "numpy": n,
+                          "ratio_per_face_p50": round(m["per_face_p50_ms"] / n["per_face_p50_ms"], 1),
+                          "ratio_per_face_p99": round(m["per_face_p99_ms"] / n["per_face_p99_ms"], 1),
+                          "top1_agreement": round(agree / (size * args.batch_calls), 4)}
+        out[str(size)]["target_met"] = out[str(size)]["ratio_per_face_p50"] <= 2.0
+    return out
+
+
 def main() -> int:
     args = parse_args()
     want = str(args.blas_threads) if args.blas_threads > 0 else None
     if want is not None and os.environ.get("OPENBLAS_NUM_THREADS") != want:
         # OpenBLAS reads its thread count once, when numpy is first imported: start again with it set
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "OPENBLAS_NUM_THREADS": want})
-    import grpc
     from services.common.clients import milvus_client
+    from services.common.grpc_client import sync_channel
 
     from lfr.v1 import watchlist_pb2, watchlist_pb2_grpc
     from services.watchlist.search import OVERSAMPLE, search_active
@@ -187,17 +248,24 @@ def main() -> int:
 
     proc = None
     if args.address is None:
-        proc, address = spawn_service()
+        proc, address = spawn_service(args.milvus)
     else:
         address = args.address
-    channel = grpc.insecure_channel(address)
+    channel = sync_channel(address)  # the dev PKI's client identity (services.common.grpc_client)
     stub = watchlist_pb2_grpc.WatchlistServiceStub(channel)
     deployment = f"bench-{uuid.uuid4().hex[:8]}"
     now = time.time_ns()
-    wl = stub.CreateWatchlist(watchlist_pb2.CreateWatchlistRequest(
-        name="scale bench", deployment_id=deployment, authorisation_ref="BENCH", authorising_officer="bench",
-        purpose="scale check", criteria="synthetic unit vectors", valid_from_unix_ns=now - 10**9,
-        valid_until_unix_ns=now + 3600 * 10**9), timeout=30).watchlist
+    try:
+        wl = stub.CreateWatchlist(watchlist_pb2.CreateWatchlistRequest(
+            name="scale bench", deployment_id=deployment, authorisation_ref="BENCH", authorising_officer="bench",
+            purpose="scale check", criteria="synthetic unit vectors", valid_from_unix_ns=now - 10**9,
+            valid_until_unix_ns=now + 3600 * 10**9), timeout=30).watchlist
+    except BaseException:  # never leave the spawned service behind
+        channel.close()
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        raise
     client = milvus_client(args.milvus)
     report: dict[str, Any] = {"subjects": args.subjects, "probes": args.probes, "limit": args.limit, "dim": 192,
                               "cpus": os.cpu_count(), "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
@@ -234,6 +302,10 @@ def main() -> int:
         report["top1_agreement"] = round(agree / len(probes), 4)
         report["top1_is_source"] = round(sum(1 for m, s in zip(milvus_hits, src)
                                              if m[0] and m[0][0].subject_id == f"syn-{s}") / len(probes), 4)
+        sizes = [int(x) for x in args.batch_sizes.split(",") if x.strip()]
+        if sizes:
+            report["batched"] = batched_comparison(client, vecs, probes, deployment, at_s, args, sizes,
+                                                   (deployments, valid_from, valid_until))
         lat, _ = timed(lambda q: client.has_collection("lfr_watchlist_faces"), probes)
         report["milvus_round_trip_floor"] = percentiles(lat)
         report["target_met"] = report["ratio_p50"] <= 2.0
