@@ -122,7 +122,9 @@ class PipelineLayout(BaseModel):
             env |= {"LFR_ALERTS__MATCHES_TOPIC": t.matches, "LFR_ALERTS__ALERTS_TOPIC": t.alerts,
                     "LFR_ALERTS__GROUP_ID": self.group(service)}
         elif service == "watchlist":
-            env |= {"LFR_WATCHLIST__AUDIT_TOPIC": t.audit}
+            # the local stack's milvus-lite engine: VACUUMed after deletes (closed watchlists' bytes erased)
+            env |= {"LFR_WATCHLIST__AUDIT_TOPIC": t.audit,
+                    "LFR_WATCHLIST__LOCAL_ENGINE_FILE": str(state_dir() / "data" / "milvus" / "milvus.db")}
         elif service == OFFICERS:
             env |= {"LFR_OFFICERS__ALERTS_TOPIC": t.alerts, "LFR_OFFICERS__AUDIT_TOPIC": t.audit,
                     "LFR_OFFICERS__GROUP_ID": self.group(service),

@@ -47,6 +47,32 @@ LOG_LEVEL = "ERROR"
 LEGACY_ENTRIES = ("collections", "databases", ".database-staging", "LOCK")
 
 
+def erase_freed_pages(db: Path) -> None:
+    """Put the engine's SQLite file in ``auto_vacuum=FULL`` (run while the server is down).
+
+    The engine deletes a row (delete by filter, drop_collection) from its SQLite file at once, but
+    SQLite keeps the freed pages, bytes intact, on its free list until a later insert reuses them:
+    a closed watchlist's vectors and image refs stayed readable in the file. With ``FULL`` every
+    commit that frees pages moves the file's last pages into the holes and truncates the file, so
+    the freed bytes leave the file in the delete's own transaction (measured: README, "Watchlist
+    search at 10,000 subjects"). The mode is stored in the file; VACUUM applies it to an existing
+    file (and drops the free pages it already holds). A new file is created in this mode. Bytes of
+    deleted rows inside pages that keep live rows stay: the watchlist service VACUUMs the file after
+    its deletes for those (services/watchlist/config.py ``local_engine_file``)."""
+    import sqlite3
+
+    con = sqlite3.connect(db, isolation_level=None)
+    try:
+        if con.execute("PRAGMA auto_vacuum").fetchone()[0] != 1:  # 1 = FULL
+            con.execute("PRAGMA auto_vacuum=FULL")
+            con.execute("VACUUM")
+            log.info("milvus: %s set to auto_vacuum=FULL (freed pages leave the file at once)", db)
+    except sqlite3.DatabaseError as e:  # not (yet) a SQLite file: the engine will say what it thinks of it
+        log.warning("milvus: could not set auto_vacuum on %s: %s", db, e)
+    finally:
+        con.close()
+
+
 class MilvusComponent(Component):
     name = "milvus"
     port = 19530
@@ -153,6 +179,7 @@ class MilvusComponent(Component):
                 log.info("milvus: removed %s (milvus-lite 3.x data, unreadable by the native engine)", p)
             elif p.exists():
                 p.unlink()
+        erase_freed_pages(self.db_file())
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         lib = self.lib_dir()

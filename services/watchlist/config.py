@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -26,6 +27,12 @@ class WatchlistOptions(Section):
                                   description="largest width x height of an enrolment image (decompression bombs)")
     bulk_batch: int = Field(2000, ge=1, le=20_000, description="rows per Milvus insert during BulkImport")
     jpeg_quality: int = Field(90, ge=30, le=100, description="JPEG quality of the stored aligned face")
+    local_engine_file: Path | None = Field(
+        None, description="milvus-lite's native engine only (the local stack): its SQLite data file "
+                          "(<state>/data/milvus/milvus.db), VACUUMed after every delete of faces (close, subject "
+                          "removal, expiry) so that the destroyed rows' bytes leave the file at once: the engine "
+                          "cannot compact and leaves them in its pages. Unset with a Milvus standalone/cluster "
+                          "(compaction there; README, 'Watchlist search at 10,000 subjects')")
     unit_norm_tolerance: float = Field(1e-3, gt=0, le=0.5, description="|norm-1| accepted for BulkImport vectors")
 
 

@@ -5,10 +5,16 @@ service calls it through ``asyncio.to_thread``."""
 from __future__ import annotations
 
 import dataclasses
+import logging
+import sqlite3
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
+from services.common.errors import SetupError
 from services.watchlist import schema
+
+log = logging.getLogger(__name__)
 
 QUERY_PAGE = 5000
 QUERY_LIMIT = 16_384  # Milvus' largest query window; beyond it, page with an iterator
@@ -22,11 +28,16 @@ class SubjectInfo:
 
 
 class Store:
-    def __init__(self, client: Any, timeout_s: float) -> None:
+    def __init__(self, client: Any, timeout_s: float, engine_file: Path | None = None) -> None:
         self.client = client
         self.timeout_s = timeout_s
+        self.engine_file = engine_file  # milvus-lite only: see WatchlistOptions.local_engine_file
 
     def ensure(self) -> None:
+        if self.engine_file is not None and not self.engine_file.is_file():
+            raise SetupError(f"watchlist: local_engine_file {self.engine_file} does not exist",
+                             "point LFR_WATCHLIST__LOCAL_ENGINE_FILE at the local Milvus engine's milvus.db, "
+                             "or unset it when Milvus is a standalone/cluster")
         schema.ensure_collection(self.client)
         schema.ensure_watchlists_collection(self.client)
 
@@ -68,12 +79,31 @@ class Store:
         if n:
             self.client.delete(schema.COLLECTION, filter=expr, timeout=self.timeout_s)
             self.flush()
+            self.erase_deleted()
         return n
 
     def delete_ids(self, ids: Iterable[int]) -> None:
         ids = list(ids)
         if ids:
             self.client.delete(schema.COLLECTION, ids=ids, timeout=self.timeout_s)
+            self.erase_deleted()
+
+    def erase_deleted(self) -> None:
+        """milvus-lite's engine deletes a row from its SQLite file at once, but SQLite leaves the
+        row's bytes in the page it sat in (and, without auto_vacuum, whole freed pages) until
+        something overwrites them; the engine cannot compact. VACUUM rewrites the file from its live
+        rows only. A no-op unless ``engine_file`` is set (the local stack); a production Milvus
+        erases deleted rows by compaction instead (README)."""
+        if self.engine_file is None:
+            return
+        # mode=rw: never create a file where the engine's should be
+        con = sqlite3.connect(f"file:{self.engine_file}?mode=rw", uri=True, timeout=self.timeout_s,
+                              isolation_level=None)
+        try:
+            con.execute("VACUUM")
+        finally:
+            con.close()
+        log.info("engine file vacuumed: deleted rows' bytes erased", extra={"file": str(self.engine_file)})
 
     def subjects(self, watchlist_id: str) -> dict[str, SubjectInfo]:
         out: dict[str, SubjectInfo] = {}
