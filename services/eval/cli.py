@@ -30,6 +30,7 @@ async def _evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Any, Any]
 
     from services.common.triton_client import TritonClient, TritonClientSettings, TritonError
     from services.eval.core import EvalSettings, discover, evaluate
+    from services.face.pipeline import FACE_MODELS
 
     settings = EvalSettings(triton_url=args.triton, milvus_uri=args.milvus, batch=args.batch)
     ds = discover(args.dir)
@@ -38,7 +39,7 @@ async def _evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], Any, Any]
     client = TritonClient(TritonClientSettings(url=settings.triton_url, max_batch=8, timeout_s=60))
     try:
         try:
-            await client.wait_ready(["faceboxes", "onet", "mobilefacenet"], timeout_s=30)
+            await client.wait_ready(list(FACE_MODELS), timeout_s=30)
         except TritonError as e:
             raise SetupError(f"Triton models not ready at {settings.triton_url}: {e}",
                              "run '.venv/bin/lfr models build' and '.venv/bin/lfr stack up --only triton'") from e

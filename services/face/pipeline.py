@@ -1,6 +1,6 @@
 """FacePipeline: frames in, faces out (box, landmarks, score, quality, aligned
 crop, embedding or None when the quality gate rejects the face). Batches
-FaceBoxes by frame size, O-Net and MobileFaceNet across all frames of a call."""
+FaceBoxes by frame size, O-Net, Face Mesh and MobileFaceNet across all frames of a call."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ import numpy as np
 from services.common.runner import ModelRunner
 from services.face.align import align
 from services.face.config import FaceConfig
-from services.face.detector import FaceDetector
-from services.face.embedder import Embedder
+from services.face.detector import FACEBOXES, FACEMESH, ONET, FaceDetector
+from services.face.embedder import MOBILEFACENET, Embedder
 from services.face.quality import Quality, assess
+
+
+# every model FacePipeline calls (Triton must serve them all)
+FACE_MODELS: tuple[str, ...] = (FACEBOXES, ONET, FACEMESH, MOBILEFACENET)
 
 
 @dataclasses.dataclass
@@ -61,7 +65,7 @@ class FacePipeline:
             row = []
             for d in dets:
                 crop = align(img, d.landmarks)
-                q = assess(d.landmarks, crop, d.score, self.config.quality)
+                q = assess(d.landmarks, crop, d.score, self.config.quality, d.pose)
                 face = Face(box=d.box, landmarks=d.landmarks, det_score=d.score, quality=q, aligned=crop,
                             embedding=None)
                 row.append(face)

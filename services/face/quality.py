@@ -74,11 +74,13 @@ def sharpness(aligned_rgb: np.ndarray) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
-def assess(landmarks: np.ndarray, aligned_rgb: np.ndarray, det_score: float, cfg: QualityConfig) -> Quality:
-    """Measure and gate one face; the first failed check (in the order size, score, pose, blur) is the reason."""
+def assess(landmarks: np.ndarray, aligned_rgb: np.ndarray, det_score: float, cfg: QualityConfig,
+           pose: tuple[float, float] | None = None) -> Quality:
+    """Measure and gate one face; the first failed check (in the order size, score, pose, blur) is the reason.
+    pose: (yaw, pitch) from a 3-D landmark model when there is one, else estimated from the 5 points."""
     p = np.asarray(landmarks, np.float64).reshape(5, 2)
     eye = float(np.hypot(*(p[1] - p[0])))
-    yaw, pitch = head_pose(p)
+    yaw, pitch = pose if pose is not None else head_pose(p)
     sharp = sharpness(aligned_rgb)
     reason: RejectReason | None = None
     if eye < cfg.min_eye_distance_px:

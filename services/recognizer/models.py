@@ -7,7 +7,7 @@ per cap, behind one runner (:class:`CappedRunner`).
 
 :class:`StageClock` wraps a runner for ONE FacePipeline.analyse call and notes
 when the embedder was first called and when it last returned, so the call's
-time splits into detect (detector + O-Net + align + gate) and embed.
+time splits into detect (detector + O-Net + Face Mesh + align + gate) and embed.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import numpy as np
 
 from services.common.runner import ModelRunner
 from services.common.triton_client import TritonClient
-from services.face.detector import FACEBOXES, ONET
+from services.face.detector import FACEBOXES, FACEMESH, ONET
 from services.face.embedder import MOBILEFACENET
+from services.face.pipeline import FACE_MODELS
 
-MODELS: tuple[str, ...] = (FACEBOXES, ONET, MOBILEFACENET)
-MODEL_VERSION_DETECTOR = f"{FACEBOXES}+{ONET}"
+MODELS: tuple[str, ...] = FACE_MODELS
+MODEL_VERSION_DETECTOR = f"{FACEBOXES}+{ONET}+{FACEMESH}"
 MODEL_VERSION_EMBEDDER = MOBILEFACENET
 
 

@@ -17,6 +17,7 @@ from services.common.audit import AuditError, AuditWriter, verify_topic
 from services.common.grpc_server import current_identity
 from services.common.service import ServiceContext
 from services.common.triton_client import TritonClient, TritonClientSettings, TritonError
+from services.face.pipeline import FACE_MODELS
 from services.watchlist.config import WatchlistSettings
 from services.watchlist.service import Refusal, WatchlistCore
 from services.watchlist.store import Store
@@ -138,7 +139,7 @@ class WatchlistRuntime:
             self.milvus = await clients.connect_milvus(s.milvus)
         if self.triton is None:
             self.triton = TritonClient(TritonClientSettings.from_section(s.triton))
-        await self.triton.wait_ready(["faceboxes", "onet", "mobilefacenet"], timeout_s=s.triton.timeout_s)
+        await self.triton.wait_ready(list(FACE_MODELS), timeout_s=s.triton.timeout_s)
         if self.audit is None:
             self.audit = AuditWriter(s.kafka, "watchlist", topic=s.watchlist.audit_topic, redis=self.redis,
                                      on_record=self._on_record)

@@ -13,10 +13,11 @@ from services.face.config import DEFAULT_MATCH_THRESHOLD, FaceConfig
 from services.face.pipeline import FacePipeline
 from services.face.runner import OnnxRunner
 from services.models.paths import model_path
+from services.face.pipeline import FACE_MODELS
 
 REPO = Path(__file__).resolve().parents[2]
 FACES = REPO / ".." / "shared" / "data" / "faces"
-MODELS = ("faceboxes", "onet", "mobilefacenet")
+MODELS = FACE_MODELS
 
 pytestmark = [
     pytest.mark.skipif(not all(model_path(m).is_file() for m in MODELS),

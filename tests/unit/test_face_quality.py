@@ -14,11 +14,12 @@ from services.face.pipeline import FacePipeline
 from services.face.quality import RejectReason, assess, head_pose
 from services.face.runner import OnnxRunner
 from services.models.paths import model_path
+from services.face.pipeline import FACE_MODELS
 
 REPO = Path(__file__).resolve().parents[2]
 FACES = REPO / ".." / "shared" / "data" / "faces"
 needs_models = pytest.mark.skipif(
-    not all(model_path(m).is_file() for m in ("faceboxes", "onet", "mobilefacenet")) or not FACES.is_dir(),
+    not all(model_path(m).is_file() for m in FACE_MODELS) or not FACES.is_dir(),
     reason="face models not built ('lfr models build') or shared face data missing")
 
 

@@ -27,12 +27,13 @@ from services.common.triton_client import TritonUnavailable
 from services.models.paths import model_path
 from services.recognizer.config import RecognizerSettings
 from services.recognizer.worker import Recognizer
+from services.face.pipeline import FACE_MODELS
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP = REPO.parent / "shared" / "data" / "video" / "hamilton_white_house_short_clip.mp4"
 
 pytestmark = pytest.mark.skipif(
-    not all(model_path(m).is_file() for m in ("faceboxes", "onet", "mobilefacenet")) or not CLIP.is_file(),
+    not all(model_path(m).is_file() for m in FACE_MODELS) or not CLIP.is_file(),
     reason="needs `lfr models build` and ../shared/data",
 )
 
