@@ -118,7 +118,19 @@ def verdict(samples: list[dict[str, Any]], batch: int) -> dict[str, Any]:
         ok = b <= 1.5 * a + batch
         bounded = bounded and ok
         lag_max[group] = {"first_half_max": a, "second_half_max": b, "last": series[-1], "bounded": ok}
+    # the trend behind the two end points: each minute's highest RSS (a sawtooth of a batch's working set
+    # that stops rising reads differently from a leak that keeps rising)
+    per_minute: dict[str, list[float]] = {}
+    for name in first["rss_kib"]:
+        buckets: dict[int, float] = {}
+        for s in samples:
+            v = s["rss_kib"].get(name)
+            if v:
+                m = int(s["t_s"] // 60)
+                buckets[m] = max(buckets.get(m, 0.0), round(v / 1024, 1))
+        per_minute[name] = [buckets[m] for m in sorted(buckets)]
     return {"rss": rss, "rss_ok": all(v["growth_pct"] < 100 * RSS_GROWTH_LIMIT for v in rss.values()),
+            "rss_max_per_minute_mib": per_minute,
             "lag": lag_max, "lag_bounded": bounded, "measured_from_s": first["t_s"]}
 
 
@@ -219,6 +231,8 @@ def summary(r: dict[str, Any]) -> str:
              "| service | RSS start MiB | RSS end MiB | growth % |", "|---|---|---|---|"]
     for name, v in r["rss"].items():
         lines.append(f"| {name} | {v['start_mib']} | {v['end_mib']} | {v['growth_pct']} |")
+    for name, series in r.get("rss_max_per_minute_mib", {}).items():
+        lines.append(f"RSS max per minute, {name}: {series}")
     lines += ["| group | lag max 1st half | lag max 2nd half | last | bounded |", "|---|---|---|---|---|"]
     for g, v in r["lag"].items():
         lines.append(f"| {g} | {v['first_half_max']} | {v['second_half_max']} | {v['last']} | {v['bounded']} |")
