@@ -5,8 +5,6 @@ through the real detector/quality gate/embedder on Triton."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,11 +16,10 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lfr.v1 import audit_pb2, common_pb2, watchlist_pb2, watchlist_pb2_grpc
 
-from services.common.grpc_client import dev_server_env, sync_channel
+from watchlist_support import watchlist_service
 
 pytestmark = pytest.mark.integration
 
@@ -34,41 +31,12 @@ MILVUS_URI = "http://127.0.0.1:19530"
 BOOTSTRAP = "127.0.0.1:9092"
 
 
-def _health(port: int) -> int | None:
-    with sync_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            return int(health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
-                                                                 timeout=1).status)
-        except grpc.RpcError:
-            return None
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[watchlist_pb2_grpc.WatchlistServiceStub]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LFR_")}
-    env.update({"LFR_GRPC__PORT": str(GRPC_PORT), "LFR_METRICS__PORT": str(METRICS_PORT), **dev_server_env("watchlist"),
-                "LFR_WATCHLIST__REAPER_INTERVAL_S": str(REAPER_INTERVAL_S)})
     log = tmp_path_factory.mktemp("watchlist") / "watchlist.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "services.watchlist"], cwd=REPO, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    channel = sync_channel(f"127.0.0.1:{GRPC_PORT}")
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and proc.poll() is None:
-            if _health(GRPC_PORT) == health_pb2.HealthCheckResponse.SERVING:
-                break
-            time.sleep(0.25)
-        assert _health(GRPC_PORT) == health_pb2.HealthCheckResponse.SERVING, log.read_text()[-3000:]
-        yield watchlist_pb2_grpc.WatchlistServiceStub(channel)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0, log.read_text()[-3000:]
-        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
-    finally:
-        channel.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with watchlist_service(GRPC_PORT, METRICS_PORT, log, {"LFR_WATCHLIST__REAPER_INTERVAL_S": str(REAPER_INTERVAL_S)},
+                           no_tracebacks=True) as stub:
+        yield stub
 
 
 @pytest.fixture(scope="module")

@@ -13,23 +13,17 @@ left 2 of 42 image refs of a closed watchlist in the unused part of a page)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lfr.v1 import common_pb2, watchlist_pb2, watchlist_pb2_grpc
 
-from services.common.grpc_client import dev_server_env, sync_channel
+from watchlist_support import watchlist_service
 from services.stack.base import StackPaths
 from services.stack.milvus import MilvusComponent
 
@@ -39,15 +33,6 @@ REPO = Path(__file__).resolve().parents[2]
 FACES = REPO / ".." / "shared" / "data" / "faces"
 MILVUS_PORT = 19631  # a private engine (the stack's is 19530)
 GRPC_PORT, METRICS_PORT = 51155, 10155  # test_watchlist.py uses 51055/10105
-
-
-def _health(port: int) -> int | None:
-    with sync_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            return int(health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
-                                                                 timeout=1).status)
-        except grpc.RpcError:
-            return None
 
 
 @pytest.fixture(scope="module")
@@ -65,30 +50,10 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusComponent
 @pytest.fixture(scope="module")
 def service(engine: MilvusComponent, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[watchlist_pb2_grpc.WatchlistServiceStub]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LFR_")}
-    env.update({"LFR_GRPC__PORT": str(GRPC_PORT), "LFR_METRICS__PORT": str(METRICS_PORT),
-                "LFR_MILVUS__URI": engine.uri, "LFR_WATCHLIST__LOCAL_ENGINE_FILE": str(engine.db_file()),
-                **dev_server_env("watchlist")})
     log = tmp_path_factory.mktemp("watchlist") / "watchlist.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "services.watchlist"], cwd=REPO, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    channel = sync_channel(f"127.0.0.1:{GRPC_PORT}")
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and proc.poll() is None:
-            if _health(GRPC_PORT) == health_pb2.HealthCheckResponse.SERVING:
-                break
-            time.sleep(0.25)
-        assert _health(GRPC_PORT) == health_pb2.HealthCheckResponse.SERVING, log.read_text()[-3000:]
-        yield watchlist_pb2_grpc.WatchlistServiceStub(channel)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0, log.read_text()[-3000:]
-    finally:
-        channel.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with watchlist_service(GRPC_PORT, METRICS_PORT, log, {"LFR_MILVUS__URI": engine.uri,
+                                                          "LFR_WATCHLIST__LOCAL_ENGINE_FILE": str(engine.db_file())}) as stub:
+        yield stub
 
 
 def _on_disk(engine: MilvusComponent, marker: str) -> int:
