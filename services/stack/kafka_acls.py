@@ -62,16 +62,10 @@ class AclError(RuntimeError):
 async def ensure_acls(bootstrap: str, timeout_s: float = 15.0) -> int | None:
     """Create every ACL of the table; the number of ACLs, or None when the broker has no
     authorizer (a broker started before ACLs were enabled: restart it)."""
-    from aiokafka.admin import AIOKafkaAdminClient
+    from services.stack.kafka_scram import admin_request
 
     items = creations()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
-                                client_id="lfr-acl-setup")
-    try:
-        await admin.start()
-        response: Any = await admin._send_request(CreateAclsBatch(items))
-    finally:
-        await admin.close()
+    response = await admin_request(bootstrap, CreateAclsBatch(items), "lfr-acl-setup", timeout_s)
     codes = [(r[0], r[1]) for r in response.creation_responses]
     if codes and all(code == SECURITY_DISABLED for code, _ in codes):
         return None

@@ -131,20 +131,25 @@ class ScramError(RuntimeError):
     """The broker refused a SCRAM credential upsert."""
 
 
-async def upsert_users(bootstrap: str, files: dict[str, Path], timeout_s: float = 15.0) -> list[str]:
-    """Register (or re-register) each user's SCRAM-SHA-512 credential from its password file; the users."""
+async def admin_request(bootstrap: str, request: Any, client_id: str, timeout_s: float = 15.0) -> Any:
+    """Send one admin API request (one the aiokafka admin client has no method for) and return the response."""
     from aiokafka.admin import AIOKafkaAdminClient
 
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+                                client_id=client_id)
+    try:
+        await admin.start()
+        return await admin._send_request(request)
+    finally:
+        await admin.close()
+
+
+async def upsert_users(bootstrap: str, files: dict[str, Path], timeout_s: float = 15.0) -> list[str]:
+    """Register (or re-register) each user's SCRAM-SHA-512 credential from its password file; the users."""
     from services.common.settings import read_secret_file
 
     creds = [credential(user, read_secret_file(f).get_secret_value()) for user, f in sorted(files.items())]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
-                                client_id="lfr-scram-setup")
-    try:
-        await admin.start()
-        response: Any = await admin._send_request(AlterUserScramCredentialsRequest(creds))
-    finally:
-        await admin.close()
+    response = await admin_request(bootstrap, AlterUserScramCredentialsRequest(creds), "lfr-scram-setup", timeout_s)
     failed = [f"{user}: error {code} {msg or ''}".strip() for user, code, msg, _ in response.results if code != 0]
     if failed:
         raise ScramError("; ".join(failed))
