@@ -13,7 +13,7 @@ The ACLs are created with CreateAcls (API key 30) over the PLAINTEXT listener on
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 from aiokafka.protocol.admin import CreateAclsRequestStruct
 from aiokafka.protocol.api import Request
