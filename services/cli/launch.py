@@ -113,7 +113,9 @@ class PipelineLayout(BaseModel):
         elif service == "recognizer":
             env |= {"LFR_RECOGNIZER__FRAMES_TOPIC": t.frames, "LFR_RECOGNIZER__FACES_TOPIC": t.faces,
                     "LFR_RECOGNIZER__GROUP_ID": self.group(service),
-                    "LFR_RECOGNIZER__CAMERAS_FILE": str(self.cameras_file)}
+                    "LFR_RECOGNIZER__CAMERAS_FILE": str(self.cameras_file),
+                    # fewer glibc malloc arenas: soak RSS growth +66 % by default, +16 % with 2 (README)
+                    "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
         elif service == "matcher":
             env |= {"LFR_MATCHER__FACES_TOPIC": t.faces, "LFR_MATCHER__MATCHES_TOPIC": t.matches,
                     "LFR_MATCHER__GROUP_ID": self.group(service),
