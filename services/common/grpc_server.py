@@ -124,8 +124,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates each call, sets :data:`current_identity`, applies roles and rate limits."""
 
     def __init__(self, auth: GrpcAuthSettings, required_roles: RoleCheck = table_check,
-                 limits: GrpcLimitSettings | None = None, on_refused: RefusalHook = _no_hook) -> None:
+                 limits: GrpcLimitSettings | None = None, on_refused: RefusalHook = _no_hook,
+                 max_request_bytes: int | None = None) -> None:
         self._auth = auth
+        self.max_request_bytes = max_request_bytes
         self._required_roles = required_roles
         self._limiter = RateLimiter(limits or GrpcLimitSettings())
         self._device_key = _read_key(auth.device_token_key_file)
@@ -193,6 +195,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def admit(self, method: str, context: grpc.aio.ServicerContext, request: Any = None) -> None:
         identity = self.identify(context)
+        if isinstance(request, Oversized):  # counted and audited like every refusal, whoever sent it
+            await self._refuse(context, method, identity or ANONYMOUS, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               "message too large", f"request of {request.size} bytes is over the limit of "
+                               f"{request.limit} bytes (grpc.max_message_bytes)")
         if identity is None:
             await self._refuse(context, method, ANONYMOUS, grpc.StatusCode.UNAUTHENTICATED, "invalid credentials",
                                "invalid credentials")
@@ -219,14 +225,34 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(OPEN_METHOD_PREFIXES):
             return handler
-        return _wrap(handler, lambda context, request: self.admit(method, context, request))
+        return _wrap(handler, lambda context, request: self.admit(method, context, request), self.max_request_bytes)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, admit: Callable[[Any, Any], Awaitable[None]]) -> grpc.RpcMethodHandler:
+@dataclasses.dataclass(frozen=True)
+class Oversized:
+    """Stands in for a request message over the limit, so that the refusal is counted and audited
+    (gRPC core's own limit answers RESOURCE_EXHAUSTED before any of our code runs)."""
+
+    size: int
+    limit: int
+
+
+def _wrap(handler: grpc.RpcMethodHandler, admit: Callable[[Any, Any], Awaitable[None]],
+          max_request_bytes: int | None = None) -> grpc.RpcMethodHandler:
     """The same handler, with ``admit(context, request)`` run first in the call's own task
-    (``request`` is None for client-streaming calls)."""
+    (``request`` is None for client-streaming calls). A unary request over max_request_bytes
+    reaches ``admit`` as :class:`Oversized` instead of being parsed."""
+    deserializer = handler.request_deserializer
+    if max_request_bytes is not None and (handler.unary_unary or handler.unary_stream):
+        inner, limit = handler.request_deserializer, max_request_bytes
+
+        def deserializer(data: bytes) -> Any:
+            if len(data) > limit:
+                return Oversized(len(data), limit)
+            return inner(data) if inner is not None else data
+
     serde = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": deserializer,
         "response_serializer": handler.response_serializer,
     }
 
@@ -282,7 +308,8 @@ class GrpcServer:
         if not settings.auth.enforce_roles:
             log.warning("roles NOT enforced (grpc.auth.enforce_roles=false): every authenticated call is allowed")
             required_roles = allow_all
-        self.interceptor = AuthInterceptor(settings.auth, required_roles, settings.limits, on_refused)
+        self.interceptor = AuthInterceptor(settings.auth, required_roles, settings.limits, on_refused,
+                                           max_request_bytes=settings.max_message_bytes)
         self.health = health_aio.HealthServicer()
         self.service_names: list[str] = [""]
         self._servicers: list[tuple[Callable[[Any, grpc.aio.Server], None], Any]] = [
@@ -307,9 +334,11 @@ class GrpcServer:
         from grpc_reflection.v1alpha import reflection
 
         size = self.settings.max_message_bytes
+        # the receive limit is enforced (counted, audited) by the interceptor for unary requests; core's
+        # own limit, at twice that, is the backstop for client streams and for grossly oversized calls
         server = grpc.aio.server(
             interceptors=[self.interceptor],
-            options=[("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)],
+            options=[("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", 2 * size)],
         )
         for add_to_server, servicer in self._servicers:
             add_to_server(servicer, server)

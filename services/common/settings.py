@@ -237,7 +237,10 @@ class GrpcLimitSettings(Section):
 class GrpcServerSettings(Section):
     host: str = Field("127.0.0.1", min_length=1, description="listen address")
     port: int = Field(50050, ge=1, le=65535, description="listen port")
-    max_message_bytes: int = Field(16 * MiB, ge=MiB, le=256 * MiB, description="max send/receive message size")
+    max_message_bytes: int = Field(
+        16 * MiB, ge=MiB, le=256 * MiB,
+        description="max send/receive message size; a unary request over it is refused RESOURCE_EXHAUSTED, counted "
+                    "(lfr_grpc_refused_total) and audited; gRPC core refuses anything over twice this uncounted")
     grace_s: float = Field(5.0, ge=0, le=120, description="graceful shutdown period for in-flight calls")
     tls: GrpcTlsSettings = Field(default_factory=GrpcTlsSettings, description="TLS/mTLS (off by default)")
     auth: GrpcAuthSettings = Field(default_factory=GrpcAuthSettings, description="per-call authentication")

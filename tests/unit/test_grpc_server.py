@@ -91,3 +91,35 @@ async def test_required_authentication_and_role_hook() -> None:
             assert {"lfr.v1.AlertService", "grpc.health.v1.Health"} <= names
     finally:
         await server.stop(0)
+
+
+async def test_oversized_request_is_refused_counted_and_the_server_keeps_serving() -> None:
+    refusals: list[tuple[str, str, str]] = []
+
+    async def on_refused(method: str, identity: Identity, code: str, reason: str) -> None:
+        refusals.append((method, code, reason))
+
+    settings = GrpcServerSettings(max_message_bytes=1024 * 1024).model_copy(update={"port": 0})
+    server = GrpcServer(settings, required_roles=allow_all, on_refused=on_refused)
+    server.add(alerts_pb2_grpc.add_AlertServiceServicer_to_server, EchoAlerts(), "lfr.v1.AlertService")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}",
+                                             options=[("grpc.max_send_message_length", 8 * 1024 * 1024)]) as ch:
+            stub = alerts_pb2_grpc.AlertServiceStub(ch)
+            big = alerts_pb2.StreamAlertsRequest(deployment_id="x" * (1536 * 1024))  # 1.5 MiB > 1 MiB
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                async for _ in stub.StreamAlerts(big, timeout=5):
+                    pass
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "over the limit of 1048576 bytes" in (e.value.details() or "")
+            assert refusals == [("/lfr.v1.AlertService/StreamAlerts", "RESOURCE_EXHAUSTED", "message too large")]
+            huge = alerts_pb2.StreamAlertsRequest(deployment_id="x" * (3 * 1024 * 1024))  # over core's 2x backstop
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                async for _ in stub.StreamAlerts(huge, timeout=5):
+                    pass
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert len(refusals) == 1  # refused by gRPC core before our code: not counted (documented)
+            assert (await _first(ch)).alert_id == "anonymous"  # still serving
+    finally:
+        await server.stop(0)
