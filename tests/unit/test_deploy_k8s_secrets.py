@@ -240,3 +240,26 @@ def test_prod_redis_runs_the_secure_config(prod, dev) -> None:
     # dev keeps the plain single node
     _, dev_docs = dev
     assert "tls-port" not in _one(dev_docs, "ConfigMap", "lfr-redis-config")["data"]["redis.conf"]
+
+
+def test_prod_keda_lag_triggers_authenticate_as_the_consumer_they_scale(prod: tuple[str, list[dict]]) -> None:
+    from services.common.acls import ACLS
+
+    _, docs = prod
+    scaled = [d for d in docs if d["kind"] == "ScaledObject"]
+    assert {d["metadata"]["name"] for d in scaled} == {"lfr-recognizer", "lfr-matcher"}
+    for so in scaled:
+        service = so["metadata"]["name"].removeprefix("lfr-")
+        (trigger,) = so["spec"]["triggers"]
+        meta = trigger["metadata"]
+        assert meta["bootstrapServers"].endswith(":9093") and meta["sasl"] == "scram_sha512" and meta["tls"] == "enable"
+        auth = _one(docs, "TriggerAuthentication", trigger["authenticationRef"]["name"])["spec"]
+        refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["secretTargetRef"]}
+        assert refs == {"password": (f"lfr-{service}", "password"), "ca": ("lfr-cluster-ca-cert", "ca.crt")}
+        (user_env,) = auth["env"]
+        assert (user_env["parameter"], user_env["containerName"]) == ("username", service)
+        deployment = _one(docs, "Deployment", f"lfr-{service}")
+        (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == service]
+        assert _env(docs, container)[user_env["name"]] == f"lfr-{service}"
+        acl = next(a for a in ACLS if a.service == service)
+        assert meta["consumerGroup"] in acl.groups and meta["topic"] in acl.reads  # Read implies Describe
