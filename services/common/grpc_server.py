@@ -338,7 +338,9 @@ class GrpcServer:
         # own limit, at twice that, is the backstop for client streams and for grossly oversized calls
         server = grpc.aio.server(
             interceptors=[self.interceptor],
-            options=[("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", 2 * size)],
+            options=[("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", 2 * size),
+                     ("grpc.http2.min_ping_interval_without_data_ms",
+                      int(self.settings.min_client_ping_interval_s * 1000))],
         )
         for add_to_server, servicer in self._servicers:
             add_to_server(servicer, server)

@@ -242,6 +242,11 @@ class GrpcServerSettings(Section):
         description="max send/receive message size; a unary request over it is refused RESOURCE_EXHAUSTED, counted "
                     "(lfr_grpc_refused_total) and audited; gRPC core refuses anything over twice this uncounted")
     grace_s: float = Field(5.0, ge=0, le=120, description="graceful shutdown period for in-flight calls")
+    min_client_ping_interval_s: float = Field(
+        20.0, ge=1, le=300,
+        description="shortest keepalive ping interval a client may use while no data flows (an officer's device "
+                    "on an idle alert stream pings every 30 s); gRPC core's default, 300 s, answers faster pings "
+                    "with GOAWAY too_many_pings and drops the stream")
     tls: GrpcTlsSettings = Field(default_factory=GrpcTlsSettings, description="TLS/mTLS (off by default)")
     auth: GrpcAuthSettings = Field(default_factory=GrpcAuthSettings, description="per-call authentication")
     limits: GrpcLimitSettings = Field(default_factory=GrpcLimitSettings, description="per-caller rate limits")

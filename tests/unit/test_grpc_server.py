@@ -123,3 +123,28 @@ async def test_oversized_request_is_refused_counted_and_the_server_keeps_serving
             assert (await _first(ch)).alert_id == "anonymous"  # still serving
     finally:
         await server.stop(0)
+
+
+async def test_idle_stream_survives_client_keepalive_pings() -> None:
+    """A device's alert stream with no alerts for a while: the client's keepalive pings must not get
+    the stream dropped (GOAWAY too_many_pings, gRPC core's default policy for pings without data)."""
+    import asyncio
+
+    class Quiet(alerts_pb2_grpc.AlertServiceServicer):
+        async def StreamAlerts(self, request, context):  # noqa: N802
+            await asyncio.sleep(7)
+            yield alerts_pb2.Alert(alert_id="after-the-quiet")
+
+    settings = GrpcServerSettings(min_client_ping_interval_s=1).model_copy(update={"port": 0})
+    server = GrpcServer(settings, required_roles=allow_all)
+    server.add(alerts_pb2_grpc.add_AlertServiceServicer_to_server, Quiet(), "lfr.v1.AlertService")
+    await server.start()
+    try:
+        options = [("grpc.keepalive_time_ms", 1200), ("grpc.keepalive_timeout_ms", 5000),
+                   ("grpc.http2.max_pings_without_data", 0)]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}", options=options) as ch:
+            stub = alerts_pb2_grpc.AlertServiceStub(ch)
+            got = [a.alert_id async for a in stub.StreamAlerts(alerts_pb2.StreamAlertsRequest(), timeout=20)]
+            assert got == ["after-the-quiet"]
+    finally:
+        await server.stop(0)
