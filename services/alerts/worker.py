@@ -40,7 +40,7 @@ from services.common import clients
 from services.common.kafka import Outbox, PoisonMessage, RecordLike, decode, make_headers, record_key
 from services.common.retry import retry_until_up
 from services.common.service import ServiceContext
-from services.common.worker import KafkaWorker
+from services.common.worker import KafkaWorker, RedisUser
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -182,7 +182,7 @@ def build_alert(candidate: matches_pb2.MatchCandidate, state: PassState, crop: c
     )
 
 
-class AlertWorker(KafkaWorker):
+class AlertWorker(RedisUser, KafkaWorker):
     input_type = matches_pb2.MatchCandidate
 
     def __init__(self, ctx: ServiceContext, settings: AlertsSettings) -> None:
@@ -216,16 +216,9 @@ class AlertWorker(KafkaWorker):
             self.aggregator = PassAggregator(RedisPassStore(self.redis), self.options)
         await super().connect()
 
-    async def check_redis(self) -> None:
-        if self.redis is None:
-            raise ConnectionError("not connected")
-        await clients.check_redis(self.redis)
-
     async def close(self) -> None:
         await super().close()
-        if self.redis is not None:
-            await self.redis.aclose()
-            self.redis = None
+        await self.close_redis()
 
     async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
         return await retry_until_up("redis", call, self.ctx.stop, on_down=self.ctx.refresh_health,

@@ -48,6 +48,23 @@ class Worker:
             await self.close()
 
 
+class RedisUser:
+    """Mixin for a worker that holds one Redis client in ``self.redis`` (set by its ``connect``):
+    the health check its ServiceContext polls, and the close."""
+
+    redis: Any = None
+
+    async def check_redis(self) -> None:
+        if self.redis is None:
+            raise ConnectionError("not connected")
+        await clients.check_redis(self.redis)
+
+    async def close_redis(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
+
+
 class KafkaWorker(Worker):
     """A worker with a Kafka producer and, if ``input_topic`` is set, a consumer loop.
 

@@ -41,7 +41,7 @@ from services.common.kafka import make_headers, record_key
 from services.common.metrics import MetricsFactory
 from services.common.service import ServiceContext
 from services.common.settings import KafkaSettings
-from services.common.worker import KafkaWorker
+from services.common.worker import KafkaWorker, RedisUser
 from services.ingest.buffer import DropOldestBuffer
 from services.ingest.gate import GateMonitor
 from services.ingest.config import REPO_ROOT, IngestOptions, IngestSettings, resolve
@@ -339,7 +339,7 @@ async def stream_file(
     return await stream.run(stop, seconds)
 
 
-class CameraIngestor(KafkaWorker):
+class CameraIngestor(RedisUser, KafkaWorker):
     """Streams every camera of the registry, keyed by camera id (``record_key(camera_id)``),
     each only while its zone has enough available officers (``gate`` overrides that)."""
 
@@ -388,19 +388,12 @@ class CameraIngestor(KafkaWorker):
             self.sealer = FrameSealer(self.redis, self.options.frame_keys)
         await super().connect()
 
-    async def check_redis(self) -> None:
-        if self.redis is None:
-            raise ConnectionError("not connected")
-        await clients.check_redis(self.redis)
-
     async def close(self) -> None:
         await super().close()
         if self.audit is not None:
             await self.audit.close()
             self.audit = None
-        if self.redis is not None:
-            await self.redis.aclose()
-            self.redis = None
+        await self.close_redis()
 
     async def work(self) -> None:
         streams = [

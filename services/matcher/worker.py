@@ -53,7 +53,7 @@ from services.common.retry import retry_until_up
 from services.common.kafka import ConsumerLoop, Outbox, PoisonMessage, RecordLike, decode, make_headers, record_key
 from services.common.sealing import open_sealed, redis_key
 from services.common.service import ServiceContext
-from services.common.worker import KafkaWorker
+from services.common.worker import KafkaWorker, RedisUser
 from services.matcher.config import MatcherSettings
 from services.officers.state import may_run, zone_counts
 from services.watchlist import search as watchlist_search
@@ -96,7 +96,7 @@ class Pending:
         return redis_key(self.obs.secret.key_id)
 
 
-class Matcher(KafkaWorker):
+class Matcher(RedisUser, KafkaWorker):
     input_type = faces_pb2.FaceObservation
 
     def __init__(self, ctx: ServiceContext, settings: MatcherSettings, search: SearchFn | None = None,
@@ -159,16 +159,9 @@ class Matcher(KafkaWorker):
             raise ConnectionError("not connected")
         await clients.check_milvus(self.milvus, self.milvus_settings.timeout_s)
 
-    async def check_redis(self) -> None:
-        if self.redis is None:
-            raise ConnectionError("not connected")
-        await clients.check_redis(self.redis)
-
     async def close(self) -> None:
         await super().close()
-        if self.redis is not None:
-            await self.redis.aclose()
-            self.redis = None
+        await self.close_redis()
         if self.milvus is not None:
             self.milvus.close()
             self.milvus = None

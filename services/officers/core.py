@@ -43,7 +43,7 @@ from services.common.cameras import CameraRegistry
 from services.common.kafka import Outbox, RecordLike, decode
 from services.common.retry import retry_until_up
 from services.common.service import ServiceContext
-from services.common.worker import KafkaWorker
+from services.common.worker import KafkaWorker, RedisUser
 from services.officers import routing
 from services.officers.alert_store import (
     ACKNOWLEDGED, ADJUDICATED, AWAITING_SECOND, CONFIRMED, DEADLINES, NO_ACTION, OUTCOME_NAMES, PENDING, REJECTED,
@@ -98,7 +98,7 @@ class NotReady(ConnectionError):
     pass
 
 
-class Officers(KafkaWorker):
+class Officers(RedisUser, KafkaWorker):
     """The service's state, connections and loops (servicers below call into it)."""
 
     input_type = alerts_pb2.Alert
@@ -157,19 +157,12 @@ class Officers(KafkaWorker):
             self.audit = audit
         await super().connect()
 
-    async def check_redis(self) -> None:
-        if self.redis is None:
-            raise ConnectionError("not connected")
-        await clients.check_redis(self.redis)
-
     async def close(self) -> None:
         await super().close()
         if self.audit is not None:
             await self.audit.close()
             self.audit = None
-        if self.redis is not None:
-            await self.redis.aclose()
-            self.redis = None
+        await self.close_redis()
 
     def ready(self) -> tuple[OfficerStore, AlertStore, AuditWriter]:
         if self.officers is None or self.alerts is None or self.audit is None:

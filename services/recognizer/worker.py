@@ -42,7 +42,7 @@ from services.common.errors import SetupError
 from services.common.kafka import ConsumerLoop, Outbox, PoisonMessage, RecordLike, decode, make_headers, record_key
 from services.common.service import ServiceContext
 from services.common.triton_client import TritonClient, TritonClientSettings, TritonInferenceError, TritonUnavailable
-from services.common.worker import KafkaWorker
+from services.common.worker import KafkaWorker, RedisUser
 from services.face.pipeline import Face, FacePipeline
 from services.ingest.config import resolve
 from services.recognizer.config import RecognizerOptions, RecognizerSettings
@@ -103,7 +103,7 @@ def decode_jpeg(data: bytes) -> np.ndarray | None:
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
-class Recognizer(KafkaWorker):
+class Recognizer(RedisUser, KafkaWorker):
     input_topic = "lfr.frames.v1"  # the actual topic comes from the options (see connect)
     input_type = frames_pb2.Frame
 
@@ -160,19 +160,12 @@ class Recognizer(KafkaWorker):
             if not await self.runner.detector.model_ready(model):
                 raise ConnectionError(f"model {model} is not ready")
 
-    async def check_redis(self) -> None:
-        if self.redis is None:
-            raise ConnectionError("not connected")
-        await clients.check_redis(self.redis)
-
     async def close(self) -> None:
         await super().close()
         if self.runner is not None:
             await self.runner.close()
             self.runner = None
-        if self.redis is not None:
-            await self.redis.aclose()
-            self.redis = None
+        await self.close_redis()
 
     # -- the loop ------------------------------------------------------------------
     async def work(self) -> None:
