@@ -113,6 +113,11 @@ class E2E:
 
 async def read_topic(topic: str, timeout_s: float = 5.0) -> list[bytes]:
     """Every record value of ``topic`` now (from the beginning to the end offsets)."""
+    return [r.value for r in await read_records(topic, timeout_s)]
+
+
+async def read_records(topic: str, timeout_s: float = 5.0) -> list[Any]:
+    """Every record (key, value, headers, timestamp) of ``topic`` now, from the beginning to the end offsets."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from aiokafka.admin import AIOKafkaAdminClient
@@ -132,12 +137,12 @@ async def read_topic(topic: str, timeout_s: float = 5.0) -> list[bytes]:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        out: list[bytes] = []
+        out: list[Any] = []
         deadline = time.monotonic() + timeout_s
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             assert time.monotonic() < deadline, f"could not read {topic} to its end"
             for recs in (await consumer.getmany(timeout_ms=500)).values():
-                out.extend(r.value for r in recs)
+                out.extend(recs)
         return out
     finally:
         await consumer.stop()

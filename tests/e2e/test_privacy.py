@@ -32,11 +32,10 @@ import asyncio
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from e2e_support import BOOTSTRAP, E2E
+from e2e_support import E2E, read_records
 from services.cli.launch import state_dir
 from services.common.topics import FACES, FRAMES
 
@@ -70,34 +69,6 @@ def test_the_bound_is_the_config() -> None:
     assert privacy_bound_s() == PRIVACY_BOUND_S, "the topic/broker config changed: update PRIVACY_BOUND_S and the README"
 
 
-async def _records(topic: str) -> list[Any]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from services.cli.launch import partitions_of
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in await partitions_of(admin, topic)]
-    finally:
-        await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, group_id=None,
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
-    await consumer.start()
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[Any] = []
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for recs in (await consumer.getmany(timeout_ms=500)).values():
-                out.extend(recs)
-        return out
-    finally:
-        await consumer.stop()
-
-
 def _middle(data: bytes) -> bytes:
     mid = len(data) // 2
     return data[mid:mid + NEEDLE]
@@ -126,8 +97,8 @@ async def test_non_matching_faces_are_wiped_within_the_bound(e2e: E2E) -> None:
     assert not run.alerts and not run.matches, "nobody is enrolled for the crowd's deployment"
 
     mine = record_key(camera.id)  # frames and faces are keyed by camera id (other tests' bad input is not decoded)
-    frames = [r for r in await _records(e2e.layout.topics.frames) if r.key == mine]
-    faces = [(r, faces_pb2.FaceObservation.FromString(r.value)) for r in await _records(e2e.layout.topics.faces)
+    frames = [r for r in await read_records(e2e.layout.topics.frames, timeout_s=60) if r.key == mine]
+    faces = [(r, faces_pb2.FaceObservation.FromString(r.value)) for r in await read_records(e2e.layout.topics.faces, timeout_s=60)
              if r.key == mine]
     assert len(frames) == run.stats.published and faces, "the crowd's frames and faces went through Kafka"
     jpegs = [frames_pb2.Frame.FromString(r.value).image for r in frames]
