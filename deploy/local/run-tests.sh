@@ -5,7 +5,25 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
 LFR=.venv/bin/lfr
-cleanup() { "$LFR" stack down >/dev/null 2>&1 || true; }
+# The suites run the services on fixed gRPC ports 51000-55999 (the brief's 50051.. + 1000..5000), which lie in
+# Linux's ephemeral range: an outgoing connection of any test (to Kafka, Triton...) can be given one of them as
+# its local port, and the next service to bind it exits with "port taken" (seen once in a CI-like run). Where we
+# may (root, writable /proc/sys), reserve that range from ephemeral allocation for the run and restore the old
+# value after; elsewhere say so and go on (a rare flake, not a wrong result).
+RESERVED=/proc/sys/net/ipv4/ip_local_reserved_ports
+TEST_PORTS=51000-55999
+old_reserved=""
+reserved_set=0
+if old_reserved=$(cat "$RESERVED" 2>/dev/null) && \
+   echo "${old_reserved:+$old_reserved,}$TEST_PORTS" 2>/dev/null > "$RESERVED"; then
+  reserved_set=1
+else
+  echo "make test: note: could not reserve ports $TEST_PORTS from ephemeral use ($RESERVED not writable)" >&2
+fi
+cleanup() {
+  "$LFR" stack down >/dev/null 2>&1 || true
+  if [ "$reserved_set" = 1 ]; then echo "$old_reserved" > "$RESERVED" 2>/dev/null || true; fi
+}
 trap cleanup EXIT INT TERM
 start=$(date +%s)
 # Each run scans the services' logs (privacy, secrets): start from empty ones.
