@@ -19,6 +19,7 @@ import pytest
 from services.common.triton_client import TritonClient, TritonClientSettings
 from services.face.config import DEFAULT_MATCH_THRESHOLD, FaceConfig
 from services.face.pipeline import FacePipeline
+from services.eval.core import load_rgb
 
 pytestmark = pytest.mark.integration
 
@@ -41,9 +42,9 @@ def triton_up() -> None:
 
 
 def load(name: str) -> np.ndarray:
-    img = cv2.imread(str(FACES / name), cv2.IMREAD_COLOR)
+    img = load_rgb(FACES / name)
     assert img is not None, name
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
 
 
 def identity(name: str) -> str | None:

@@ -14,6 +14,7 @@ from services.face.pipeline import FacePipeline
 from services.face.runner import OnnxRunner
 from services.models.paths import model_path
 from services.face.pipeline import FACE_MODELS
+from services.eval.core import load_rgb
 
 REPO = Path(__file__).resolve().parents[2]
 FACES = REPO / ".." / "shared" / "data" / "faces"
@@ -29,9 +30,9 @@ IDENTITIES = ("obama", "biden", "kit_harington", "rose_leslie", "alex_lacamoire"
 
 
 def load(name: str) -> np.ndarray:
-    img = cv2.imread(str(FACES / name), cv2.IMREAD_COLOR)
+    img = load_rgb(FACES / name)
     assert img is not None, name
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
 
 
 def identity(name: str) -> str | None:
