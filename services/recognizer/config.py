@@ -38,6 +38,12 @@ class RecognizerOptions(Section):
         description="frames captured longer ago than this are dropped unprocessed (live video goes stale)",
     )
     batch_frames: int = Field(8, ge=1, le=64, description="frames per face-pipeline call")
+    analyse_concurrency: int = Field(
+        2, ge=1, le=8,
+        description="chunks of ``batch_frames`` of one partition batch analysed at once (one chunk's detection "
+        "overlaps another's embedding on Triton); observations are still published in chunk order; "
+        "1 = one chunk after the other",
+    )
     detector_max_batch: int = Field(
         8, ge=1, le=64, description="most frames per FaceBoxes request (the model's max_batch_size in Triton)"
     )

@@ -7,7 +7,11 @@ every publish of the batch is acknowledged):
    (OVERSIZED), from a registered camera (UNKNOWN_CAMERA), not stale (dropped
    and counted, no DLQ: a late live frame is not bad input), a JPEG that
    decodes (CORRUPT_IMAGE) and not too large once decoded (OVERSIZED);
-2. the good frames go to FacePipeline.analyse in chunks of ``batch_frames``;
+2. the good frames go to FacePipeline.analyse in chunks of ``batch_frames``,
+   up to ``analyse_concurrency`` chunks at once (Triton serves each model in its
+   own process: one chunk's detection overlaps another's embedding), but each
+   chunk publishes only after the one before it has finished, so observations
+   leave in chunk order and every camera's stay in capture order;
    Triton down -> health NOT_SERVING, retry with backoff, frames that went stale
    meanwhile are dropped; good frames are never dead-lettered for it;
 3. faces refused by the quality gate are counted by reason and forgotten;
@@ -244,8 +248,7 @@ class Recognizer(RedisUser, KafkaWorker):
             item.bgr = bgr
             good.append(item)
         step = self.options.batch_frames
-        for i in range(0, len(good), step):
-            await self.process(good[i:i + step], out)
+        await self.process_chunks([good[i:i + step] for i in range(0, len(good), step)], out)
 
     def check(self, record: RecordLike) -> Item | None:
         """A Frame worth analysing, None for a stale one; PoisonMessage for bad input."""
@@ -313,21 +316,65 @@ class Recognizer(RedisUser, KafkaWorker):
     def _drop(self, frame: frames_pb2.Frame, reason: str) -> None:
         self.metrics.dropped.labels(frame.camera_id, reason).inc()
 
+    # -- chunks: analysed concurrently, published in order -----------------------------
+    async def process_chunks(self, chunks: list[list[Item]], out: Outbox) -> None:
+        """Process every chunk of a batch; returns once each one is published (or dropped or
+        dead-lettered), so the loop commits only what was published.
+
+        Up to ``analyse_concurrency`` chunks are in flight: chunk n starts once
+        chunk n - analyse_concurrency has finished, and publishes only after chunk
+        n - 1 has finished (see :meth:`process`). With 1, or a single chunk, the
+        chunks run one after the other in this task. The first unexpected
+        exception of a chunk cancels (and awaits) every other one and is raised:
+        the loop dead-letters the batch, as it did without the overlap."""
+        window = self.options.analyse_concurrency
+        if window == 1 or len(chunks) < 2:
+            for chunk in chunks:
+                await self.process(chunk, out)
+            return
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for n, chunk in enumerate(chunks):
+                if n >= window:
+                    await _join(tasks, upto=n - window + 1)
+                after = tasks[-1] if tasks else None
+                tasks.append(asyncio.create_task(self._chunk(chunk, out, after), name=f"recognizer:chunk-{n}"))
+            await _join(tasks, upto=len(tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _chunk(self, items: list[Item], out: Outbox, after: asyncio.Task[None] | None) -> None:
+        """One chunk task: finished only once the chunk before is, even when this one had nothing
+        to publish, so 'chunk n finished' means 'chunks 0..n finished'."""
+        await self.process(items, out, after=after)
+        await _turn(after)
+
     # -- analysis, with Triton retries ----------------------------------------------
-    async def process(self, items: list[Item], out: Outbox) -> None:
+    async def process(self, items: list[Item], out: Outbox, after: asyncio.Task[None] | None = None) -> None:
+        """Analyse one chunk and publish its observations.
+
+        Stale frames are dropped before each attempt; Triton unavailable (or its
+        models not ready) and Redis down are retried with backoff until ``stop``
+        (then the frames are dropped as ``error``); a multi-frame chunk the models
+        refuse is retried frame by frame, and the one frame they refuse is
+        dead-lettered INTERNAL. ``after`` is the task of the chunk before when
+        chunks run concurrently: the observations are published only once it has
+        finished (None: at once); frames that went stale while waiting for it are
+        dropped, as they would have been before their analysis without the overlap."""
         delay = self.options.retry_initial_s
         while True:
-            fresh = []
-            for it in items:
-                if self.stale(it.frame):
-                    self._drop(it.frame, "stale")
-                else:
-                    fresh.append(it)
-            items = fresh
+            items = self._fresh(items)
             if not items:
                 return
             try:
-                await self._analyse_and_publish(items, out)
+                sealed = await self._analyse(items)
+                if await _turn(after):  # waited for the chunk before
+                    items = self._fresh(items)
+                    kept = {id(it) for it in items}
+                    sealed = [(it, s) for it, s in sealed if id(it) in kept]
+                await self._publish(items, sealed, out)
                 return
             except TritonUnavailable as e:
                 log.warning("triton unavailable; retrying", extra={"frames": len(items), "retry_in_s": delay,
@@ -335,9 +382,9 @@ class Recognizer(RedisUser, KafkaWorker):
             except TritonInferenceError as e:
                 if not await self._models_ready():
                     log.warning("triton models not ready; retrying", extra={"frames": len(items), "retry_in_s": delay})
-                elif len(items) > 1:  # find the frame the models refuse
+                elif len(items) > 1:  # find the frame the models refuse (in order, still after the chunk before)
                     for it in items:
-                        await self.process([it], out)
+                        await self.process([it], out, after=after)
                     return
                 else:
                     out.dead_letter(items[0].record, PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_INTERNAL,
@@ -354,6 +401,16 @@ class Recognizer(RedisUser, KafkaWorker):
             await self._wait(delay)
             delay = min(delay * 2, self.options.retry_max_s)
 
+    def _fresh(self, items: list[Item]) -> list[Item]:
+        """The items that are not stale; the stale ones are dropped (counted)."""
+        fresh = []
+        for it in items:
+            if self.stale(it.frame):
+                self._drop(it.frame, "stale")
+            else:
+                fresh.append(it)
+        return fresh
+
     async def _models_ready(self) -> bool:
         assert self.runner is not None
         try:
@@ -364,7 +421,11 @@ class Recognizer(RedisUser, KafkaWorker):
             return False
         return True
 
-    async def _analyse_and_publish(self, items: list[Item], out: Outbox) -> None:
+    async def _analyse(self, items: list[Item]) -> list[tuple[Item, SealedObservation]]:
+        """FacePipeline.analyse on one chunk, then each accepted face sealed; nothing is stored or
+        published yet. Records the chunk's detect and embed latencies (its own stage clock, so
+        they hold with concurrent chunks: wall time of this chunk's stages, queueing included)
+        and the detected / rejected face counts."""
         assert self.runner is not None
         clock = StageClock(self.runner)
         pipeline = FacePipeline(clock, self.pipeline_config)
@@ -388,6 +449,10 @@ class Recognizer(RedisUser, KafkaWorker):
                     it.frame, it.bgr, face, index, len(faces),
                     margin=self.options.crop_margin, max_px=self.options.crop_max_px,
                     quality=self.options.crop_jpeg_quality, detect_unix_ns=detect_ns, embed_unix_ns=embed_ns)))
+        return sealed
+
+    async def _publish(self, items: list[Item], sealed: list[tuple[Item, SealedObservation]], out: Outbox) -> None:
+        """Store the data keys in Redis, then send the observations, in order (RedisDown: nothing sent)."""
         if not sealed:
             return
         await self._store_keys([s for _, s in sealed])  # key in Redis FIRST ...
@@ -424,3 +489,36 @@ class Recognizer(RedisUser, KafkaWorker):
 
 class RedisDown(Exception):
     """Redis did not take the data keys (nothing was published)."""
+
+
+class ChunkAbandoned(Exception):
+    """An earlier chunk of the batch failed: this one publishes nothing (the batch fails)."""
+
+
+async def _turn(after: asyncio.Task[None] | None) -> bool:
+    """Wait until the chunk task before has finished; True when that meant waiting.
+
+    Never cancels ``after`` (a cancelled waiter leaves it to its owner);
+    raises ChunkAbandoned when it failed or was cancelled."""
+    if after is None:
+        return False
+    waited = not after.done()
+    if waited:
+        await asyncio.wait([after])
+    if after.cancelled() or after.exception() is not None:
+        raise ChunkAbandoned("an earlier chunk of the batch failed")
+    return waited
+
+
+async def _join(tasks: list[asyncio.Task[None]], upto: int) -> None:
+    """Wait until ``tasks[:upto]`` have finished; raises at once the first failure (in chunk
+    order) of any of ``tasks``."""
+    while True:
+        for task in tasks:
+            if task.done() and not task.cancelled():
+                error = task.exception()
+                if error is not None:
+                    raise error
+        if all(task.done() for task in tasks[:upto]):
+            return
+        await asyncio.wait([task for task in tasks if not task.done()], return_when=asyncio.FIRST_COMPLETED)
