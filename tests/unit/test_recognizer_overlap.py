@@ -195,8 +195,8 @@ def value(worker: Recognizer, metric: str, **labels: str) -> float:
     return 0.0 if v is None else v
 
 
-def test_analyse_concurrency_defaults_to_two_and_is_bounded() -> None:
-    assert RecognizerOptions().analyse_concurrency == 2
+def test_analyse_concurrency_defaults_to_one_and_is_bounded() -> None:
+    assert RecognizerOptions().analyse_concurrency == 1
     for bad in (0, 9):
         with pytest.raises(ValueError):
             RecognizerOptions(analyse_concurrency=bad)
