@@ -323,7 +323,8 @@ class Matcher(RedisUser, KafkaWorker):
 
             async def call(embeddings: list[list[float]] = embeddings, deployment_id: str = deployment_id, at_s: int = at_s) -> list[list[Hit]]:
                 return await asyncio.to_thread(self.search, self.milvus, embeddings, deployment_id, at_s,
-                                               self.options.top_k, self.milvus_settings.timeout_s)
+                                               self.options.top_k, self.milvus_settings.timeout_s,
+                                               min_score=self.threshold)
 
             results = await self._retry("milvus", call)
             for p, hits in zip(members, results, strict=True):

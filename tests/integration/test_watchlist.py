@@ -135,6 +135,13 @@ def test_enrol_then_search_finds_the_subject_once(service: watchlist_pb2_grpc.Wa
     assert hits[0].score >= DEFAULT_MATCH_THRESHOLD
     assert [h.subject_id for h in hits].count("subject-obama") == 1  # two images, one hit
     assert all(h.score < DEFAULT_MATCH_THRESHOLD for h in hits[1:])
+    # as the matcher asks (min_score = its threshold): ids and scores first, the fields of passing rows after
+    best = search_active(milvus, probe, deployment, int(time.time()), limit=1, min_score=DEFAULT_MATCH_THRESHOLD)[0]
+    assert [(h.subject_id, h.watchlist_id) for h in best] == [("subject-obama", wl.watchlist_id)]
+    assert best[0].score == pytest.approx(hits[0].score, abs=1e-5) and best[0].row_id == hits[0].row_id
+    stranger = _embedding("rose_leslie_1.jpg")  # not enrolled
+    assert search_active(milvus, stranger, deployment, int(time.time()), limit=1,
+                         min_score=DEFAULT_MATCH_THRESHOLD) == [[]]
     # deployment-scoped and time-scoped
     assert search_active(milvus, probe, _deployment(), int(time.time()), limit=5) == [[]]
     assert search_active(milvus, probe, deployment, int(time.time()) + 7200, limit=5) == [[]]

@@ -130,7 +130,7 @@ def fake_fetch_image(client: Any, row_id: int, timeout_s: float | None = None) -
 
 
 def fake_search(client: Any, embeddings: Any, deployment_id: str, at_unix_s: int, limit: int,
-                timeout_s: float | None = None) -> list[list[Hit]]:
+                timeout_s: float | None = None, min_score: float | None = None) -> list[list[Hit]]:
     assert deployment_id == "op-1" and at_unix_s > 0
     return [[_hit("subject-1", float(e[0]))] for e in embeddings]  # the score is the probe's first component
 
