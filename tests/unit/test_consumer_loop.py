@@ -21,23 +21,13 @@ from services.common.kafka import (
     record_key,
 )
 from services.common.metrics import MessageMetrics, MetricsFactory
+from kafka_support import Rec
 
 
 @dataclasses.dataclass(frozen=True)
 class TP:
     topic: str
     partition: int
-
-
-@dataclasses.dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    key: bytes | None = b"cam-1"
-    timestamp: int = 1_700_000_000_000
-    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class FakeProducer:

@@ -24,6 +24,7 @@ from services.matcher.config import MatcherSettings
 from services.matcher.worker import Matcher, decide
 from services.watchlist.schema import EMBEDDING_DIM
 from services.watchlist.search import Hit
+from kafka_support import Rec
 
 FACES = "lfr.faces.v1"
 MATCHES = "lfr.matches.v1"
@@ -54,17 +55,6 @@ def test_threshold_path_from_default_and_env(monkeypatch: pytest.MonkeyPatch) ->
 
 
 # --- fakes -------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    key: bytes | None = b"cam-1"
-    timestamp: int = 1_700_000_000_000
-    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class FakeProducer:

@@ -7,7 +7,6 @@ path without publishing anything out of order. Needs no models."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -30,20 +29,10 @@ from services.face.quality import Quality
 from services.recognizer import worker as worker_module
 from services.recognizer.config import RecognizerOptions, RecognizerSettings
 from services.recognizer.worker import Recognizer
+from kafka_support import Rec
 
 CAMERA = "cam-1"
 WIDTH = 64  # a frame's width is WIDTH + seq: the fakes tell the frames apart by it
-
-
-@dataclasses.dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    key: bytes | None = b"cam-1"
-    timestamp: int = 1_700_000_000_000
-    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class Producer:

@@ -7,7 +7,6 @@ key or ciphertext reaches the logs."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from services.models.paths import model_path
 from services.recognizer.config import RecognizerSettings
 from services.recognizer.worker import Recognizer
 from services.face.pipeline import FACE_MODELS
+from kafka_support import Rec
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP = REPO.parent / "shared" / "data" / "video" / "hamilton_white_house_short_clip.mp4"
@@ -36,17 +36,6 @@ pytestmark = pytest.mark.skipif(
     not all(model_path(m).is_file() for m in FACE_MODELS) or not CLIP.is_file(),
     reason="needs `lfr models build` and ../shared/data",
 )
-
-
-@dataclasses.dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    key: bytes | None = b"cam-1"
-    timestamp: int = 1_700_000_000_000
-    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class Producer:
