@@ -17,6 +17,7 @@ from services.common.grpc_server import GrpcServer
 from services.common.kafka import Outbox, PoisonMessage
 from services.common.metrics import MetricsFactory
 from services.common.service import ServiceContext
+from kafka_support import Rec
 
 S = 1_000_000_000
 T0 = 1_750_000_000 * S
@@ -154,17 +155,6 @@ class AckingProducer:
         self.sent.append((topic, value or b"", key))
         fut.set_result(None)
         return fut
-
-
-@dataclasses.dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-    key: bytes | None = b"cam-1"
-    timestamp: int = 0
-    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 async def test_worker_publishes_one_alert_and_streams_it() -> None:
