@@ -65,13 +65,11 @@ def search_active(client: Any, embeddings: np.ndarray | Sequence[Sequence[float]
     if len(data) == 0:
         return []
     topk = min(MAX_TOPK, max(1, limit) * OVERSAMPLE)
-    flt = active_filter(deployment_id, at_unix_s)
-    if min_score is None:
-        res = client.search(COLLECTION, data=data.tolist(), filter=flt, limit=topk, output_fields=list(HIT_FIELDS),
-                            search_params={"metric_type": METRIC}, timeout=timeout_s)
-        return [dedup_hits(probe, limit) for probe in res]
-    res = client.search(COLLECTION, data=data.tolist(), filter=flt, limit=topk, output_fields=[],
+    res = client.search(COLLECTION, data=data.tolist(), filter=active_filter(deployment_id, at_unix_s), limit=topk,
+                        output_fields=list(HIT_FIELDS) if min_score is None else [],
                         search_params={"metric_type": METRIC}, timeout=timeout_s)
+    if min_score is None:
+        return [dedup_hits(probe, limit) for probe in res]
     passed = [[(int(h["id"]), float(h["distance"])) for h in probe if float(h["distance"]) >= min_score]
               for probe in res]
     wanted = sorted({row for probe in passed for row, _ in probe})

@@ -30,54 +30,10 @@ from services.recognizer import worker as worker_module
 from services.recognizer.config import RecognizerOptions, RecognizerSettings
 from services.recognizer.worker import Recognizer
 from kafka_support import Rec
+from recognizer_fakes import Producer, Redis
 
 CAMERA = "cam-1"
 WIDTH = 64  # a frame's width is WIDTH + seq: the fakes tell the frames apart by it
-
-
-class Producer:
-    def __init__(self, events: list[str]) -> None:
-        self.events = events
-        self.sent: list[tuple[str, bytes, bytes | None]] = []
-
-    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-                   **_: Any) -> "asyncio.Future[None]":
-        assert value is not None
-        seq = faces_pb2.FaceObservation.FromString(value).frame.seq
-        self.events.append(f"send:{seq}")
-        self.sent.append((topic, value, key))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-
-class Redis:
-    def __init__(self, events: list[str]) -> None:
-        self.events = events
-        self.store: dict[str, bytes] = {}
-
-    def pipeline(self, transaction: bool = True) -> "Redis.Pipe":
-        return Redis.Pipe(self)
-
-    class Pipe:
-        def __init__(self, parent: "Redis") -> None:
-            self.parent = parent
-            self.ops: list[tuple[str, bytes]] = []
-
-        async def __aenter__(self) -> "Redis.Pipe":
-            return self
-
-        async def __aexit__(self, *exc: object) -> None:
-            return None
-
-        def set(self, name: str, value: bytes, ex: int) -> None:
-            self.ops.append((name, value))
-
-        async def execute(self) -> list[bool]:
-            for name, value in self.ops:
-                self.parent.events.append("redis:set")
-                self.parent.store[name] = value
-            return [True] * len(self.ops)
 
 
 class Runner:
@@ -158,7 +114,7 @@ def make_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runner: Runner,
     worker = Recognizer(ctx, settings)
     worker.runner = runner  # type: ignore[assignment]
     events: list[str] = []
-    producer = Producer(events)
+    producer = Producer(events, label=lambda _, value: str(faces_pb2.FaceObservation.FromString(value).frame.seq))
     worker.producer, worker.redis = producer, Redis(events)
     return worker, producer, events
 

@@ -28,6 +28,7 @@ from services.recognizer.config import RecognizerSettings
 from services.recognizer.worker import Recognizer
 from services.face.pipeline import FACE_MODELS
 from kafka_support import Rec
+from recognizer_fakes import Producer, Redis
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP = REPO.parent / "shared" / "data" / "video" / "hamilton_white_house_short_clip.mp4"
@@ -36,49 +37,6 @@ pytestmark = pytest.mark.skipif(
     not all(model_path(m).is_file() for m in FACE_MODELS) or not CLIP.is_file(),
     reason="needs `lfr models build` and ../shared/data",
 )
-
-
-class Producer:
-    def __init__(self, events: list[str]) -> None:
-        self.events = events
-        self.sent: list[tuple[str, bytes, bytes | None]] = []
-
-    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, **_: Any) -> "asyncio.Future[None]":
-        assert value is not None
-        self.events.append(f"send:{topic}")
-        self.sent.append((topic, value, key))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-
-class Redis:
-    def __init__(self, events: list[str]) -> None:
-        self.events = events
-        self.store: dict[str, tuple[bytes, int]] = {}
-
-    def pipeline(self, transaction: bool = True) -> "Redis.Pipe":
-        return Redis.Pipe(self)
-
-    class Pipe:
-        def __init__(self, parent: "Redis") -> None:
-            self.parent = parent
-            self.ops: list[tuple[str, bytes, int]] = []
-
-        async def __aenter__(self) -> "Redis.Pipe":
-            return self
-
-        async def __aexit__(self, *exc: object) -> None:
-            return None
-
-        def set(self, name: str, value: bytes, ex: int) -> None:
-            self.ops.append((name, value, ex))
-
-        async def execute(self) -> list[bool]:
-            for name, value, ex in self.ops:
-                self.parent.events.append("redis:set")
-                self.parent.store[name] = (value, ex)
-            return [True] * len(self.ops)
 
 
 class FlakyRunner:
