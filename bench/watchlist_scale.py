@@ -245,6 +245,8 @@ def main() -> int:
     if want is not None and os.environ.get("OPENBLAS_NUM_THREADS") != want:
         # OpenBLAS reads its thread count once, when numpy is first imported: start again with it set
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "OPENBLAS_NUM_THREADS": want})
+    import grpc
+
     from services.common.clients import milvus_client
     from services.common.grpc_client import sync_channel
 
@@ -273,11 +275,20 @@ def main() -> int:
     stub = watchlist_pb2_grpc.WatchlistServiceStub(channel)
     deployment = f"bench-{uuid.uuid4().hex[:8]}"
     now = time.time_ns()
+    create = watchlist_pb2.CreateWatchlistRequest(
+        name="scale bench", deployment_id=deployment, authorisation_ref="BENCH", authorising_officer="bench",
+        purpose="scale check", criteria="synthetic unit vectors", valid_from_unix_ns=now - 10**9,
+        valid_until_unix_ns=now + 3600 * 10**9)
     try:
-        wl = stub.CreateWatchlist(watchlist_pb2.CreateWatchlistRequest(
-            name="scale bench", deployment_id=deployment, authorisation_ref="BENCH", authorising_officer="bench",
-            purpose="scale check", criteria="synthetic unit vectors", valid_from_unix_ns=now - 10**9,
-            valid_until_unix_ns=now + 3600 * 10**9), timeout=30).watchlist
+        deadline = time.monotonic() + 120
+        while True:  # SERVING comes before the service's first Milvus connection (a server loads its collection)
+            try:
+                wl = stub.CreateWatchlist(create, timeout=30).watchlist
+                break
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
     except BaseException:  # never leave the spawned service behind
         channel.close()
         if proc is not None:
