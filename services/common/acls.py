@@ -212,5 +212,8 @@ def milvus_roles() -> tuple[MilvusRole, ...]:
                    + _grants("Collection", (COLLECTION,), read)),
         MilvusRole(service="watchlist", role="lfr_watchlist_write",
                    grants=_grants("Global", ("*",), ("CreateCollection", "DescribeCollection", "ShowCollections"))
-                   + _grants("Collection", (COLLECTION, WATCHLISTS_COLLECTION), write)),
+                   + _grants("Collection", (COLLECTION, WATCHLISTS_COLLECTION), write)
+                   # compaction after a delete of faces rewrites the segments without the deleted rows
+                   # (services/watchlist/store.py Store.compact; ManualCompaction needs "Compaction")
+                   + _grants("Collection", (COLLECTION,), ("Compaction",))),
     )

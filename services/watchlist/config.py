@@ -33,6 +33,14 @@ class WatchlistOptions(Section):
                           "removal, expiry) so that the destroyed rows' bytes leave the file at once: the engine "
                           "cannot compact and leaves them in its pages. Unset with a Milvus standalone/cluster "
                           "(compaction there; README, 'Watchlist search at 10,000 subjects')")
+    compact_wait_s: float = Field(
+        5.0, ge=0, le=600,
+        description="a Milvus standalone/cluster (local_engine_file unset): after every delete of faces (close, "
+                    "subject removal, expiry) the service asks Milvus to compact the faces collection, so the "
+                    "sealed segments are rewritten without the deleted rows, and waits up to this long for it "
+                    "before answering (a compaction still running then completes on its own; keep this under "
+                    "the callers' deadlines: the console's is 10 s); 0 = ask, do not wait. The old segment "
+                    "files then go at Milvus' garbage collection (dataCoord.gc.*, k8s/base/milvus/milvus.yaml)")
     unit_norm_tolerance: float = Field(1e-3, gt=0, le=0.5, description="|norm-1| accepted for BulkImport vectors")
 
 

@@ -144,7 +144,7 @@ class WatchlistRuntime:
             self.audit = AuditWriter(s.kafka, "watchlist", topic=s.watchlist.audit_topic, redis=self.redis,
                                      on_record=self._on_record)
         await self.audit.start()
-        store = Store(self.milvus, s.milvus.timeout_s, s.watchlist.local_engine_file)
+        store = Store(self.milvus, s.milvus.timeout_s, s.watchlist.local_engine_file, s.watchlist.compact_wait_s)
         await asyncio.to_thread(store.ensure)
         self.core = WatchlistCore(s, store, FacePipeline(self.triton, FaceConfig()), self.audit, self._on_limit)
         return True

@@ -4,10 +4,12 @@ service calls it through ``asyncio.to_thread``."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +29,32 @@ class SubjectInfo:
     image_refs: list[str]
 
 
+COMPACTION_POLL_S = 0.2
+
+
+@contextlib.contextmanager
+def quiet_pymilvus_rpc_errors() -> Iterator[None]:
+    """pymilvus logs every failed RPC at ERROR with a traceback. The store's first compaction is
+    also how it learns whether the engine can compact at all (milvus-lite answers UNIMPLEMENTED),
+    so that one call runs with pymilvus' RPC logger off; the store logs the outcome itself."""
+    rpc_log = logging.getLogger("pymilvus.decorators")
+    was = rpc_log.disabled
+    rpc_log.disabled = True
+    try:
+        yield
+    finally:
+        rpc_log.disabled = was
+
+
 class Store:
-    def __init__(self, client: Any, timeout_s: float, engine_file: Path | None = None) -> None:
+    def __init__(self, client: Any, timeout_s: float, engine_file: Path | None = None,
+                 compact_wait_s: float = 5.0) -> None:
         self.client = client
         self.timeout_s = timeout_s
         self.engine_file = engine_file  # milvus-lite only: see WatchlistOptions.local_engine_file
+        self.compact_wait_s = compact_wait_s  # a Milvus server: see WatchlistOptions.compact_wait_s
+        self.can_compact = True  # False once the engine has said it cannot (milvus-lite without engine_file)
+        self.compact_probed = False  # the first compaction request has been answered (either way)
 
     def ensure(self) -> None:
         if self.engine_file is not None and not self.engine_file.is_file():
@@ -89,12 +112,18 @@ class Store:
             self.erase_deleted()
 
     def erase_deleted(self) -> None:
-        """milvus-lite's engine deletes a row from its SQLite file at once, but SQLite leaves the
-        row's bytes in the page it sat in (and, without auto_vacuum, whole freed pages) until
-        something overwrites them; the engine cannot compact. VACUUM rewrites the file from its live
-        rows only. A no-op unless ``engine_file`` is set (the local stack); a production Milvus
-        erases deleted rows by compaction instead (README)."""
+        """Make the engine drop the bytes of the rows just deleted, not only hide them.
+
+        milvus-lite's engine (``engine_file`` set, the local stack) deletes a row from its SQLite
+        file at once, but SQLite leaves the row's bytes in the page it sat in (and, without
+        auto_vacuum, whole freed pages) until something overwrites them; that engine cannot
+        compact. VACUUM rewrites the file from its live rows only.
+
+        A Milvus server keeps a deleted row in its sealed segment (a delete log hides it) until a
+        compaction rewrites the segment without it: :meth:`compact`. The old segment files then
+        go at the server's garbage collection (k8s/base/milvus/milvus.yaml, README)."""
         if self.engine_file is None:
+            self.compact()
             return
         # mode=rw: never create a file where the engine's should be
         con = sqlite3.connect(f"file:{self.engine_file}?mode=rw", uri=True, timeout=self.timeout_s,
@@ -104,6 +133,52 @@ class Store:
         finally:
             con.close()
         log.info("engine file vacuumed: deleted rows' bytes erased", extra={"file": str(self.engine_file)})
+
+    def compact(self) -> str:
+        """Flush the delete logs, ask Milvus to compact the faces collection and wait up to
+        ``compact_wait_s`` for it to complete. Returns the outcome: "completed", "running" (still
+        going when the wait ended; it completes on its own), "requested" (no wait configured),
+        "unsupported" (the engine cannot compact: milvus-lite) or "failed". Never raises: the rows
+        are already deleted and unsearchable; this is about their bytes, and it is logged."""
+        import grpc
+        from pymilvus.exceptions import MilvusException
+
+        if not self.can_compact:
+            return "unsupported"
+        started = time.monotonic()
+        try:
+            self.flush()  # the delete logs must be on storage for the compaction to apply them
+            if self.compact_probed:
+                job = self.client.compact(schema.COLLECTION, timeout=self.timeout_s)
+            else:
+                with quiet_pymilvus_rpc_errors():
+                    job = self.client.compact(schema.COLLECTION, timeout=self.timeout_s)
+            self.compact_probed = True
+            state = "requested"
+            while self.compact_wait_s > 0:
+                state = self.client.get_compaction_state(job, timeout=self.timeout_s)
+                if state == "Completed" or time.monotonic() - started >= self.compact_wait_s:
+                    break
+                time.sleep(COMPACTION_POLL_S)
+        except (MilvusException, grpc.RpcError) as e:
+            self.compact_probed = True
+            # milvus-lite's engine answers the raw gRPC status UNIMPLEMENTED
+            code = e.code() if isinstance(e, grpc.RpcError) and callable(getattr(e, "code", None)) else None
+            if code == grpc.StatusCode.UNIMPLEMENTED or "unimplemented" in str(e).lower() \
+                    or "not support" in str(e).lower():
+                self.can_compact = False
+                log.warning("Milvus cannot compact (milvus-lite?): deleted faces stay in its storage until it "
+                            "rewrites it; set watchlist.local_engine_file for the local engine",
+                            extra={"error": str(e)[:200]})
+                return "unsupported"
+            log.error("compaction after a delete of faces failed; the deleted rows stay in their segments until "
+                      "the next compaction", extra={"error": str(e)[:200]})
+            return "failed"
+        outcome = {"Completed": "completed", "requested": "requested"}.get(state, "running")
+        log.info("faces collection compacted after a delete" if outcome == "completed"
+                 else "compaction after a delete requested", extra={
+                     "job": job, "outcome": outcome, "seconds": round(time.monotonic() - started, 2)})
+        return outcome
 
     def subjects(self, watchlist_id: str) -> dict[str, SubjectInfo]:
         out: dict[str, SubjectInfo] = {}

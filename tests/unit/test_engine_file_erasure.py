@@ -69,6 +69,4 @@ def test_store_refuses_a_missing_engine_file_and_never_creates_one(tmp_path: Pat
         Store(client=None, timeout_s=5, engine_file=tmp_path / "milvus.db").erase_deleted()
     assert not (tmp_path / "milvus.db").exists()
 
-
-def test_store_without_engine_file_does_nothing(tmp_path: Path) -> None:
-    Store(client=None, timeout_s=5).erase_deleted()
+# Without an engine file (a Milvus server) the store compacts instead: tests/unit/test_store_compaction.py

@@ -100,6 +100,7 @@ CALL_PRIVILEGE = {
     "search": "Search", "query": "Query", "query_iterator": "Query", "insert": "Insert", "upsert": "Upsert",
     "delete": "Delete", "flush": "Flush", "load_collection": "Load", "has_collection": "DescribeCollection",
     "create_collection": "CreateCollection", "list_collections": "ShowCollections",
+    "compact": "Compaction", "get_compaction_state": "Compaction",
 }
 LOCAL = {"create_schema", "prepare_index_params", "close"}  # client-side only
 
@@ -135,13 +136,14 @@ def test_milvus_roles_cover_the_code_and_nothing_more() -> None:
     for call in matcher_calls:
         assert CALL_PRIVILEGE[call] in every, call
     # read only: no write, no create, no drop, no user management, nothing on the metadata collection
-    assert not every & {"Insert", "Upsert", "Delete", "CreateCollection", "DropCollection", "CreateIndex", "Flush"}
+    assert not every & {"Insert", "Upsert", "Delete", "CreateCollection", "DropCollection", "CreateIndex", "Flush",
+                        "Compaction"}
     assert matcher.privileges(WATCHLISTS_COLLECTION) == set()
     wl_calls = _calls(list((ROOT / "services" / "watchlist").glob("*.py"))) | {"list_collections"}
     for call in wl_calls:
         privilege = CALL_PRIVILEGE[call]
         targets = ("*",) if privilege in ("CreateCollection", "DescribeCollection", "ShowCollections") \
-            else (COLLECTION, WATCHLISTS_COLLECTION)
+            else (COLLECTION,) if privilege == "Compaction" else (COLLECTION, WATCHLISTS_COLLECTION)
         for name in targets:
             assert privilege in watchlist.privileges(name), (call, name)
     assert not any(g.privilege.startswith(("Drop", "Create" + "User", "Operate", "Update")) for g in watchlist.grants)
