@@ -239,12 +239,14 @@ class WatchlistCore:
         wl = await self._db(deadline, self.store.get_watchlist, _id(req.watchlist_id, "watchlist_id"))
         if wl is None:
             raise Refusal(grpc.StatusCode.NOT_FOUND, f"watchlist {req.watchlist_id} does not exist")
-        n = await self._db(deadline, self.store.delete_faces, schema.subject_filter(wl["watchlist_id"], subject_id))
+        gone = await self._db(deadline, self.store.destroy_faces, schema.subject_filter(wl["watchlist_id"], subject_id))
+        n = gone.count
         if n == 0:
             raise Refusal(grpc.StatusCode.NOT_FOUND, f"subject {subject_id} is not in watchlist {wl['watchlist_id']}")
         await self.audit.record(audit_mod.WATCHLIST_REMOVE_SUBJECT, actor=actor, deployment_id=wl["deployment_id"],
                                 subject_ids=[wl["watchlist_id"], subject_id],
-                                details={"vectors_deleted": str(n), "reason": req.reason[:256]})
+                                details={"vectors_deleted": str(n), "reason": req.reason[:256],
+                                         "storage_erasure": gone.erasure})
         return watchlist_pb2.RemoveSubjectResponse(vectors_deleted=n)
 
     async def list(self, req: watchlist_pb2.ListWatchlistsRequest,
@@ -285,13 +287,14 @@ class WatchlistCore:
                       deadline: float | None) -> tuple[dict[str, Any], int, int]:
         """Delete the watchlist's faces (vectors + subject metadata), mark it, audit it."""
         subjects = await self._db(deadline, self.store.subjects, wl["watchlist_id"])
-        n = await self._db(deadline, self.store.delete_faces, schema.watchlist_filter(wl["watchlist_id"]))
+        gone = await self._db(deadline, self.store.destroy_faces, schema.watchlist_filter(wl["watchlist_id"]))
+        n = gone.count
         row = {**wl, "state": state, "closed_ns": time.time_ns(), "close_reason": reason[:1024]}
         await self._db(deadline, self.store.put_watchlist, row)
         action = audit_mod.WATCHLIST_CLOSE if state == CLOSED else audit_mod.WATCHLIST_EXPIRE
         await self.audit.record(action, actor=actor, deployment_id=wl["deployment_id"], subject_ids=[wl["watchlist_id"]],
                                 details={"subjects_deleted": str(len(subjects)), "vectors_deleted": str(n),
-                                         "reason": reason[:256]})
+                                         "reason": reason[:256], "storage_erasure": gone.erasure})
         log.info("watchlist destroyed", extra={"watchlist_id": wl["watchlist_id"], "vectors": n,
                                                "state": watchlist_pb2.WatchlistState.Name(state)})
         return row, len(subjects), n

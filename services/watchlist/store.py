@@ -22,6 +22,15 @@ QUERY_PAGE = 5000
 QUERY_LIMIT = 16_384  # Milvus' largest query window; beyond it, page with an iterator
 
 
+@dataclasses.dataclass(frozen=True)
+class Deletion:
+    count: int  # face rows deleted
+    # what the engine did with their bytes, for the audit record: "vacuumed" (the local engine's file),
+    # "compaction completed|running|requested|unsupported|failed" (a Milvus server; Store.compact), or
+    # "nothing deleted"
+    erasure: str
+
+
 @dataclasses.dataclass
 class SubjectInfo:
     subject_id: str
@@ -96,14 +105,18 @@ class Store:
         rows = self.client.query(schema.COLLECTION, filter=expr, output_fields=["count(*)"], timeout=self.timeout_s)
         return int(rows[0]["count(*)"]) if rows else 0
 
+    def destroy_faces(self, expr: str) -> Deletion:
+        """Delete the faces matching ``expr`` and have the engine drop their bytes (erase_deleted)."""
+        n = self.count(expr)
+        if not n:
+            return Deletion(0, "nothing deleted")
+        self.client.delete(schema.COLLECTION, filter=expr, timeout=self.timeout_s)
+        self.flush()
+        return Deletion(n, self.erase_deleted())
+
     def delete_faces(self, expr: str) -> int:
         """Delete the faces matching ``expr``; returns how many there were."""
-        n = self.count(expr)
-        if n:
-            self.client.delete(schema.COLLECTION, filter=expr, timeout=self.timeout_s)
-            self.flush()
-            self.erase_deleted()
-        return n
+        return self.destroy_faces(expr).count
 
     def delete_ids(self, ids: Iterable[int]) -> None:
         ids = list(ids)
@@ -111,7 +124,7 @@ class Store:
             self.client.delete(schema.COLLECTION, ids=ids, timeout=self.timeout_s)
             self.erase_deleted()
 
-    def erase_deleted(self) -> None:
+    def erase_deleted(self) -> str:
         """Make the engine drop the bytes of the rows just deleted, not only hide them.
 
         milvus-lite's engine (``engine_file`` set, the local stack) deletes a row from its SQLite
@@ -121,10 +134,11 @@ class Store:
 
         A Milvus server keeps a deleted row in its sealed segment (a delete log hides it) until a
         compaction rewrites the segment without it: :meth:`compact`. The old segment files then
-        go at the server's garbage collection (k8s/base/milvus/milvus.yaml, README)."""
+        go at the server's garbage collection (k8s/base/milvus/milvus.yaml, README).
+
+        Returns what was done (Deletion.erasure)."""
         if self.engine_file is None:
-            self.compact()
-            return
+            return f"compaction {self.compact()}"
         # mode=rw: never create a file where the engine's should be
         con = sqlite3.connect(f"file:{self.engine_file}?mode=rw", uri=True, timeout=self.timeout_s,
                               isolation_level=None)
@@ -133,6 +147,7 @@ class Store:
         finally:
             con.close()
         log.info("engine file vacuumed: deleted rows' bytes erased", extra={"file": str(self.engine_file)})
+        return "vacuumed"
 
     def compact(self) -> str:
         """Flush the delete logs, ask Milvus to compact the faces collection and wait up to

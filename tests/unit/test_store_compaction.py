@@ -123,3 +123,24 @@ def test_only_the_first_request_silences_pymilvus_rpc_error_log() -> None:
     st.compact()
     assert seen == [True, False]
     assert logging.getLogger("pymilvus.decorators").disabled is False
+
+
+def test_destroy_faces_says_what_happened_to_the_bytes(tmp_path: Any) -> None:
+    import sqlite3
+
+    from services.watchlist.store import Deletion
+
+    assert Store(FakeMilvus(running_polls=0), timeout_s=5).destroy_faces("x") == Deletion(3, "compaction completed")
+    assert Store(FakeMilvus(compact_error=Unimplemented()), timeout_s=5).destroy_faces("x") == \
+        Deletion(3, "compaction unsupported")
+    db = tmp_path / "milvus.db"
+    sqlite3.connect(db).execute("CREATE TABLE t (x)").connection.close()
+    assert Store(FakeMilvus(), timeout_s=5, engine_file=db).destroy_faces("x") == Deletion(3, "vacuumed")
+
+    class Empty(FakeMilvus):
+        def query(self, *a: Any, **kw: Any) -> list[dict[str, Any]]:
+            return [{"count(*)": 0}]
+
+    empty = Empty()
+    assert Store(empty, timeout_s=5).destroy_faces("x") == Deletion(0, "nothing deleted")
+    assert "delete" not in names(empty)
