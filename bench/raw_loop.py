@@ -4,6 +4,11 @@ N threads, onnxruntime's CUDA provider, or (where the onnxruntime build has no C
 provider) the same ONNX graphs converted to PyTorch by onnx2torch and run on the GPU.
 Prints JSON. Not a test; no Kafka, Triton or Milvus involved.
 
+It samples the clips with cv2 itself and times FacePipeline itself rather than reuse
+bench/pipeline.py's sample_frames / raw_loop: those import the ingest and recognizer
+packages (settings, tritonclient), which a bare GPU node need not have; this needs only
+numpy, cv2, pydantic and the chosen engine.
+
 Each engine gets the same frames: the clip sampled at --fps, downscaled to --max-width
 and JPEG-encoded at quality 90 then decoded, as ingest and the recognizer do. Reported
 per engine and clip: frames/s at --batch frames per analyse call (the recognizer's

@@ -62,8 +62,8 @@ class Store:
         self.timeout_s = timeout_s
         self.engine_file = engine_file  # milvus-lite only: see WatchlistOptions.local_engine_file
         self.compact_wait_s = compact_wait_s  # a Milvus server: see WatchlistOptions.compact_wait_s
-        self.can_compact = True  # False once the engine has said it cannot (milvus-lite without engine_file)
-        self.compact_probed = False  # the first compaction request has been answered (either way)
+        # None until the engine has answered a compaction request; False once it said it cannot (milvus-lite)
+        self.can_compact: bool | None = None
 
     def ensure(self) -> None:
         if self.engine_file is not None and not self.engine_file.is_file():
@@ -158,17 +158,14 @@ class Store:
         import grpc
         from pymilvus.exceptions import MilvusException
 
-        if not self.can_compact:
+        if self.can_compact is False:
             return "unsupported"
         started = time.monotonic()
         try:
             self.flush()  # the delete logs must be on storage for the compaction to apply them
-            if self.compact_probed:
+            with quiet_pymilvus_rpc_errors() if self.can_compact is None else contextlib.nullcontext():
                 job = self.client.compact(schema.COLLECTION, timeout=self.timeout_s)
-            else:
-                with quiet_pymilvus_rpc_errors():
-                    job = self.client.compact(schema.COLLECTION, timeout=self.timeout_s)
-            self.compact_probed = True
+            self.can_compact = True
             state = "requested"
             while self.compact_wait_s > 0:
                 state = self.client.get_compaction_state(job, timeout=self.timeout_s)
@@ -176,7 +173,6 @@ class Store:
                     break
                 time.sleep(COMPACTION_POLL_S)
         except (MilvusException, grpc.RpcError) as e:
-            self.compact_probed = True
             # milvus-lite's engine answers the raw gRPC status UNIMPLEMENTED
             code = e.code() if isinstance(e, grpc.RpcError) and callable(getattr(e, "code", None)) else None
             if code == grpc.StatusCode.UNIMPLEMENTED or "unimplemented" in str(e).lower() \
@@ -186,6 +182,7 @@ class Store:
                             "rewrites it; set watchlist.local_engine_file for the local engine",
                             extra={"error": str(e)[:200]})
                 return "unsupported"
+            self.can_compact = True  # it answered: later failures are logged by pymilvus as usual
             log.error("compaction after a delete of faces failed; the deleted rows stay in their segments until "
                       "the next compaction", extra={"error": str(e)[:200]})
             return "failed"
