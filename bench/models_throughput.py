@@ -7,7 +7,7 @@ serving: gRPC + protobuf copy + Triton scheduling + the python backend's shared
 memory hop. The in-process session uses intra_op_num_threads=1, as the local
 Triton models do (deploy/triton/models.yaml: intra_op_threads: 1).
 
-    .venv/bin/python -m bench.models_throughput [--seconds 3] [--models faceboxes,onet,facemesh,mobilefacenet]
+    .venv/bin/python -m bench.models_throughput [--seconds 3] [--models faceboxes,onet,facemesh,mobilefacenet512]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ INPUTS: dict[str, tuple[str, tuple[int, ...], str]] = {
     "faceboxes": ("input", (480, 640, 3), "uint8"),
     "onet": ("input", (48, 48, 3), "float32"),
     "facemesh": ("input", (192, 192, 3), "float32"),
-    "mobilefacenet": ("input", (112, 112, 3), "float32"),
+    "mobilefacenet512": ("input", (112, 112, 3), "float32"),
 }
 TRITON_DTYPES = {"uint8": "UINT8", "float32": "FP32"}
 

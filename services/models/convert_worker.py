@@ -6,9 +6,11 @@ the services package. One job converts one model:
    (TF 2.21 refuses ``_FusedConv2D`` nodes without it; the tfjs converter of
    2020 did not write it);
 2. tf2onnx (``np.product`` shimmed to ``np.prod``: tf2onnx 1.17 still calls it,
-   numpy 2 removed it);
+   numpy 2 removed it); an ONNX source is taken as it is;
 3. graph edits: rename tensors, drop outputs, make the batch (and other -1 dims)
-   dynamic, replace the batch baked into Reshape shape constants by -1;
+   dynamic, replace the batch baked into Reshape shape constants by -1; for an
+   NCHW source, a Transpose in front (NHWC in, like the other models); for a
+   source trained on BGR, the first Conv's input channels reversed (RGB in);
 4. ``onnx.checker``, then a deterministic content hash (see content_hash).
 """
 
@@ -63,12 +65,52 @@ def rename_tensor(graph, old: str, new: str) -> None:
             vi.name = new
 
 
+def nhwc_input(graph, name: str) -> str:
+    """Make graph input ``name`` NHWC: its consumers read ``name``_nchw, which a
+    Transpose (perm 0,3,1,2) in front of the graph computes. Returns that name."""
+    from onnx import helper
+
+    inner = f"{name}_nchw"
+    for node in graph.node:
+        for i, x in enumerate(node.input):
+            if x == name:
+                node.input[i] = inner
+    graph.node.insert(0, helper.make_node("Transpose", [name], [inner], name=f"{name}_to_nchw", perm=[0, 3, 1, 2]))
+    for vi in graph.input:
+        if vi.name == name:
+            del vi.type.tensor_type.shape.dim[:]  # set from the manifest's (NHWC) shape below
+            for _ in range(4):
+                vi.type.tensor_type.shape.dim.add()
+    return inner
+
+
+def reverse_channels(graph, tensor: str) -> None:
+    """Reverse the input-channel axis of every Conv reading ``tensor`` (NCHW):
+    the graph then computes on RGB what it computed on BGR."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in graph.initializer}
+    readers = [n for n in graph.node if tensor in n.input]
+    if not readers or any(n.op_type != "Conv" or n.input[1] not in inits for n in readers):
+        raise SystemExit(f"reverse_input_channels: {tensor} must feed only Convs with constant weights")
+    for node in readers:
+        if any(a.name == "group" and a.i != 1 for a in node.attribute):
+            raise SystemExit(f"reverse_input_channels: {node.name} is a grouped Conv")
+        init = inits[node.input[1]]
+        w = numpy_helper.to_array(init)[:, ::-1].copy()
+        init.CopyFrom(numpy_helper.from_array(w, init.name))
+
+
 def edit_graph(model, job: dict) -> None:
     from onnx import numpy_helper
 
     g = model.graph
     for old, new in job["rename"].items():
         rename_tensor(g, old, new)
+    first = job["inputs"][0]["name"]
+    inner = nhwc_input(g, first) if job.get("nchw_input") else first
+    if job.get("reverse_input_channels"):
+        reverse_channels(g, inner)
     for name in job["drop_outputs"]:
         keep = [o for o in g.output if o.name != name]
         del g.output[:]
@@ -101,8 +143,9 @@ def edit_graph(model, job: dict) -> None:
                 continue
             init = inits[node.input[1]]
             shape = numpy_helper.to_array(init).copy()
-            if shape.size and shape[0] == batch and -1 not in shape:
-                shape[0] = -1
+            if shape.size and shape[0] == batch:
+                # [batch, a, b] -> [-1, a, b]; [batch, -1] -> [0, -1] (0 copies the input's batch dim)
+                shape[0] = 0 if -1 in shape else -1
                 init.CopyFrom(numpy_helper.from_array(shape, init.name))
     del g.value_info[:]  # stale static shapes from the fixed-batch conversion
     model.doc_string = ""
@@ -146,7 +189,10 @@ def main(job_path: str, result_path: str) -> int:
         if job["format"] == "tfjs":
             src = patch_tfjs(src, [Path(c) for c in job["companion_paths"]], work)
         raw = work / "raw.onnx"
-        run_tf2onnx(job["format"], src, raw, job["opset"])
+        if job["format"] == "onnx":
+            shutil.copyfile(src, raw)
+        else:
+            run_tf2onnx(job["format"], src, raw, job["opset"])
         model = onnx.load(str(raw))
         edit_graph(model, job)
         onnx.checker.check_model(model, full_check=True)

@@ -38,14 +38,21 @@ class ModelSpec(BaseModel):
 
     description: str
     package: str = Field(description="key into Manifest.packages")
-    source: str = Field(description="member of the package converted (tflite file or tfjs model.json)")
+    source: str = Field(description="member of the package converted (tflite file, tfjs model.json, or an ONNX "
+                                    "file taken as it is before the graph edits)")
     companions: list[str] = Field(default_factory=list, description="other members the source needs (tfjs weights)")
-    format: Literal["tflite", "tfjs"]
-    opset: int = Field(13, ge=9, le=21, description="ONNX opset passed to tf2onnx")
+    format: Literal["tflite", "tfjs", "onnx"]
+    opset: int = Field(13, ge=9, le=21, description="ONNX opset passed to tf2onnx (onnx: the source's own opset)")
     rename: dict[str, str] = Field(default_factory=dict, description="tensor renames applied after conversion")
     drop_outputs: list[str] = Field(default_factory=list, description="graph outputs removed after conversion")
     fix_reshape_batch: int | None = Field(
         None, description="the batch size tf2onnx baked into Reshape shape constants; replaced by -1")
+    nchw_input: bool = Field(
+        False, description="the source graph takes NCHW: a Transpose node in front makes its input NHWC, like the "
+                           "other models' (the first input only)")
+    reverse_input_channels: bool = Field(
+        False, description="reverse the colour order of the input channels inside the graph (the first Conv's "
+                           "weights): the source was trained on BGR, the services send RGB")
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     content_sha256: Sha256 | None = Field(

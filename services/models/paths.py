@@ -30,7 +30,7 @@ def model_dir() -> Path:
 
 
 def model_path(name: str) -> Path:
-    """The ONNX file of model ``name`` (a Triton model name: faceboxes, onet, mobilefacenet)."""
+    """The ONNX file of model ``name`` (a Triton model name: faceboxes, onet, facemesh, mobilefacenet512)."""
     return model_dir() / f"{name}.onnx"
 
 

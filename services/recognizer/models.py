@@ -20,12 +20,12 @@ import numpy as np
 from services.common.runner import ModelRunner
 from services.common.triton_client import TritonClient
 from services.face.detector import FACEBOXES, FACEMESH, ONET
-from services.face.embedder import MOBILEFACENET
+from services.face.embedder import EMBEDDER
 from services.face.pipeline import FACE_MODELS
 
 MODELS: tuple[str, ...] = FACE_MODELS
 MODEL_VERSION_DETECTOR = f"{FACEBOXES}+{ONET}+{FACEMESH}"
-MODEL_VERSION_EMBEDDER = MOBILEFACENET
+MODEL_VERSION_EMBEDDER = EMBEDDER
 
 
 class CappedRunner:
@@ -57,7 +57,7 @@ class StageClock:
         self.embed_start_ns: int | None = None
 
     async def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if model != MOBILEFACENET:
+        if model != EMBEDDER:
             return await self.runner.infer(model, inputs)
         if self.embed_start is None:
             self.embed_start = time.perf_counter()

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pymilvus import DataType, MilvusClient
 
+from services.common.errors import SetupError
+from services.face.embedder import EMBEDDER, EMBEDDING_DIM
+
 COLLECTION = "lfr_watchlist_faces"
-EMBEDDING_DIM = 192
 METRIC = "COSINE"
 MAX_ID = 128
 MAX_IMAGE_B64 = 65_535  # an aligned 112x112 JPEG is ~4-8 KiB
@@ -46,7 +48,23 @@ def build_index(client: MilvusClient):  # -> IndexParams
 def ensure_collection(client: MilvusClient) -> None:
     if not client.has_collection(COLLECTION):
         client.create_collection(COLLECTION, schema=build_schema(client), index_params=build_index(client))
+    else:
+        check_embedding_dim(client.describe_collection(COLLECTION))
     client.load_collection(COLLECTION)
+
+
+def check_embedding_dim(description: dict) -> None:
+    """SetupError when an existing collection holds vectors of another embedder
+    (another dimension): they cannot be compared with this release's probes."""
+    fields = {f.get("name"): f for f in description.get("fields", [])}
+    dim = int((fields.get("embedding", {}).get("params") or {}).get("dim", EMBEDDING_DIM))
+    if dim != EMBEDDING_DIM:
+        raise SetupError(
+            f"Milvus collection {COLLECTION} holds {dim}-d embeddings; this release's embedder ({EMBEDDER}) "
+            f"makes {EMBEDDING_DIM}-d ones, so its faces can never match and must be re-enrolled",
+            "with the release that enrolled them, close every watchlist in it (CloseWatchlist destroys the faces), "
+            f"then drop the empty collection {COLLECTION} and start this release, which creates it anew; on the "
+            "local stack: 'make down', delete .lfr/data/milvus, 'make up'")
 
 
 def _q(value: str) -> str:

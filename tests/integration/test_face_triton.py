@@ -20,6 +20,7 @@ from services.common.triton_client import TritonClient, TritonClientSettings
 from services.face.config import DEFAULT_MATCH_THRESHOLD, FaceConfig
 from services.face.pipeline import FacePipeline
 from services.eval.core import load_rgb
+from services.face.embedder import EMBEDDING_DIM
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,7 @@ def triton_up() -> None:
     if not FACES.is_dir():
         pytest.fail(f"shared face data missing at {FACES}")
     try:
-        with urllib.request.urlopen("http://127.0.0.1:8000/v2/models/mobilefacenet/ready", timeout=3) as r:
+        with urllib.request.urlopen("http://127.0.0.1:8000/v2/models/mobilefacenet512/ready", timeout=3) as r:
             assert r.status == 200
     except OSError as e:
         pytest.fail(f"Triton face models not ready on 127.0.0.1:8000 ({e}): run '.venv/bin/lfr models build' "
@@ -62,7 +63,7 @@ def test_detector_finds_every_face_through_triton(name: str, count: int) -> None
     assert len(faces) == count, faces
     for f in faces:
         assert f.det_score >= 0.8
-        assert f.embedding is not None and f.embedding.shape == (192,)
+        assert f.embedding is not None and f.embedding.shape == (EMBEDDING_DIM,)
         assert abs(float(np.linalg.norm(f.embedding)) - 1) < 1e-4
 
 

@@ -34,6 +34,7 @@ from services.ingest.camera import stream_file
 from services.ingest.config import IngestOptions
 from services.recognizer.config import RecognizerSettings
 from services.recognizer.worker import Recognizer
+from services.face.embedder import EMBEDDING_DIM
 
 pytestmark = pytest.mark.integration
 
@@ -186,7 +187,7 @@ async def test_clip_to_sealed_observations_and_bad_input_to_the_dlq(topics: dict
             assert 0 < ttl <= FACES.retention_ms // 1000
             secret = faces_pb2.FaceSecret.FromString(open_sealed(obs.secret, key, obs.observation_id))
             emb = np.asarray(secret.embedding, np.float32)
-            assert emb.shape == (192,) and abs(float(np.linalg.norm(emb)) - 1.0) < 1e-3
+            assert emb.shape == (EMBEDDING_DIM,) and abs(float(np.linalg.norm(emb)) - 1.0) < 1e-3
             crop = cv2.imdecode(np.frombuffer(secret.crop_jpeg, np.uint8), cv2.IMREAD_COLOR)
             assert crop is not None and crop.shape[:2] == (secret.crop_height, secret.crop_width)
             assert max(crop.shape[:2]) <= 160

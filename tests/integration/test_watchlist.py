@@ -20,6 +20,7 @@ import pytest
 from lfr.v1 import audit_pb2, common_pb2, watchlist_pb2, watchlist_pb2_grpc
 
 from watchlist_support import watchlist_service
+from services.face.embedder import EMBEDDING_DIM
 
 pytestmark = pytest.mark.integration
 
@@ -188,7 +189,7 @@ def test_reaper_destroys_an_expired_watchlist(service: watchlist_pb2_grpc.Watchl
     lifetime_s = 3.0
     wl = _create(service, _deployment(), until_s=lifetime_s)
     rng = np.random.default_rng(0)
-    vecs = rng.normal(size=(3, 192)).astype(np.float32)
+    vecs = rng.normal(size=(3, EMBEDDING_DIM)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     resp = service.BulkImport(iter([watchlist_pb2.BulkImportRequest(watchlist_id=wl.watchlist_id, subjects=[
         watchlist_pb2.SyntheticSubject(subject_id=f"syn-{i}", category=common_pb2.SUBJECT_CATEGORY_MISSING,
@@ -242,3 +243,30 @@ def test_audit_chain_ok_metric(service: watchlist_pb2_grpc.WatchlistServiceStub)
         time.sleep(0.5)
     assert "lfr_audit_chain_ok 1.0" in text
     assert 'lfr_audit_records_total{action="watchlist.create"}' in text
+
+
+def test_a_collection_of_another_embedder_is_refused_with_the_fix(milvus) -> None:
+    """A faces collection made by another embedder (another dimension, say the 192-d
+    MobileFaceNet of earlier releases) can never match this release's probes:
+    ensure_collection's check says so, with what to do, on the real Milvus's own
+    description of the collection."""
+    from pymilvus import DataType
+
+    from services.common.errors import SetupError
+    from services.watchlist.schema import build_index, build_schema, check_embedding_dim
+
+    name = f"lfr_dimcheck_{uuid.uuid4().hex[:8]}"
+    old = milvus.create_schema(auto_id=True, enable_dynamic_field=False)
+    old.add_field("id", DataType.INT64, is_primary=True)
+    old.add_field("embedding", DataType.FLOAT_VECTOR, dim=192)
+    try:
+        milvus.create_collection(name, schema=old)
+        with pytest.raises(SetupError) as err:
+            check_embedding_dim(milvus.describe_collection(name))
+        assert "holds 192-d embeddings" in err.value.cause and f"{EMBEDDING_DIM}-d" in err.value.cause
+        assert "re-enrolled" in err.value.cause and "CloseWatchlist" in err.value.fix
+        milvus.drop_collection(name)
+        milvus.create_collection(name, schema=build_schema(milvus), index_params=build_index(milvus))
+        check_embedding_dim(milvus.describe_collection(name))  # this release's schema passes
+    finally:
+        milvus.drop_collection(name)

@@ -26,6 +26,7 @@ from lfr.v1 import common_pb2, watchlist_pb2, watchlist_pb2_grpc
 from watchlist_support import watchlist_service
 from services.stack.base import StackPaths
 from services.stack.milvus import MilvusComponent
+from services.face.embedder import EMBEDDING_DIM
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +81,7 @@ def _enrol(stub: watchlist_pb2_grpc.WatchlistServiceStub, wl: str, subject: str,
 
 def _bulk(stub: watchlist_pb2_grpc.WatchlistServiceStub, wl: str, marker: str, n: int) -> None:
     rng = np.random.default_rng(1)
-    vecs = rng.normal(size=(n, 192)).astype(np.float32)
+    vecs = rng.normal(size=(n, EMBEDDING_DIM)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     resp = stub.BulkImport(iter([watchlist_pb2.BulkImportRequest(watchlist_id=wl, subjects=[
         watchlist_pb2.SyntheticSubject(subject_id=f"syn-{i}", category=common_pb2.SUBJECT_CATEGORY_MISSING,

@@ -15,6 +15,7 @@ from services.face.runner import OnnxRunner
 from services.models.paths import model_path
 from services.face.pipeline import FACE_MODELS
 from services.eval.core import load_rgb
+from services.face.embedder import EMBEDDING_DIM
 
 REPO = Path(__file__).resolve().parents[2]
 FACES = REPO / ".." / "shared" / "data" / "faces"
@@ -56,7 +57,7 @@ async def test_detector_finds_every_face(pipeline: FacePipeline, name: str, coun
         assert f.landmarks[0, 0] < f.landmarks[1, 0]
         assert f.landmarks[:2, 1].max() < f.landmarks[3:, 1].min()
         assert f.det_score >= 0.8
-        assert f.embedding is not None and f.embedding.shape == (192,) and f.embedding.dtype == np.float32
+        assert f.embedding is not None and f.embedding.shape == (EMBEDDING_DIM,) and f.embedding.dtype == np.float32
         assert abs(float(np.linalg.norm(f.embedding)) - 1) < 1e-4
         assert f.aligned.shape == (112, 112, 3) and f.aligned.dtype == np.uint8
 

@@ -99,6 +99,7 @@ def test_rendered_files_are_in_sync() -> None:
 CALL_PRIVILEGE = {
     "search": "Search", "query": "Query", "query_iterator": "Query", "insert": "Insert", "upsert": "Upsert",
     "delete": "Delete", "flush": "Flush", "load_collection": "Load", "has_collection": "DescribeCollection",
+    "describe_collection": "DescribeCollection",
     "create_collection": "CreateCollection", "list_collections": "ShowCollections",
     "compact": "Compaction", "get_compaction_state": "Compaction",
 }

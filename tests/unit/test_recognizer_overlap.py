@@ -23,7 +23,7 @@ from services.common.metrics import MetricsFactory
 from services.common.service import ServiceContext
 from services.common.triton_client import TritonInferenceError, TritonUnavailable
 from services.face.detector import FACEBOXES
-from services.face.embedder import MOBILEFACENET
+from services.face.embedder import EMBEDDER, EMBEDDING_DIM
 from services.face.pipeline import Face
 from services.face.quality import Quality
 from services.recognizer import worker as worker_module
@@ -74,7 +74,7 @@ class Runner:
     def span(self, seqs: tuple[int, ...]) -> tuple[float, float]:
         """When the analysis of these frames started (detector call) and ended (embedder call)."""
         start = min(s for m, q, s, _ in self.calls if q == seqs and m == FACEBOXES)
-        end = max(e for m, q, _, e in self.calls if q == seqs and m == MOBILEFACENET)
+        end = max(e for m, q, _, e in self.calls if q == seqs and m == EMBEDDER)
         return start, end
 
 
@@ -87,12 +87,12 @@ class Pipeline:
     async def analyse(self, images: list[np.ndarray]) -> list[list[Face]]:
         seqs = np.array([im.shape[1] - WIDTH for im in images])
         await self.runner.infer(FACEBOXES, {"seq": seqs})
-        await self.runner.infer(MOBILEFACENET, {"seq": seqs})
+        await self.runner.infer(EMBEDDER, {"seq": seqs})
         return [[face()] for _ in images]
 
 
 def face() -> Face:
-    embedding = np.zeros(192, np.float32)
+    embedding = np.zeros(EMBEDDING_DIM, np.float32)
     embedding[0] = 1.0
     return Face(box=np.array([8, 8, 40, 40], np.float32), landmarks=np.full((5, 2), 20, np.float32), det_score=0.9,
                 quality=Quality(eye_distance_px=30, sharpness=100, yaw_deg=0, pitch_deg=0, det_score=0.9, reason=None),

@@ -27,6 +27,7 @@ from services.models.paths import model_path
 from services.recognizer.config import RecognizerSettings
 from services.recognizer.worker import Recognizer
 from services.face.pipeline import FACE_MODELS
+from services.face.embedder import EMBEDDING_DIM
 from kafka_support import Rec
 from recognizer_fakes import Producer, Redis
 
@@ -118,7 +119,7 @@ async def test_triton_outage_is_retried_then_faces_are_sealed_and_keyed_before_p
         key, ttl = redis.store[f"lfr:obs:{obs.secret.key_id}"]
         assert ttl == 60
         secret = faces_pb2.FaceSecret.FromString(open_sealed(obs.secret, key, obs.observation_id))
-        assert len(secret.embedding) == 192
+        assert len(secret.embedding) == EMBEDDING_DIM
         assert abs(np.linalg.norm(secret.embedding) - 1) < 1e-3
         assert 0 < max(secret.crop_width, secret.crop_height) <= 160
     detected = value(worker, "lfr_faces_detected_total")

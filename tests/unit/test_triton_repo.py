@@ -34,11 +34,11 @@ def test_regenerate_into_temp_dir_matches(tmp_path: Path) -> None:
 
 def test_stale_config_is_detected(tmp_path: Path) -> None:
     generate(tmp_path)
-    cfg = tmp_path / "production" / "mobilefacenet" / "config.pbtxt"
+    cfg = tmp_path / "production" / "mobilefacenet512" / "config.pbtxt"
     cfg.write_text(cfg.read_text().replace("max_batch_size: 64", "max_batch_size: 63"))
     (tmp_path / "local" / "retired_model").mkdir()
     (tmp_path / "local" / "retired_model" / "config.pbtxt").write_text('name: "retired_model"\n')
-    assert stale_files(tmp_path) == ["local/retired_model/config.pbtxt", "production/mobilefacenet/config.pbtxt"]
+    assert stale_files(tmp_path) == ["local/retired_model/config.pbtxt", "production/mobilefacenet512/config.pbtxt"]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}")
