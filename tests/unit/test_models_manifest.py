@@ -34,3 +34,27 @@ def test_built_cache_matches_manifest() -> None:
         rec = record[name]
         assert rec["content_sha256"] == m.content_sha256
         assert sha256_file(paths.model_path(name)) == rec["sha256"]
+
+
+def test_embedder_edits_keep_the_source_network() -> None:
+    """mobilefacenet512 is FacePlugin's fr_feature.onnx after graph edits (NHWC Transpose in
+    front, BGR->RGB inside the first Conv, dynamic batch): a batch of NHWC RGB faces through
+    the built file gives what the source gives on each face alone, NCHW and BGR."""
+    import numpy as np
+    import onnxruntime as ort
+
+    man = load_manifest()
+    spec = man.models["mobilefacenet512"]
+    source = paths.src_dir() / spec.package.replace("/", "__").lstrip("@") / spec.source  # as extract_files lays it out
+    built = paths.model_path("mobilefacenet512")
+    if not (source.is_file() and built.is_file()):
+        pytest.skip("models not built: run 'lfr models build'")
+    src = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    out = ort.InferenceSession(str(built), providers=["CPUExecutionProvider"])
+    faces = np.random.default_rng(3).integers(0, 256, (3, 112, 112, 3)).astype(np.float32)
+    got = out.run(["embedding"], {"input": (faces - 127.5) / 128})[0]
+    assert got.shape == (3, 512)
+    for face, emb in zip(faces, got):
+        bgr_nchw = ((face[:, :, ::-1] - 127.5) / 128).transpose(2, 0, 1)[None]
+        want = src.run(None, {src.get_inputs()[0].name: np.ascontiguousarray(bgr_nchw)})[0][0]
+        np.testing.assert_allclose(emb, want, atol=1e-5)
