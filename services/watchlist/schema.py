@@ -12,6 +12,7 @@ from services.common.errors import SetupError
 from services.face.embedder import EMBEDDER, EMBEDDING_DIM
 
 COLLECTION = "lfr_watchlist_faces"
+EMBEDDER_TAG = "embedder="  # the collection's description names the embedder of its vectors
 METRIC = "COSINE"
 MAX_ID = 128
 MAX_IMAGE_B64 = 65_535  # an aligned 112x112 JPEG is ~4-8 KiB
@@ -22,7 +23,7 @@ OUTPUT_FIELDS = ["watchlist_id", "deployment_id", "subject_id", "category", "ima
 
 def build_schema(client: MilvusClient):  # -> CollectionSchema
     schema = client.create_schema(auto_id=True, enable_dynamic_field=False,
-                                  description="enrolled watchlist faces")
+                                  description=f"enrolled watchlist faces; {EMBEDDER_TAG}{EMBEDDER}")
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("watchlist_id", DataType.VARCHAR, max_length=MAX_ID)
     schema.add_field("deployment_id", DataType.VARCHAR, max_length=MAX_ID)
@@ -54,14 +55,19 @@ def ensure_collection(client: MilvusClient) -> None:
 
 
 def check_embedding_dim(description: dict) -> None:
-    """SetupError when an existing collection holds vectors of another embedder
-    (another dimension): they cannot be compared with this release's probes."""
+    """SetupError when an existing collection holds vectors of another embedder:
+    another dimension, or the same dimension under another embedder's name (the
+    collection's description names the embedder that created it): they cannot be
+    compared with this release's probes."""
     fields = {f.get("name"): f for f in description.get("fields", [])}
     dim = int((fields.get("embedding", {}).get("params") or {}).get("dim", EMBEDDING_DIM))
-    if dim != EMBEDDING_DIM:
+    text = str(description.get("description", ""))
+    maker = text.split(EMBEDDER_TAG, 1)[1].split(";")[0].strip() if EMBEDDER_TAG in text else None
+    if dim != EMBEDDING_DIM or (maker is not None and maker != EMBEDDER):
         raise SetupError(
-            f"Milvus collection {COLLECTION} holds {dim}-d embeddings; this release's embedder ({EMBEDDER}) "
-            f"makes {EMBEDDING_DIM}-d ones, so its faces can never match and must be re-enrolled",
+            f"Milvus collection {COLLECTION} holds {dim}-d embeddings of {maker or 'an earlier embedder'}; this "
+            f"release's embedder ({EMBEDDER}) makes {EMBEDDING_DIM}-d ones, so its faces can never match and must be "
+            "re-enrolled",
             "with the release that enrolled them, close every watchlist in it (CloseWatchlist destroys the faces), "
             f"then drop the empty collection {COLLECTION} and start this release, which creates it anew; on the "
             "local stack: 'make down', delete .lfr/data/milvus, 'make up'")

@@ -245,7 +245,7 @@ def test_audit_chain_ok_metric(service: watchlist_pb2_grpc.WatchlistServiceStub)
     assert 'lfr_audit_records_total{action="watchlist.create"}' in text
 
 
-def test_a_collection_of_another_embedder_is_refused_with_the_fix(milvus) -> None:
+def test_a_collection_of_another_embedder_is_refused_with_the_fix(milvus, monkeypatch: pytest.MonkeyPatch) -> None:
     """A faces collection made by another embedder (another dimension, say the 192-d
     MobileFaceNet of earlier releases) can never match this release's probes:
     ensure_collection's check says so, with what to do, on the real Milvus's own
@@ -253,6 +253,7 @@ def test_a_collection_of_another_embedder_is_refused_with_the_fix(milvus) -> Non
     from pymilvus import DataType
 
     from services.common.errors import SetupError
+    from services.watchlist import schema
     from services.watchlist.schema import build_index, build_schema, check_embedding_dim
 
     name = f"lfr_dimcheck_{uuid.uuid4().hex[:8]}"
@@ -263,10 +264,17 @@ def test_a_collection_of_another_embedder_is_refused_with_the_fix(milvus) -> Non
         milvus.create_collection(name, schema=old)
         with pytest.raises(SetupError) as err:
             check_embedding_dim(milvus.describe_collection(name))
-        assert "holds 192-d embeddings" in err.value.cause and f"{EMBEDDING_DIM}-d" in err.value.cause
+        assert "holds 192-d embeddings of an earlier embedder" in err.value.cause
+        assert f"makes {EMBEDDING_DIM}-d" in err.value.cause
         assert "re-enrolled" in err.value.cause and "CloseWatchlist" in err.value.fix
         milvus.drop_collection(name)
         milvus.create_collection(name, schema=build_schema(milvus), index_params=build_index(milvus))
         check_embedding_dim(milvus.describe_collection(name))  # this release's schema passes
+        milvus.drop_collection(name)
+        with monkeypatch.context() as m:  # same dimension, another network's name
+            m.setattr(schema, "EMBEDDER", "another512")
+            milvus.create_collection(name, schema=build_schema(milvus), index_params=build_index(milvus))
+        with pytest.raises(SetupError, match="512-d embeddings of another512"):
+            check_embedding_dim(milvus.describe_collection(name))
     finally:
         milvus.drop_collection(name)
