@@ -52,6 +52,12 @@ class EvalSettings(BaseModel):
     threshold_margin: float = Field(
         0.02, ge=0, le=0.5, description="recommended threshold = zero-false-alert threshold + margin, rounded up")
     grid_step: float = Field(0.01, gt=0, le=0.1, description="threshold step of the per-threshold table")
+    bootstrap_resamples: int = Field(
+        2000, ge=0, le=100_000,
+        description="resamples for the 95 % bootstrap intervals of the TPIRs (0: none). Mated and non-mated probes "
+                    "are resampled with replacement and each operating threshold is found again in every resample, "
+                    "so the interval includes the uncertainty of where zero false alerts falls")
+    bootstrap_seed: int = Field(0, ge=0, description="seed of the bootstrap (a report is reproducible)")
 
 
 @dataclasses.dataclass
@@ -187,8 +193,7 @@ def compute_metrics(mated_scores: np.ndarray, nonmated_scores: np.ndarray, rank1
         return float(np.mean(nm >= t)) if n_nm else 0.0
 
     def at_false_alerts(allowed: int) -> tuple[float, float]:
-        finite = nm[np.isfinite(nm)]
-        t = _above(finite[allowed]) if allowed < len(finite) else -1.0
+        t = _threshold_at(nm, allowed)
         return tpir(t), t
 
     out: dict[str, Any] = {}
@@ -214,6 +219,35 @@ def compute_metrics(mated_scores: np.ndarray, nonmated_scores: np.ndarray, rank1
     grid = np.round(np.arange(0.0, 1.0 + 1e-9, settings.grid_step), 4)
     out["per_threshold"] = [{"threshold": float(t), "tpir": tpir(t), "fpir": fpir(t),
                              "false_alerts": int(np.sum(nm >= t))} for t in grid]
+    if settings.bootstrap_resamples and n_m and n_nm:
+        out["bootstrap_95"] = bootstrap_intervals(m, nm, settings.bootstrap_resamples, settings.bootstrap_seed)
+    return out
+
+
+def _threshold_at(nm_desc: np.ndarray, allowed: int) -> float:
+    """The lowest threshold that lets at most `allowed` non-mated probes through
+    (nm_desc: their top-1 scores, sorted descending)."""
+    finite = nm_desc[np.isfinite(nm_desc)]
+    return _above(finite[allowed]) if allowed < len(finite) else -1.0
+
+
+def bootstrap_intervals(mated: np.ndarray, nonmated: np.ndarray, resamples: int, seed: int) -> dict[str, Any]:
+    """95 % percentile-bootstrap intervals of TPIR at zero false alerts and at FPIR 1e-2 / 1e-3."""
+    rng = np.random.default_rng(seed)
+    n_m, n_nm = len(mated), len(nonmated)
+    keys = {"tpir_at_zero_false_alerts": 0.0, "tpir_at_fpir_0.01": 0.01, "tpir_at_fpir_0.001": 0.001}
+    draws: dict[str, list[float]] = {k: [] for k in keys}
+    for _ in range(resamples):
+        m = mated[rng.integers(0, n_m, n_m)]
+        nm = np.sort(nonmated[rng.integers(0, n_nm, n_nm)])[::-1]
+        for k, f in keys.items():
+            draws[k].append(float(np.mean(m >= _threshold_at(nm, int(math.floor(f * n_nm))))))
+    out: dict[str, Any] = {"resamples": resamples, "seed": seed,
+                           "method": "percentile bootstrap over mated and non-mated probes; thresholds re-found "
+                                     "in each resample"}
+    for k, values in draws.items():
+        lo, hi = np.percentile(values, [2.5, 97.5])
+        out[k] = [round(float(lo), 4), round(float(hi), 4)]
     return out
 
 
