@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from services.face.config import FaceConfig
+from services.face.embedder import EMBEDDING_DIM
 from services.face.pipeline import Face, FacePipeline
 from services.face.runner import OnnxRunner
 
@@ -40,7 +41,7 @@ def central_face(faces: list[Face], shape: tuple[int, ...]) -> Face | None:
 
 async def embed_all(files: list[Path], cfg: FaceConfig, batch: int) -> tuple[np.ndarray, list[str]]:
     pipe = FacePipeline(OnnxRunner(), cfg)
-    emb = np.full((len(files), 192), np.nan, np.float32)
+    emb = np.full((len(files), EMBEDDING_DIM), np.nan, np.float32)
     status: list[str] = []
     for i in range(0, len(files), batch):
         chunk = files[i:i + batch]
