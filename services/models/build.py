@@ -179,6 +179,21 @@ def _is_cached(name: str, spec: ModelSpec, key: str, rec: dict[str, str] | None)
     return sha256_file(out) == rec.get("sha256")
 
 
+def prune_retired(man: Manifest, say: Progress) -> list[str]:
+    """Delete the ONNX files (and build.json records) of models that an earlier build
+    made and the manifest no longer lists (e.g. the 192-d MobileFaceNet). Only files
+    build.json names are touched. Returns the names removed."""
+    record = _load_build_record()
+    retired = sorted(set(record) - set(man.models))
+    for name in retired:
+        paths.model_path(name).unlink(missing_ok=True)
+        del record[name]
+        say(f"removed {name}.onnx: no longer in the manifest")
+    if retired:
+        _write_build_record(record)
+    return retired
+
+
 def check_onnx(name: str, spec: ModelSpec, path: Path) -> None:
     """Load with onnxruntime (the runtime the services use) and run batch 1 and 3."""
     import numpy as np
@@ -213,6 +228,8 @@ def build(names: list[str] | None = None, force: bool = False, progress: Progres
     if unknown:
         raise SetupError(f"unknown model(s) {unknown}", f"choose from {sorted(man.models)}")
     paths.model_dir().mkdir(parents=True, exist_ok=True)
+    if names is None:
+        prune_retired(man, say)
     record = _load_build_record()
     result: dict[str, dict[str, str]] = {}
     for i, name in enumerate(wanted, 1):

@@ -58,3 +58,26 @@ def test_embedder_edits_keep_the_source_network() -> None:
         bgr_nchw = ((face[:, :, ::-1] - 127.5) / 128).transpose(2, 0, 1)[None]
         want = src.run(None, {src.get_inputs()[0].name: np.ascontiguousarray(bgr_nchw)})[0][0]
         np.testing.assert_allclose(emb, want, atol=1e-5)
+
+
+def test_a_full_build_removes_models_the_manifest_retired(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model that left the manifest (the 192-d MobileFaceNet did) leaves the cache too;
+    files build.json does not name are not touched."""
+    import json
+
+    from services.models.build import prune_retired
+
+    monkeypatch.setenv("LFR_CACHE", str(tmp_path))
+    paths.model_dir().mkdir(parents=True)
+    man = load_manifest()
+    kept = next(iter(man.models))
+    for name in ("mobilefacenet", kept, "someone_elses"):
+        paths.model_path(name).write_bytes(b"onnx")
+    paths.build_manifest_path().write_text(json.dumps({"models": {"mobilefacenet": {}, kept: {}}}))
+    said: list[str] = []
+    assert prune_retired(man, said.append) == ["mobilefacenet"]
+    assert not paths.model_path("mobilefacenet").exists()
+    assert said == ["removed mobilefacenet.onnx: no longer in the manifest"]
+    assert paths.model_path(kept).exists() and paths.model_path("someone_elses").exists()
+    assert set(json.loads(paths.build_manifest_path().read_text())["models"]) == {kept}
+    assert prune_retired(man, said.append) == []  # idempotent
