@@ -35,8 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.runner import ModelRunner
 from services.face.config import DEFAULT_MATCH_THRESHOLD, FaceConfig
-from services.face.pipeline import Face, FacePipeline
 from services.face.embedder import EMBEDDING_DIM
+from services.face.pipeline import Face, FacePipeline
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
 EVAL_WATCHLIST = "lfr-eval"

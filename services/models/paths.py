@@ -20,6 +20,11 @@ def src_dir() -> Path:
     return models_root() / "src"
 
 
+def package_dir(package: str) -> Path:
+    """Where the pinned files of npm package ``package`` are extracted (``@scope/name`` -> ``scope__name``)."""
+    return src_dir() / package.replace("/", "__").lstrip("@")
+
+
 def convert_venv_dir() -> Path:
     return models_root() / "convert-venv"
 

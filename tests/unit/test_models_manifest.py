@@ -45,7 +45,7 @@ def test_embedder_edits_keep_the_source_network() -> None:
 
     man = load_manifest()
     spec = man.models["mobilefacenet512"]
-    source = paths.src_dir() / spec.package.replace("/", "__").lstrip("@") / spec.source  # as extract_files lays it out
+    source = paths.package_dir(spec.package) / spec.source
     built = paths.model_path("mobilefacenet512")
     if not (source.is_file() and built.is_file()):
         pytest.skip("models not built: run 'lfr models build'")
