@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12lfr/v1/audit.proto\x12\x06lfr.v1\"\xa6\x02\n\x0b\x41uditRecord\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nts_unix_ns\x18\x02 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x15\n\rdeployment_id\x18\x05 \x01(\t\x12\x13\n\x0bsubject_ids\x18\x06 \x03(\t\x12\x16\n\x0esubject_hashes\x18\x07 \x03(\x0c\x12\x31\n\x07\x64\x65tails\x18\x08 \x03(\x0b\x32 .lfr.v1.AuditRecord.DetailsEntry\x12\x0f\n\x07service\x18\t \x01(\t\x12\x11\n\tprev_hash\x18\x0e \x01(\x0c\x12\x0c\n\x04hash\x18\x0f \x01(\x0c\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"A\n\nAuditEntry\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12#\n\x06record\x18\x02 \x01(\x0b\x32\x13.lfr.v1.AuditRecord\"O\n\x10TailAuditRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x15\n\raction_prefix\x18\x02 \x01(\t\x12\x15\n\rdeployment_id\x18\x03 \x01(\t\"L\n\x11TailAuditResponse\x12#\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x12.lfr.v1.AuditEntry\x12\x12\n\nend_offset\x18\x02 \x01(\x04\"\x14\n\x12VerifyAuditRequest\"\xaa\x01\n\x13VerifyAuditResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\x10\n\x08last_seq\x18\x03 \x01(\x03\x12\x15\n\rbroken_offset\x18\x04 \x01(\x03\x12\x12\n\nbroken_seq\x18\x05 \x01(\x03\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0f\n\x07summary\x18\x07 \x01(\t\x12\x18\n\x10verified_unix_ns\x18\x08 \x01(\x03\x32\x8e\x01\n\x0c\x41uditService\x12;\n\x04Tail\x12\x18.lfr.v1.TailAuditRequest\x1a\x19.lfr.v1.TailAuditResponse\x12\x41\n\x06Verify\x12\x1a.lfr.v1.VerifyAuditRequest\x1a\x1b.lfr.v1.VerifyAuditResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12lfr/v1/audit.proto\x12\x06lfr.v1\"\xc9\x02\n\x0b\x41uditRecord\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nts_unix_ns\x18\x02 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x15\n\rdeployment_id\x18\x05 \x01(\t\x12\x13\n\x0bsubject_ids\x18\x06 \x03(\t\x12\x16\n\x0esubject_hashes\x18\x07 \x03(\x0c\x12\x31\n\x07\x64\x65tails\x18\x08 \x03(\x0b\x32 .lfr.v1.AuditRecord.DetailsEntry\x12\x0f\n\x07service\x18\t \x01(\t\x12\x0e\n\x06key_id\x18\n \x01(\t\x12\x11\n\tsignature\x18\r \x01(\x0c\x12\x11\n\tprev_hash\x18\x0e \x01(\x0c\x12\x0c\n\x04hash\x18\x0f \x01(\x0c\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"A\n\nAuditEntry\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12#\n\x06record\x18\x02 \x01(\x0b\x32\x13.lfr.v1.AuditRecord\"O\n\x10TailAuditRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x15\n\raction_prefix\x18\x02 \x01(\t\x12\x15\n\rdeployment_id\x18\x03 \x01(\t\"L\n\x11TailAuditResponse\x12#\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x12.lfr.v1.AuditEntry\x12\x12\n\nend_offset\x18\x02 \x01(\x04\")\n\x12VerifyAuditRequest\x12\x13\n\x0b\x61llow_empty\x18\x01 \x01(\x08\"\xaa\x01\n\x13VerifyAuditResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\x10\n\x08last_seq\x18\x03 \x01(\x03\x12\x15\n\rbroken_offset\x18\x04 \x01(\x03\x12\x12\n\nbroken_seq\x18\x05 \x01(\x03\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0f\n\x07summary\x18\x07 \x01(\t\x12\x18\n\x10verified_unix_ns\x18\x08 \x01(\x03\x32\x8e\x01\n\x0c\x41uditService\x12;\n\x04Tail\x12\x18.lfr.v1.TailAuditRequest\x1a\x19.lfr.v1.TailAuditResponse\x12\x41\n\x06Verify\x12\x1a.lfr.v1.VerifyAuditRequest\x1a\x1b.lfr.v1.VerifyAuditResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,19 +34,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDITRECORD_DETAILSENTRY']._loaded_options = None
   _globals['_AUDITRECORD_DETAILSENTRY']._serialized_options = b'8\001'
   _globals['_AUDITRECORD']._serialized_start=31
-  _globals['_AUDITRECORD']._serialized_end=325
-  _globals['_AUDITRECORD_DETAILSENTRY']._serialized_start=279
-  _globals['_AUDITRECORD_DETAILSENTRY']._serialized_end=325
-  _globals['_AUDITENTRY']._serialized_start=327
-  _globals['_AUDITENTRY']._serialized_end=392
-  _globals['_TAILAUDITREQUEST']._serialized_start=394
-  _globals['_TAILAUDITREQUEST']._serialized_end=473
-  _globals['_TAILAUDITRESPONSE']._serialized_start=475
-  _globals['_TAILAUDITRESPONSE']._serialized_end=551
-  _globals['_VERIFYAUDITREQUEST']._serialized_start=553
-  _globals['_VERIFYAUDITREQUEST']._serialized_end=573
-  _globals['_VERIFYAUDITRESPONSE']._serialized_start=576
-  _globals['_VERIFYAUDITRESPONSE']._serialized_end=746
-  _globals['_AUDITSERVICE']._serialized_start=749
-  _globals['_AUDITSERVICE']._serialized_end=891
+  _globals['_AUDITRECORD']._serialized_end=360
+  _globals['_AUDITRECORD_DETAILSENTRY']._serialized_start=314
+  _globals['_AUDITRECORD_DETAILSENTRY']._serialized_end=360
+  _globals['_AUDITENTRY']._serialized_start=362
+  _globals['_AUDITENTRY']._serialized_end=427
+  _globals['_TAILAUDITREQUEST']._serialized_start=429
+  _globals['_TAILAUDITREQUEST']._serialized_end=508
+  _globals['_TAILAUDITRESPONSE']._serialized_start=510
+  _globals['_TAILAUDITRESPONSE']._serialized_end=586
+  _globals['_VERIFYAUDITREQUEST']._serialized_start=588
+  _globals['_VERIFYAUDITREQUEST']._serialized_end=629
+  _globals['_VERIFYAUDITRESPONSE']._serialized_start=632
+  _globals['_VERIFYAUDITRESPONSE']._serialized_end=802
+  _globals['_AUDITSERVICE']._serialized_start=805
+  _globals['_AUDITSERVICE']._serialized_end=947
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AuditRecord(_message.Message):
-    __slots__ = ("seq", "ts_unix_ns", "actor", "action", "deployment_id", "subject_ids", "subject_hashes", "details", "service", "prev_hash", "hash")
+    __slots__ = ("seq", "ts_unix_ns", "actor", "action", "deployment_id", "subject_ids", "subject_hashes", "details", "service", "key_id", "signature", "prev_hash", "hash")
     class DetailsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,8 @@ class AuditRecord(_message.Message):
     SUBJECT_HASHES_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     PREV_HASH_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELD_NUMBER: _ClassVar[int]
     seq: int
@@ -35,9 +37,11 @@ class AuditRecord(_message.Message):
     subject_hashes: _containers.RepeatedScalarFieldContainer[bytes]
     details: _containers.ScalarMap[str, str]
     service: str
+    key_id: str
+    signature: bytes
     prev_hash: bytes
     hash: bytes
-    def __init__(self, seq: _Optional[int] = ..., ts_unix_ns: _Optional[int] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., deployment_id: _Optional[str] = ..., subject_ids: _Optional[_Iterable[str]] = ..., subject_hashes: _Optional[_Iterable[bytes]] = ..., details: _Optional[_Mapping[str, str]] = ..., service: _Optional[str] = ..., prev_hash: _Optional[bytes] = ..., hash: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, seq: _Optional[int] = ..., ts_unix_ns: _Optional[int] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., deployment_id: _Optional[str] = ..., subject_ids: _Optional[_Iterable[str]] = ..., subject_hashes: _Optional[_Iterable[bytes]] = ..., details: _Optional[_Mapping[str, str]] = ..., service: _Optional[str] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., prev_hash: _Optional[bytes] = ..., hash: _Optional[bytes] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
     __slots__ = ("offset", "record")
@@ -66,8 +70,10 @@ class TailAuditResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ..., end_offset: _Optional[int] = ...) -> None: ...
 
 class VerifyAuditRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("allow_empty",)
+    ALLOW_EMPTY_FIELD_NUMBER: _ClassVar[int]
+    allow_empty: bool
+    def __init__(self, allow_empty: _Optional[bool] = ...) -> None: ...
 
 class VerifyAuditResponse(_message.Message):
     __slots__ = ("ok", "records", "last_seq", "broken_offset", "broken_seq", "reason", "summary", "verified_unix_ns")
