@@ -19,6 +19,7 @@ import grpc
 from lfr.v1 import audit_pb2, audit_pb2_grpc
 
 from services.common.audit import AuditError, read_records, verify_topic
+from services.common.errors import log_failure
 from services.common.kafka import client_kwargs
 from services.common.settings import KafkaSettings
 
@@ -68,6 +69,12 @@ async def tail(kafka: KafkaSettings, topic: str, req: audit_pb2.TailAuditRequest
     return audit_pb2.TailAuditResponse(entries=entries[-limit:], end_offset=end)
 
 
+def unavailable(reference: str) -> str:
+    """What a caller reads when the audit log cannot be read (the cause is in the service log)."""
+    return (f"audit log unavailable: retry later; if it persists, give the operator reference {reference} "
+            f"(the service log names the cause)")
+
+
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     """``kafka`` and ``topic`` are the audit log's; ``on_verified(ok)`` updates lfr_audit_chain_ok."""
 
@@ -80,27 +87,20 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     async def Tail(self, request: audit_pb2.TailAuditRequest, context: Any) -> audit_pb2.TailAuditResponse:  # noqa: N802
         try:
             return await tail(self.kafka, self.topic, request)
-        except AuditError as e:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
-        except Exception as e:  # Kafka client errors have many types
+        except Exception as e:  # AuditError or a Kafka client error (many types): logged, never echoed
             if type(e).__name__ in ("AbortError", "InternalError", "UsageError"):
                 raise
-            log.warning("audit tail failed", extra={"error": f"{type(e).__name__}: {e}"})
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit log unavailable: {type(e).__name__}")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, unavailable(log_failure(log, "audit tail failed", e)))
         raise AssertionError("unreachable")
 
     async def Verify(self, request: audit_pb2.VerifyAuditRequest, context: Any) -> audit_pb2.VerifyAuditResponse:  # noqa: N802
         try:
             async with self._verify_lock:  # one full read at a time
                 result = await verify_topic(self.kafka, self.topic)
-        except AuditError as e:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
-            raise AssertionError("unreachable") from e
-        except Exception as e:  # Kafka client errors have many types
+        except Exception as e:  # AuditError or a Kafka client error (many types): logged, never echoed
             if type(e).__name__ in ("AbortError", "InternalError", "UsageError"):
                 raise
-            log.warning("audit verify failed to run", extra={"error": f"{type(e).__name__}: {e}"})
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit log unavailable: {type(e).__name__}")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, unavailable(log_failure(log, "audit verify failed", e)))
             raise AssertionError("unreachable") from e
         if self.on_verified is not None:
             self.on_verified(result.ok)

@@ -70,8 +70,9 @@ current_identity: contextvars.ContextVar[Identity] = contextvars.ContextVar("lfr
 
 # (full method name, identity, request or None) -> decision. Default: the roles table.
 RoleCheck = Callable[[str, Identity, Any], role_table.Decision]
-# (method, identity, code name, reason) -> awaited before the refusal is answered (audit, metrics)
-RefusalHook = Callable[[str, Identity, str, str], Awaitable[None]]
+# (method, identity, code name, reason, peer) -> awaited before the refusal is answered (audit, metrics);
+# peer: who holds the connection (see :func:`peer_of`), whatever credentials the call carried
+RefusalHook = Callable[[str, Identity, str, str, str], Awaitable[None]]
 
 
 def table_check(method: str, identity: Identity, request: Any) -> role_table.Decision:
@@ -106,18 +107,37 @@ class RateLimiter:
         return True
 
 
-async def _no_hook(method: str, identity: Identity, code: str, reason: str) -> None:
+async def _no_hook(method: str, identity: Identity, code: str, reason: str, peer: str) -> None:
     return None
 
 
+def peer_of(context: grpc.aio.ServicerContext) -> str:
+    """Who holds the connection, for per-peer limits on refusals: ``cert:<CN>`` of the client
+    certificate, else ``addr:<transport:host>`` (the port dropped: a reconnect is the same peer)."""
+    names = (context.auth_context() or {}).get("x509_common_name")
+    if names:
+        return f"cert:{bytes(names[0]).decode(errors='replace')}"
+    address = context.peer() or "unknown"
+    return f"addr:{address.rsplit(':', 1)[0] if address.count(':') >= 2 else address}"
+
+
 def _read_key(path: Path | None) -> bytes | None:
+    """The device token key, refused at start when unreadable or too short to sign with."""
+    from services.common import tokens
+
     if path is None:
         return None
     try:
-        return path.read_bytes().strip()
+        key = path.read_bytes().strip()
     except OSError as e:
         raise SetupError(f"cannot read the device token key {path}: {e.strerror}",
                          "run `lfr certs init` or fix LFR_GRPC__AUTH__DEVICE_TOKEN_KEY_FILE") from e
+    try:
+        return tokens.check_key(key)
+    except tokens.TokenError as e:
+        raise SetupError(f"device token key {path} is too short: {e}",
+                         f"put at least {tokens.MIN_KEY_BYTES} random bytes in it (`lfr certs init` writes 64 "
+                         "for a new file) or fix LFR_GRPC__AUTH__DEVICE_TOKEN_KEY_FILE") from None
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -187,7 +207,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def _refuse(self, context: grpc.aio.ServicerContext, method: str, identity: Identity,
                       code: grpc.StatusCode, reason: str, message: str) -> None:
         try:
-            await self.on_refused(method, identity, code.name, reason)
+            await self.on_refused(method, identity, code.name, reason, peer_of(context))
         except Exception as e:  # the refusal stands even when its audit failed; say so loudly
             log.error("refusal not audited", extra={"method": method, "principal": identity.principal,
                                                     "error": f"{type(e).__name__}: {e}"})

@@ -128,8 +128,6 @@ async def serve(
     """The service's lifetime inside a running loop; returns the exit code."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     factory = MetricsFactory(name)
     up_gauge = factory.gauge("dependency_up", "1 while the dependency answers its health check", ("dependency",))
     factory.gauge("service_info", "service identity", ("service", "instance")).labels(name, settings.instance).set(1)
@@ -139,8 +137,14 @@ async def serve(
 
     redis_settings = getattr(settings, "redis", None)
     refusals = RefusalRecorder(name, settings.kafka, redis_settings if isinstance(redis_settings, RedisSettings)
-                               else RedisSettings(), settings.grpc.auth.audit_topic, factory)
-    grpc_server = GrpcServer(settings.grpc, on_refused=refusals)
+                               else RedisSettings(), settings.grpc.auth.audit_topic, factory, settings.grpc.refusals)
+    try:
+        grpc_server = GrpcServer(settings.grpc, on_refused=refusals)
+    except SetupError as e:  # e.g. a device token key too short to sign with: nothing has started yet
+        log.error(e.one_line())
+        return 2
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     ctx = ServiceContext(name=name, settings=settings, metrics=factory, grpc=grpc_server, stop=stop)
     exit_code = 0
     try:

@@ -234,6 +234,24 @@ class GrpcLimitSettings(Section):
     burst: int = Field(200, ge=1, le=1_000_000, description="token bucket capacity per caller")
 
 
+class GrpcRefusalSettings(Section):
+    """How refused calls reach the audit log without flooding it (services/common/refusals.py)."""
+
+    interval_s: float = Field(
+        10.0, ge=0.1, le=3600,
+        description="aggregation window: per peer (client certificate CN, else address) and window, refusals past "
+                    "the immediate ones become one api.refused record with their count, written in the background "
+                    "at the window's end (and at shutdown)")
+    immediate_per_peer: int = Field(
+        3, ge=0, le=1000,
+        description="refusals per peer and window audited at once, each as its own record, before the refusal is "
+                    "answered; the rest are counted and aggregated")
+    max_peers: int = Field(
+        1000, ge=1, le=100_000,
+        description="peers tracked at once (bounded memory); refusals from further peers share one 'other peers' "
+                    "aggregate")
+
+
 class GrpcServerSettings(Section):
     host: str = Field("127.0.0.1", min_length=1, description="listen address")
     port: int = Field(50050, ge=1, le=65535, description="listen port")
@@ -250,6 +268,8 @@ class GrpcServerSettings(Section):
     tls: GrpcTlsSettings = Field(default_factory=GrpcTlsSettings, description="TLS/mTLS (off by default)")
     auth: GrpcAuthSettings = Field(default_factory=GrpcAuthSettings, description="per-call authentication")
     limits: GrpcLimitSettings = Field(default_factory=GrpcLimitSettings, description="per-caller rate limits")
+    refusals: GrpcRefusalSettings = Field(
+        default_factory=GrpcRefusalSettings, description="audit of refused calls: per-peer limit and aggregation")
 
 
 class MetricsSettings(Section):

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 PREFIX = "lfr1"
 MAX_TOKEN_CHARS = 4096
+MIN_KEY_BYTES = 32  # HMAC-SHA256: a shorter key (an empty file!) is guessable; `lfr certs init` writes 64
 
 
 class TokenError(ValueError):
@@ -43,14 +44,20 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def check_key(key: bytes) -> bytes:
+    """``key`` if it is long enough to sign tokens; TokenError otherwise (the message never holds the key)."""
+    if len(key) < MIN_KEY_BYTES:
+        raise TokenError(f"the token key is {len(key)} bytes; at least {MIN_KEY_BYTES} are needed")
+    return key
+
+
 def _sign(key: bytes, payload: str) -> str:
     return _b64(hmac.new(key, f"{PREFIX}.{payload}".encode(), hashlib.sha256).digest())
 
 
 def issue(key: bytes, principal: str, roles: Iterable[str], ttl_s: int = 12 * 3600,
           deployments: Iterable[str] = (), now: float | None = None) -> str:
-    if len(key) < 32:
-        raise TokenError("the token key must be at least 32 bytes")
+    check_key(key)
     claims = {"sub": principal, "roles": sorted(roles), "dep": sorted(deployments),
               "exp": int((time.time() if now is None else now) + ttl_s)}
     payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
@@ -58,6 +65,7 @@ def issue(key: bytes, principal: str, roles: Iterable[str], ttl_s: int = 12 * 36
 
 
 def verify(key: bytes, token: str, now: float | None = None) -> TokenClaims:
+    check_key(key)
     if len(token) > MAX_TOKEN_CHARS:
         raise TokenError("token too long")
     parts = token.split(".")

@@ -14,6 +14,7 @@ from lfr.v1 import watchlist_pb2_grpc
 
 from services.common import clients
 from services.common.audit import AuditError, AuditWriter, verify_topic
+from services.common.errors import log_failure
 from services.common.grpc_server import current_identity
 from services.common.service import ServiceContext
 from services.common.triton_client import TritonClient, TritonClientSettings, TritonError
@@ -39,15 +40,22 @@ async def _answer(context: Any, call: Callable[[], Awaitable[Any]]) -> Any:
         await context.abort(e.code, e.message)
     except asyncio.TimeoutError:
         await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the work was done")
+    # the detail goes to the log under a reference; the caller gets a fixed message naming it, never the
+    # exception's text (paths, hosts, key names, queries)
     except TritonError as e:
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"face models unavailable: {e}")
+        ref = log_failure(log, "face models unavailable", e)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"face models unavailable, nothing enrolled: retry later; "
+                                                         f"if it persists, give the operator reference {ref}")
     except AuditError as e:
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit log unavailable, action not taken: {e}")
-    except Exception as e:  # Milvus/Kafka client errors have many types; never leak a traceback to the caller
+        ref = log_failure(log, "audit log unavailable", e)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit log unavailable, action not taken: retry later; "
+                                                         f"if it persists, give the operator reference {ref}")
+    except Exception as e:  # Milvus/Kafka client errors have many types
         if type(e).__name__ in ("AbortError", "InternalError", "UsageError"):  # grpc's own control flow
             raise
-        log.exception("call failed")
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"{type(e).__name__}: {str(e)[:300]}")
+        ref = log_failure(log, "call failed", e, traceback=True)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"the watchlist service could not complete the call: "
+                                                         f"retry later; if it persists, give the operator reference {ref}")
 
 
 class WatchlistServicer(watchlist_pb2_grpc.WatchlistServiceServicer):

@@ -96,7 +96,7 @@ async def test_required_authentication_and_role_hook() -> None:
 async def test_oversized_request_is_refused_counted_and_the_server_keeps_serving() -> None:
     refusals: list[tuple[str, str, str]] = []
 
-    async def on_refused(method: str, identity: Identity, code: str, reason: str) -> None:
+    async def on_refused(method: str, identity: Identity, code: str, reason: str, peer: str) -> None:
         refusals.append((method, code, reason))
 
     settings = GrpcServerSettings(max_message_bytes=1024 * 1024).model_copy(update={"port": 0})

@@ -87,7 +87,7 @@ async def test_mtls_roles_delegation_and_refusals(pki: CertPaths) -> None:
     ).model_copy(update={"port": 0})
     refused: list[tuple[str, str, str]] = []
 
-    async def on_refused(method: str, identity: object, code: str, reason: str) -> None:
+    async def on_refused(method: str, identity: object, code: str, reason: str, peer: str) -> None:
         refused.append((method, identity.principal, code))  # type: ignore[attr-defined]
 
     server = GrpcServer(settings, on_refused=on_refused)
@@ -141,3 +141,30 @@ async def test_mtls_roles_delegation_and_refusals(pki: CertPaths) -> None:
         assert ("/lfr.v1.AlertService/StreamAlerts", "supervisor", "RESOURCE_EXHAUSTED") in refused
     finally:
         await server.stop(0)
+
+
+@pytest.mark.parametrize("size", [0, 1, tokens.MIN_KEY_BYTES - 1])
+def test_short_device_token_keys_sign_and_verify_nothing(size: int, tmp_path) -> None:
+    from services.common.errors import SetupError
+    from services.common.grpc_server import AuthInterceptor
+    from services.common.settings import GrpcAuthSettings
+
+    short = b"k" * size
+    with pytest.raises(tokens.TokenError, match=f"at least {tokens.MIN_KEY_BYTES}"):
+        tokens.issue(short, "rogue", ["supervisor"])
+    # a token HMAC-signed with the short key by hand (what an attacker holding an empty key file would send)
+    forged = tokens.issue(b"k" * 32, "rogue", ["supervisor"])
+    head, payload, _ = forged.split(".")
+    forged = f"{head}.{payload}.{tokens._sign(short, payload)}"
+    with pytest.raises(tokens.TokenError, match="too short|at least"):
+        tokens.verify(short, forged)
+    key_file = tmp_path / "device-token.key"
+    key_file.write_bytes(short + b"\n")
+    with pytest.raises(SetupError, match=f"device token key {key_file} is too short: the token key is {size} bytes"):
+        AuthInterceptor(GrpcAuthSettings(device_token_key_file=key_file))
+    key_file.write_bytes(b"k" * tokens.MIN_KEY_BYTES)
+    AuthInterceptor(GrpcAuthSettings(device_token_key_file=key_file))
+
+
+def test_the_dev_pki_key_is_long_enough(pki: CertPaths) -> None:
+    assert len(tokens.check_key(pki.device_token_key.read_bytes().strip())) >= tokens.MIN_KEY_BYTES
