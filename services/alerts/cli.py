@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from services.common.grpc_client import aio_channel
+from services.common.ids import cli_id
 
 ALERTS_ADDR = "127.0.0.1:50054"
 OFFICERS_ADDR = "127.0.0.1:50056"
@@ -32,14 +33,14 @@ def add_parser(sub: Any) -> None:
 
     a = asub.add_parser("ack", help="acknowledge an alert (stops its escalation)")
     a.add_argument("alert_id")
-    a.add_argument("--officer", required=True)
+    a.add_argument("--officer", required=True, type=cli_id("officer id"))
     a.add_argument("--device", default="")
     a.add_argument("--addr", default=OFFICERS_ADDR, help="officers service (default %(default)s)")
     a.set_defaults(func=_ack)
 
     j = asub.add_parser("adjudicate", help="record an officer's decision on an alert")
     j.add_argument("alert_id")
-    j.add_argument("--officer", required=True)
+    j.add_argument("--officer", required=True, type=cli_id("officer id"))
     j.add_argument("--outcome", required=True, choices=OUTCOMES)
     j.add_argument("--note", default="", help="free text, no biometric content")
     j.add_argument("--case-ref", default="", help="confirmed into this case: kept past retention")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from services.common.ids import cli_id
+
 
 def _init(args: argparse.Namespace) -> int:
     from services.common.grpc_client import cert_paths
@@ -56,7 +58,7 @@ def add_parser(sub: Any) -> None:
     cmds.add_parser("init", help="create the CA, server and client certificates (idempotent)").set_defaults(
         func=_init)
     t = cmds.add_parser("token", help="print a signed device token (bearer) for an officer's device")
-    t.add_argument("--principal", required=True, help="officer id the token stands for")
+    t.add_argument("--principal", required=True, type=cli_id("principal"), help="officer id the token stands for")
     t.add_argument("--role", action="append", default=None, help="role (repeatable; default officer)")
     t.add_argument("--deployment", action="append", help="deployment scope (integrators)")
     t.add_argument("--ttl-s", type=int, default=12 * 3600, help="lifetime in seconds (default one shift, 12 h)")

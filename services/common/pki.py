@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from services.common.ids import check_id
+
 SERVICES: tuple[str, ...] = ("ingest", "recognizer", "matcher", "alerts", "watchlist", "officers")
 DEPLOYMENT_OU = "deployment="
 VALID_DAYS = 825
@@ -73,9 +75,11 @@ class CertPaths:
         return self.root / "ca.key"
 
     def server(self, service: str) -> tuple[Path, Path]:
+        check_id("service", service)  # a file name: never a path out of the certs directory
         return self.root / "server" / f"{service}.pem", self.root / "server" / f"{service}.key"
 
     def client(self, principal: str) -> tuple[Path, Path]:
+        check_id("principal", principal)  # a file name and a CN: never a path out of the certs directory
         return self.root / "client" / f"{principal}.pem", self.root / "client" / f"{principal}.key"
 
     @property
@@ -221,9 +225,11 @@ def _init_locked(paths: CertPaths, clients: tuple[ClientSpec, ...], services: tu
 
 def ensure_officer(paths: CertPaths, officer_id: str) -> None:
     """A client certificate (role officer) for ``officer_id``, issued by the LOCAL dev CA when missing:
-    officers of demos and tests act as themselves. Needs the dev CA's key (never present in an operation)."""
+    officers of demos and tests act as themselves. Needs the dev CA's key (never present in an operation).
+    An ``officer_id`` that is not an identifier (services/common/ids.py: ``../../x``) raises InvalidId."""
     import fcntl
 
+    check_id("officer id", officer_id)
     with open(paths.root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if paths.client(officer_id)[0].is_file():

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from services.common.grpc_client import aio_channel
+from services.common.ids import cli_id
 from services.officers.demo import OFFICERS_ADDR
 
 
@@ -18,9 +19,9 @@ def add_parser(sub: Any) -> None:
     osub = p.add_subparsers(dest="officer_command", required=True)
 
     on = osub.add_parser("on-duty", help="go on duty in one or more zones")
-    on.add_argument("officer", help="officer id")
+    on.add_argument("officer", type=cli_id("officer id"), help="officer id")
     on.add_argument("--zone", action="append", required=True, help="zone (repeat for several)")
-    on.add_argument("--device", required=True, help="the officer's device id (alerts go there)")
+    on.add_argument("--device", required=True, type=cli_id("device id"), help="the officer's device id (alerts go there)")
     on.add_argument("--lat", type=float, help="latitude (nearest officers get alerts first)")
     on.add_argument("--lon", type=float, help="longitude")
     on.add_argument("--supervisor", action="store_true", help="the zone's supervisor (gets escalations)")
@@ -30,7 +31,7 @@ def add_parser(sub: Any) -> None:
     on.set_defaults(func=_on_duty)
 
     off = osub.add_parser("off-duty", help="go off duty")
-    off.add_argument("officer")
+    off.add_argument("officer", type=cli_id("officer id"))
     off.add_argument("--addr", default=OFFICERS_ADDR)
     off.set_defaults(func=_off_duty)
 

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pydantic import Field
 
+from services.common import ids
 from services.common.settings import Section
 
 OFFICER_PREFIX = "lfr:officer:"
@@ -148,15 +148,13 @@ class StateError(ValueError):
 # --- pure transitions -------------------------------------------------------------
 
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
-
-
 def check_id(kind: str, value: str) -> str:
-    """Ids become Redis keys, audit fields and log fields: refuse anything that
-    is not a short, plain identifier (and never echo the bad value back)."""
-    if not _ID_RE.match(value):
-        raise StateError(f"{kind} must be 1-128 characters of letters, digits and _.:@- ({len(value)} given)")
-    return value
+    """Ids become Redis keys, audit fields and log fields: the one rule of services/common/ids.py
+    (a short, plain identifier; the bad value is never echoed back), as a StateError."""
+    try:
+        return ids.check_id(kind, value)
+    except ids.InvalidId as e:
+        raise StateError(str(e)) from None
 
 
 def go_on_duty(officer_id: str, zones: Sequence[str], device_id: str, *, at_ms: int, ttl_ms: int,
