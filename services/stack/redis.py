@@ -1,8 +1,9 @@
 """Redis from Debian's ``redis-server`` on 127.0.0.1:6379.
 
 Installed with apt when missing (the stack runs as root on the dev/CI
-machine). Runs with no persistence at all (``save ""``, ``appendonly no``):
-keys such as frame or officer-availability entries must never reach disk.
+machine). Runs with no persistence at all (``save ""``, ``appendonly no``, no
+dump at shutdown, SAVE/BGSAVE/BGREWRITEAOF/SHUTDOWN/DEBUG renamed away): keys such as frame,
+face or officer-availability entries and alert crops must never reach disk.
 """
 
 from __future__ import annotations
@@ -18,6 +19,21 @@ from services.stack.base import Component, Health
 log = logging.getLogger("lfr.stack.redis")
 
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
+# The never-persist lines of the shipped configs (deploy/redis/redis.conf, issue 16): no AOF, no RDB,
+# no dump at shutdown, diskless replication, and the commands that write a dump on demand renamed away.
+NO_DISK_ARGS: tuple[str, ...] = (
+    "--save", "",
+    "--appendonly", "no",
+    "--shutdown-on-sigterm", "nosave",
+    "--shutdown-on-sigint", "nosave",
+    "--repl-diskless-sync", "yes",
+    "--repl-diskless-load", "swapdb",
+    "--rename-command", "SAVE", "",
+    "--rename-command", "BGSAVE", "",
+    "--rename-command", "BGREWRITEAOF", "",
+    "--rename-command", "SHUTDOWN", "",  # SHUTDOWN SAVE writes a dump whatever `save` says; stopped by SIGTERM
+    "--rename-command", "DEBUG", "",  # DEBUG RELOAD too
+)
 
 
 class RedisComponent(Component):
@@ -63,8 +79,7 @@ class RedisComponent(Component):
             "--port", str(self.port),
             "--dir", str(self.paths.data_dir(self.name)),
             "--daemonize", "no",
-            "--save", "",
-            "--appendonly", "no",
+            *NO_DISK_ARGS,
             "--protected-mode", "yes",
             "--logfile", "",
         ]
