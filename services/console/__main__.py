@@ -8,19 +8,23 @@ import signal
 import sys
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
+from services.common.clients import check_redis
 from services.common.errors import SetupError
 from services.common.logs import configure_logging
 from services.common.metrics import MetricsFactory, serve_metrics
 from services.common.service import load_settings
 from services.console.app import Console, build_app
 from services.console.config import ConsoleSettings
+from services.console.users import DevelopmentUsersError
 
 log = logging.getLogger("services.console")
 
 
 async def serve(settings: ConsoleSettings) -> int:
     opts = settings.console
+    opts.check_exposure()  # before anything listens
     factory = MetricsFactory("console")
     factory.gauge("service_info", "service identity", ("service", "instance")).labels("console", settings.instance).set(1)
     metrics = None
@@ -31,12 +35,25 @@ async def serve(settings: ConsoleSettings) -> int:
             raise SetupError(f"cannot serve /metrics on {settings.metrics.host}:{settings.metrics.port}: {e.strerror}",
                              "stop what holds the port or set LFR_METRICS__PORT") from e
     try:
-        console = Console(opts, factory)
-    except (OSError, ValueError) as e:
+        try:
+            console = Console(opts, factory)
+        except DevelopmentUsersError as e:
+            raise SetupError(str(e), "give the console a users file of your own (LFR_CONSOLE__USERS_FILE; python -m "
+                                     "services.console.users add FILE USER ROLE...); the development users are for "
+                                     "the local stack only: LFR_CONSOLE__DEV_USERS=true on 127.0.0.1") from e
+        except (OSError, ValueError) as e:
+            raise SetupError(f"cannot load the console's files: {e}", "check LFR_CONSOLE__USERS_FILE") from e
+        try:
+            await check_redis(console.redis)
+        except (RedisError, OSError) as e:
+            await console.redis.aclose()
+            raise SetupError(f"the console's session store (Redis {opts.redis.url}) does not answer: "
+                             f"{type(e).__name__}: {e}", "start Redis (lfr stack up) or set "
+                                                         "LFR_CONSOLE__REDIS__URL and its credentials") from e
+    except SetupError:
         if metrics is not None:
             metrics.close()
-        raise SetupError(f"cannot load the console's files: {e}", "check LFR_CONSOLE__USERS_FILE and "
-                                                                   "LFR_CONSOLE__SESSION_SECRET_FILE") from e
+        raise
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, console.stop.set)
@@ -58,6 +75,7 @@ async def serve(settings: ConsoleSettings) -> int:
         await asyncio.gather(feed, return_exceptions=True)
         await runner.cleanup()
         await console.platform.close()
+        await console.redis.aclose()
         if metrics is not None:
             metrics.close()
         log.info("console stopped")

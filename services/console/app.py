@@ -1,7 +1,11 @@
 """The console's aiohttp application: login, the views, the live alert stream
 (server-sent events), the images (Cache-Control: no-store) and the two actions
 (Adjudicate, CloseWatchlist), each checked against services.console.roles and
-forwarded to the platform's gRPC APIs with the user's identity."""
+forwarded to the platform's gRPC APIs with the user's identity.
+
+Sessions live in Redis and are re-checked against the users file on every
+request (services.console.sessions); sign-in is throttled per user name and per
+client address (429 + Retry-After)."""
 
 from __future__ import annotations
 
@@ -15,18 +19,20 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from lfr.v1 import officers_pb2
 
 from services.common.cameras import CameraRegistry
 from services.console import views
-from services.console.config import ConsoleOptions, read_secret
+from services.common.clients import redis_kwargs
+from services.console.config import DEV_USERS_FILE, ConsoleOptions
 from services.console.feed import AlertFeed, visible
 from services.console.health import HealthReader, fetch_text, parse, split
 from services.console.platform import Platform
 from services.console.roles import VIEW_ORDER, may, may_view, views_for
-from services.console.sessions import COOKIE, Session, SessionSigner
-from services.console.users import UsersFile, authenticate
+from services.console.sessions import COOKIE, Session, SessionStore, SignInThrottle
+from services.console.users import UsersFileError, UsersSource, authenticate, password_hashes
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -44,11 +50,20 @@ CONSOLE_KEY: web.AppKey["Console"] = web.AppKey("console")
 class Console:
     """State shared by the handlers."""
 
-    def __init__(self, options: ConsoleOptions, metrics: Any = None) -> None:
+    def __init__(self, options: ConsoleOptions, metrics: Any = None, redis: Any = None) -> None:
+        """``redis``: a redis.asyncio client (default: one for ``options.redis``, connected on first use)."""
+        options.check_exposure()
         self.options = options
-        self.users = UsersFile.load(options.users_file)
-        secret = read_secret(options.session_secret_file)
-        self.signer = SessionSigner(secret.get_secret_value().encode() if secret else None, options.session_ttl_s)
+        # outside the local stack a users file holding the development users' hashes is refused, copied or not
+        self.users = UsersSource(options.users_path,
+                                 frozenset() if options.dev_users else password_hashes(DEV_USERS_FILE))
+        if redis is None:
+            from redis.asyncio import Redis
+
+            redis = Redis.from_url(options.redis.url, **redis_kwargs(options.redis))
+        self.redis = redis
+        self.sessions = SessionStore(redis, options.key_prefix, options.session_ttl_s)
+        self.throttle = SignInThrottle(redis, options.key_prefix, options.login)
         self.platform = Platform(options.platform)
         self.feed = AlertFeed(self.platform, options, metrics)
         self.health = HealthReader(options.metrics_targets, options.prometheus_url)
@@ -66,14 +81,23 @@ def _console(request: web.Request) -> Console:
     return request.app[CONSOLE_KEY]
 
 
-def _session(request: web.Request) -> Session | None:
-    return _console(request).signer.read(request.cookies.get(COOKIE))
+async def _session(request: web.Request) -> Session | None:
+    c = _console(request)
+    return await c.sessions.resolve(request.cookies.get(COOKIE), c.users.get)
 
 
 @web.middleware
 async def security_headers(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                            ) -> web.StreamResponse:
-    resp = await handler(request)
+    try:
+        resp = await handler(request)
+    except UsersFileError as e:
+        log.error("request refused: the users file cannot be used", extra={"error": str(e)})
+        resp = web.Response(status=503, text="the console's users file cannot be used; an administrator must fix it "
+                                             "(see the console's log)")
+    except RedisError as e:
+        log.error("request refused: the session store does not answer", extra={"error": f"{type(e).__name__}: {e}"})
+        resp = web.Response(status=503, text="the console's session store (Redis) does not answer; try again shortly")
     resp.headers.setdefault("Content-Security-Policy", CSP)
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -87,9 +111,9 @@ def _html(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, content_type="text/html", charset="utf-8", status=status)
 
 
-def _require(request: web.Request, view: str | None = None) -> Session:
+async def _require(request: web.Request, view: str | None = None) -> Session:
     """The session, or a redirect to /login (pages) / 401 (API); 403 without the view's role."""
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         if request.path.startswith("/api/"):
             raise web.HTTPUnauthorized(text="sign in first")
@@ -100,8 +124,8 @@ def _require(request: web.Request, view: str | None = None) -> Session:
     return session
 
 
-def _check_csrf(request: web.Request, session: Session, token: str | None) -> None:
-    if not _console(request).signer.check_csrf(session, token):
+def _check_csrf(session: Session, token: str | None) -> None:
+    if not SessionStore.check_csrf(session, token):
         raise web.HTTPForbidden(text="missing or wrong CSRF token; reload the page")
 
 
@@ -116,42 +140,56 @@ async def login(request: web.Request) -> web.Response:
     c = _console(request)
     form = await request.post()
     username, password = str(form.get("username", ""))[:64], str(form.get("password", ""))[:1024]
-    user = await asyncio.to_thread(authenticate, c.users, username, password)
+    address = request.remote
+    wait_s = await c.throttle.attempt(username, address)  # counted before the password is checked
+    if wait_s:
+        if c.logins is not None:
+            c.logins.labels("throttled").inc()
+        log.warning("sign-in throttled", extra={"username": username, "address": address, "retry_after_s": wait_s})
+        minutes = max(1, -(-wait_s // 60))
+        resp = _html(views.login_page(f"Too many failed sign-ins for this user or from this address. Try again in "
+                                      f"{minutes} minute(s), or ask an administrator."), status=429)
+        resp.headers["Retry-After"] = str(wait_s)
+        return resp
+    user = await asyncio.to_thread(authenticate, c.users.current(), username, password)
     if user is None:
         if c.logins is not None:
             c.logins.labels("refused").inc()
-        log.info("sign-in refused", extra={"username": username})
+        log.info("sign-in refused", extra={"username": username, "address": address})
         return _html(views.login_page("Wrong user name or password."), status=401)
-    cookie, _ = c.signer.issue(user.username, user.roles, user.deployments)
+    await c.throttle.succeeded(username, address)
+    session = await c.sessions.create(user)
     if c.logins is not None:
         c.logins.labels("ok").inc()
-    log.info("signed in", extra={"username": user.username, "roles": list(user.roles)})
+    log.info("signed in", extra={"username": user.username, "roles": list(user.roles), "address": address})
     first = views_for(user.roles)
     resp = web.HTTPSeeOther(f"/{first[0]}" if first else "/nothing")
-    resp.set_cookie(COOKIE, cookie, httponly=True, samesite="Strict", secure=c.options.cookie_secure, path="/",
+    resp.set_cookie(COOKIE, session.sid, httponly=True, samesite="Strict", secure=c.options.secure_cookie, path="/",
                     max_age=c.options.session_ttl_s)
     raise resp
 
 
 async def logout(request: web.Request) -> web.Response:
-    session = _session(request)
+    session = await _session(request)
     if session is not None:
         form = await request.post()
-        _check_csrf(request, session, str(form.get("csrf", "")))
+        _check_csrf(session, str(form.get("csrf", "")))
+        await _console(request).sessions.delete(session.sid)
+        log.info("signed out", extra={"username": session.username})
     resp = web.HTTPSeeOther("/login")
     resp.del_cookie(COOKIE, path="/")
     raise resp
 
 
 async def index(request: web.Request) -> web.Response:
-    session = _require(request)
+    session = await _require(request)
     first = views_for(session.roles)
     raise web.HTTPSeeOther(f"/{first[0]}" if first else "/nothing")
 
 
 async def nothing(request: web.Request) -> web.Response:
-    session = _require(request)
-    return _html(views.page(session, _console(request).signer.csrf(session), "", views.notice(
+    session = await _require(request)
+    return _html(views.page(session, session.csrf, "", views.notice(
         "Your roles give you no view in this console."), title="No views"))
 
 
@@ -159,15 +197,15 @@ async def nothing(request: web.Request) -> web.Response:
 
 
 async def alerts_view(request: web.Request) -> web.Response:
-    session = _require(request, "alerts")
+    session = await _require(request, "alerts")
     c = _console(request)
-    csrf = c.signer.csrf(session)
+    csrf = session.csrf
     return _html(views.page(session, csrf, "alerts", views.alerts_body(), scripts=["alerts.js"], main_attrs={
         "data-csrf": csrf, "data-can-adjudicate": "1" if may(session.roles, "adjudicate") else "0"}))
 
 
 async def cameras_view(request: web.Request) -> web.Response:
-    session = _require(request, "cameras")
+    session = await _require(request, "cameras")
     c = _console(request)
     error = ""
     officers: list[Any] = []
@@ -185,11 +223,11 @@ async def cameras_view(request: web.Request) -> web.Response:
         except (OSError, ValueError):
             ingest_active = None
     body = views.cameras_body(cameras.cameras, officers, c.options.gating.min_officers, ingest_active, error)
-    return _html(views.page(session, c.signer.csrf(session), "cameras", body))
+    return _html(views.page(session, session.csrf, "cameras", body))
 
 
 async def watchlists_view(request: web.Request, message: str = "", status: int = 200) -> web.Response:
-    session = _require(request, "watchlists")
+    session = await _require(request, "watchlists")
     c = _console(request)
     error = ""
     lists: list[Any] = []
@@ -197,7 +235,7 @@ async def watchlists_view(request: web.Request, message: str = "", status: int =
         lists = await c.platform.list_watchlists(session)
     except grpc.aio.AioRpcError as err:
         error = views.error_text(err)
-    csrf = c.signer.csrf(session)
+    csrf = session.csrf
     body = views.watchlists_body(lists, may(session.roles, "close_watchlist"), csrf,
                                  message=message if status == 200 else "",
                                  error=error or (message if status != 200 else ""))
@@ -205,10 +243,10 @@ async def watchlists_view(request: web.Request, message: str = "", status: int =
 
 
 async def close_watchlist(request: web.Request) -> web.Response:
-    session = _require(request, "watchlists")
+    session = await _require(request, "watchlists")
     c = _console(request)
     form = await request.post()
-    _check_csrf(request, session, str(form.get("csrf", "")))
+    _check_csrf(session, str(form.get("csrf", "")))
     if not may(session.roles, "close_watchlist"):
         c.refuse("close_watchlist")
         raise web.HTTPForbidden(text="only a watchlist manager may close a watchlist")
@@ -228,7 +266,7 @@ async def close_watchlist(request: web.Request) -> web.Response:
 
 
 async def audit_view(request: web.Request) -> web.Response:
-    session = _require(request, "audit")
+    session = await _require(request, "audit")
     c = _console(request)
     entries: list[Any] = []
     verify = None
@@ -248,26 +286,27 @@ async def audit_view(request: web.Request) -> web.Response:
     else:
         verify = verify_res
     body = views.audit_body(entries, verify, "; ".join(errors))
-    return _html(views.page(session, c.signer.csrf(session), "audit", body))
+    return _html(views.page(session, session.csrf, "audit", body))
 
 
 async def health_view(request: web.Request) -> web.Response:
-    session = _require(request, "health")
+    session = await _require(request, "health")
     c = _console(request)
     report = await c.health.report()
-    return _html(views.page(session, c.signer.csrf(session), "health", views.health_body(report)))
+    return _html(views.page(session, session.csrf, "health", views.health_body(report)))
 
 
 # --- live alerts API ----------------------------------------------------------------
 
 
 async def alert_stream(request: web.Request) -> web.StreamResponse:
-    session = _require(request, "alerts")
+    session = await _require(request, "alerts")
     c = _console(request)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": NO_STORE,
                                        "X-Accel-Buffering": "no"})
     await resp.prepare(request)
     sub = c.feed.subscribe(session)
+    recheck_s = c.options.session_recheck_s
     try:
         async def send(event: str, data: str) -> None:
             await resp.write(f"event: {event}\ndata: {data}\n\n".encode())
@@ -275,13 +314,29 @@ async def alert_stream(request: web.Request) -> web.StreamResponse:
         await send("status", json.dumps({"connected": c.feed.connected}))
         for alert in c.feed.snapshot(session):
             await send("alert", json.dumps(alert.public(), separators=(",", ":")))
+        checked = last_write = time.monotonic()
         while not c.stop.is_set():
             try:
-                event, data = await asyncio.wait_for(sub.queue.get(), timeout=KEEPALIVE_S)
+                event, data = await asyncio.wait_for(sub.queue.get(), timeout=recheck_s)
             except asyncio.TimeoutError:
+                event = data = ""
+            if event or time.monotonic() - checked >= recheck_s:  # logout, user removed, role lost: it ends
+                checked = time.monotonic()
+                try:
+                    live = await _session(request)
+                except (UsersFileError, RedisError):
+                    live = None
+                if live is None or not may_view(live.roles, "alerts"):
+                    log.info("alert stream closed: its session ended", extra={"username": session.username})
+                    await send("end", json.dumps({"reason": "session ended"}))
+                    break
+                sub.session = live  # a changed deployment list applies to the next events
+            if event:
+                await send(event, data)
+                last_write = time.monotonic()
+            elif time.monotonic() - last_write >= KEEPALIVE_S:
                 await resp.write(b": keepalive\n\n")
-                continue
-            await send(event, data)
+                last_write = time.monotonic()
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
@@ -290,7 +345,7 @@ async def alert_stream(request: web.Request) -> web.StreamResponse:
 
 
 async def alert_image(request: web.Request) -> web.Response:
-    session = _require(request, "alerts")
+    session = await _require(request, "alerts")
     c = _console(request)
     alert = c.feed.alerts.get(request.match_info["alert_id"])
     if alert is None or not visible(session, alert):
@@ -302,9 +357,9 @@ async def alert_image(request: web.Request) -> web.Response:
 
 
 async def adjudicate(request: web.Request) -> web.Response:
-    session = _require(request, "alerts")
+    session = await _require(request, "alerts")
     c = _console(request)
-    _check_csrf(request, session, request.headers.get("X-CSRF-Token"))
+    _check_csrf(session, request.headers.get("X-CSRF-Token"))
     if not may(session.roles, "adjudicate"):
         c.refuse("adjudicate")
         raise web.HTTPForbidden(text="only an officer or a supervisor may adjudicate")

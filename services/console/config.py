@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, model_validator
 
-from services.common.settings import Section, ServiceSettings
+from services.common.errors import SetupError
+from services.common.settings import RedisSettings, Section, ServiceSettings
 from services.officers.state import GatingOptions
+
+# the DEVELOPMENT users (published passwords "<username>-dev"): loaded only with console.dev_users on loopback
+DEV_USERS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "local" / "console-users.yaml"
 
 
 class PlatformEndpoints(Section):
@@ -36,16 +41,55 @@ class PlatformEndpoints(Section):
         return self
 
 
+class LoginThrottle(Section):
+    """Failed sign-ins counted in Redis per user name and per client address (fixed windows): over either
+    limit, sign-in is refused 429 with Retry-After until the window ends, whatever the password."""
+
+    max_failures_per_user: int = Field(5, ge=1, le=1000, description="failed sign-ins per user name per window")
+    max_failures_per_address: int = Field(20, ge=1, le=100_000,
+                                          description="failed sign-ins per client address per window")
+    window_s: int = Field(900, ge=10, le=86_400, description="the counting window (from the first failure)")
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost (a listen address only this machine reaches)."""
+    name = host.strip().strip("[]").lower()
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class ConsoleOptions(Section):
     http_host: str = Field("127.0.0.1", min_length=1, description="listen address of the web page")
     http_port: int = Field(8080, ge=1, le=65535, description="listen port of the web page")
-    users_file: Path = Field(Path("deploy/local/console-users.yaml"),
-                             description="local users: salted scrypt password hashes and roles")
-    session_secret_file: Path | None = Field(
-        None, description="key that signs session cookies (file, >= 32 bytes); None: a random key per process "
-                          "(everyone logs in again after a restart)")
-    session_ttl_s: int = Field(8 * 3600, ge=60, le=7 * 86_400, description="a session lasts this long")
-    cookie_secure: bool = Field(False, description="mark the session cookie Secure (set behind HTTPS)")
+    users_file: Path | None = Field(
+        None, description="the console's users: salted scrypt password hashes and roles (re-read when it changes: a "
+                          "removed user or a changed role applies on the user's next request); required unless "
+                          "dev_users")
+    dev_users: bool = Field(
+        False, description="the local stack only: use the DEVELOPMENT users (deploy/local/console-users.yaml, "
+                           "published passwords); refused unless http_host is loopback")
+    session_ttl_s: int = Field(8 * 3600, ge=60, le=7 * 86_400,
+                               description="a session ends this long after sign-in (its Redis record's TTL)")
+    session_recheck_s: float = Field(
+        2.0, gt=0, le=60, description="the live alert stream re-reads its session this often and closes when the "
+                                      "session ended (logout, user removed, role lost)")
+    cookie_secure: bool | None = Field(
+        None, description="mark the session cookie Secure; None: true unless http_host is loopback. False on a "
+                          "non-loopback http_host is refused (serve it behind HTTPS)")
+    login: LoginThrottle = Field(default_factory=LoginThrottle, description="sign-in throttling")
+    redis: RedisSettings = Field(
+        default_factory=RedisSettings,
+        description="sessions and sign-in counters (keys under key_prefix), shared by every console replica")
+    key_prefix: str = Field("lfr:console:", pattern=r"^lfr:console:[A-Za-z0-9_.:-]{0,64}$",
+                            description="prefix of the console's Redis keys (the ACL user lfr-console may use "
+                                        "lfr:console:* only)")
     cameras_file: Path = Field(Path("deploy/local/cameras.yaml"), description="the camera registry (what exists, zones)")
     gating: GatingOptions = Field(default_factory=GatingOptions,
                                   description="the gating rule, as ingest applies it (for the cameras view)")
@@ -72,6 +116,38 @@ class ConsoleOptions(Section):
             if not name or not url.startswith(("http://", "https://")):
                 raise ValueError(f"console.metrics_targets[{name!r}] must be an http(s) URL")
         return self
+
+    @property
+    def secure_cookie(self) -> bool:
+        """The session cookie's Secure flag: as set, else on unless the console listens on loopback only."""
+        return self.cookie_secure if self.cookie_secure is not None else not is_loopback(self.http_host)
+
+    def check_exposure(self) -> None:
+        """Refuse what is safe only on a developer's machine, before anything is served."""
+        local = is_loopback(self.http_host)
+        if self.cookie_secure is False and not local:
+            raise SetupError(f"console.cookie_secure is false while the console listens on {self.http_host} "
+                             "(not loopback): the session cookie would travel in clear",
+                             "serve the console behind HTTPS and drop LFR_CONSOLE__COOKIE_SECURE (default true), "
+                             "or bind LFR_CONSOLE__HTTP_HOST=127.0.0.1")
+        if self.dev_users and not local:
+            raise SetupError(f"console.dev_users is set while the console listens on {self.http_host} "
+                             "(not loopback): the development users' passwords are published",
+                             "give the console a users file of your own (LFR_CONSOLE__USERS_FILE) and unset "
+                             "LFR_CONSOLE__DEV_USERS; dev_users is for the local stack on 127.0.0.1 only")
+        if self.dev_users and self.users_file is not None and self.users_file.resolve() != DEV_USERS_FILE.resolve():
+            raise SetupError("console.dev_users and console.users_file are both set",
+                             "set one: LFR_CONSOLE__USERS_FILE (your users) or LFR_CONSOLE__DEV_USERS=true (local "
+                             "stack)")
+        if not self.dev_users and self.users_file is None:
+            raise SetupError("the console has no users file (console.users_file)",
+                             "set LFR_CONSOLE__USERS_FILE to your users file (python -m services.console.users add "
+                             "FILE USER ROLE...); on the local stack only, LFR_CONSOLE__DEV_USERS=true")
+
+    @property
+    def users_path(self) -> Path:
+        """The users file to load (the development one only with dev_users; check_exposure() first)."""
+        return self.users_file if self.users_file is not None else DEV_USERS_FILE
 
 
 class ConsoleSettings(ServiceSettings):

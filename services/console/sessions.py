@@ -1,29 +1,34 @@
-"""Signed, stateless session cookies (HMAC-SHA256) and the CSRF token bound to a session.
+"""Server-side sessions and sign-in throttling, both in Redis (shared by every console replica).
 
-Cookie value: ``base64url(json payload) "." base64url(hmac)``; the payload holds
-the username, roles, deployments, expiry and a random session id. The cookie is
-HttpOnly and SameSite=Strict; state-changing requests must also carry the
-session's CSRF token (a header or a form field)."""
+The cookie holds only a random session id (256 bits); the session record lives in Redis under
+``<prefix>session:<sha256(id)>`` (so a reader of Redis holds no usable cookie) with the session's TTL:
+user, roles, deployments, created, last seen, the CSRF token and a fingerprint of the user's password
+hash. Every request re-reads the record and re-checks the user against the users file
+(:meth:`SessionStore.resolve`): logout deletes the record, a removed user or a changed password ends
+the session, a changed role or deployment list applies at once. The cookie is HttpOnly and
+SameSite=Strict; state-changing requests must also carry the session's CSRF token.
+
+Failed sign-ins are counted per user name and per client address (:class:`SignInThrottle`).
+"""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import hmac
+import ipaddress
 import json
-import os
+import secrets
 import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from services.console.config import LoginThrottle
 
 COOKIE = "lfr_console"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+SID_BYTES = 32
+MAX_COOKIE = 128
+TOUCH_EVERY_S = 30.0  # last_seen is rewritten at most this often
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,42 +38,147 @@ class Session:
     deployments: tuple[str, ...]
     expires: float
     sid: str
+    csrf: str = ""
+    created: float = 0.0
+    last_seen: float = 0.0
 
 
-class SessionSigner:
-    def __init__(self, key: bytes | None, ttl_s: int) -> None:
-        if key is not None and len(key) < 32:
-            raise ValueError("the session secret must be at least 32 bytes")
-        self._key = key if key is not None else os.urandom(32)
+class Account(Protocol):
+    """What a session is checked against (services.console.users.User)."""
+
+    @property
+    def username(self) -> str: ...
+    @property
+    def roles(self) -> tuple[str, ...]: ...
+    @property
+    def deployments(self) -> tuple[str, ...]: ...
+    @property
+    def password(self) -> str: ...
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def password_fingerprint(stored_hash: str) -> str:
+    """Changes when the user's password changes (a new hash): that ends the user's sessions."""
+    return _digest("lfr-console-session\0" + stored_hash)[:32]
+
+
+class SessionStore:
+    def __init__(self, redis: Any, prefix: str, ttl_s: int) -> None:
+        self.redis = redis
+        self.prefix = prefix
         self.ttl_s = ttl_s
 
-    def _mac(self, purpose: bytes, data: bytes) -> bytes:
-        return hmac.new(self._key, purpose + b"\0" + data, hashlib.sha256).digest()
+    def key(self, sid: str) -> str:
+        return f"{self.prefix}session:{_digest(sid)}"
 
-    def issue(self, username: str, roles: tuple[str, ...], deployments: tuple[str, ...]) -> tuple[str, Session]:
-        s = Session(username=username, roles=roles, deployments=deployments, expires=float(int(time.time() + self.ttl_s)),
-                    sid=_b64(os.urandom(12)))
-        body = json.dumps({"u": s.username, "r": list(s.roles), "d": list(s.deployments), "e": int(s.expires),
-                           "s": s.sid}, separators=(",", ":")).encode()
-        return f"{_b64(body)}.{_b64(self._mac(b'session', body))}", s
+    @staticmethod
+    def _record(s: Session, fingerprint: str) -> str:
+        return json.dumps({"u": s.username, "r": list(s.roles), "d": list(s.deployments), "e": s.expires,
+                           "c": s.created, "l": s.last_seen, "x": s.csrf, "p": fingerprint}, separators=(",", ":"))
 
-    def read(self, cookie: str | None) -> Session | None:
-        if not cookie or "." not in cookie or len(cookie) > 4096:
+    async def create(self, user: Account) -> Session:
+        now = time.time()
+        s = Session(username=user.username, roles=tuple(user.roles), deployments=tuple(user.deployments),
+                    expires=float(int(now + self.ttl_s)), sid=secrets.token_urlsafe(SID_BYTES),
+                    csrf=secrets.token_urlsafe(32), created=now, last_seen=now)
+        await self.redis.set(self.key(s.sid), self._record(s, password_fingerprint(user.password)), ex=self.ttl_s)
+        return s
+
+    async def delete(self, sid: str) -> None:
+        await self.redis.delete(self.key(sid))
+
+    async def resolve(self, cookie: str | None, lookup: Callable[[str], Account | None]) -> Session | None:
+        """The live session of this cookie, checked against the users file now; None when there is none
+        (unknown id, logged out, expired, user removed or password changed: the record is deleted)."""
+        if not cookie or len(cookie) > MAX_COOKIE:
             return None
-        body_b64, _, mac_b64 = cookie.partition(".")
+        key = self.key(cookie)
+        raw = await self.redis.get(key)
+        if raw is None:
+            return None
         try:
-            body, mac = _unb64(body_b64), _unb64(mac_b64)
-            if not hmac.compare_digest(mac, self._mac(b"session", body)):
-                return None
-            d = json.loads(body)
+            d = json.loads(raw)
+            fingerprint = str(d["p"])
             s = Session(username=str(d["u"]), roles=tuple(map(str, d["r"])), deployments=tuple(map(str, d["d"])),
-                        expires=float(d["e"]), sid=str(d["s"]))
+                        expires=float(d["e"]), sid=cookie, csrf=str(d["x"]), created=float(d["c"]),
+                        last_seen=float(d["l"]))
         except (ValueError, KeyError, TypeError):
+            await self.redis.delete(key)
             return None
-        return s if s.expires > time.time() else None
+        now = time.time()
+        user = lookup(s.username)
+        if s.expires <= now or user is None or password_fingerprint(user.password) != fingerprint:
+            await self.redis.delete(key)
+            return None
+        current = dataclasses.replace(s, roles=tuple(user.roles), deployments=tuple(user.deployments))
+        if current != s or now - s.last_seen >= TOUCH_EVERY_S:
+            current = dataclasses.replace(current, last_seen=now)
+            # KEEPTTL: the session still ends at its first deadline; XX: a logout in between is not undone
+            await self.redis.set(key, self._record(current, fingerprint), keepttl=True, xx=True)
+        return current
 
-    def csrf(self, session: Session) -> str:
-        return _b64(self._mac(b"csrf", session.sid.encode()))
+    @staticmethod
+    def check_csrf(session: Session, token: str | None) -> bool:
+        return bool(token) and bool(session.csrf) and hmac.compare_digest(str(token), session.csrf)
 
-    def check_csrf(self, session: Session, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(str(token), self.csrf(session))
+
+# KEYS: user counter, address counter; ARGV: window (s). Both counted first (atomic, so concurrent guesses
+# cannot slip past the limit); the window starts at the first attempt and is never extended.
+_ATTEMPT = """
+local out = {}
+for i, k in ipairs(KEYS) do
+  redis.call('SET', k, 0, 'EX', ARGV[1], 'NX')
+  out[2 * i - 1] = redis.call('INCR', k)
+  out[2 * i] = redis.call('TTL', k)
+end
+return out
+"""
+# a successful sign-in: the user's counter is cleared, this attempt leaves the address counter (never
+# re-creating an expired key); other users' failures from the address stay counted
+_SUCCEEDED = """
+redis.call('DEL', KEYS[1])
+if redis.call('EXISTS', KEYS[2]) == 1 and tonumber(redis.call('GET', KEYS[2])) > 0 then
+  redis.call('DECR', KEYS[2])
+end
+return 0
+"""
+
+
+def address_key(address: str | None) -> str:
+    """The counted address: an IPv4 address, or the /64 of an IPv6 one (one host holds a whole /64)."""
+    try:
+        ip = ipaddress.ip_address((address or "").strip())
+    except ValueError:
+        return "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+class SignInThrottle:
+    """Sign-in attempts counted per user name and per client address in fixed windows."""
+
+    def __init__(self, redis: Any, prefix: str, options: LoginThrottle) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.options = options
+
+    def keys(self, username: str, address: str | None) -> tuple[str, str]:
+        return (f"{self.prefix}signin:user:{_digest(username)[:32]}",
+                f"{self.prefix}signin:addr:{address_key(address)}")
+
+    async def attempt(self, username: str, address: str | None) -> int:
+        """Count one attempt; 0 when it may go on, else the seconds until it may (Retry-After)."""
+        user_n, user_ttl, addr_n, addr_ttl = (int(x) for x in await self.redis.eval(
+            _ATTEMPT, 2, *self.keys(username, address), self.options.window_s))
+        over = [ttl for n, ttl, limit in ((user_n, user_ttl, self.options.max_failures_per_user),
+                                          (addr_n, addr_ttl, self.options.max_failures_per_address)) if n > limit]
+        return max(1, *over) if over else 0
+
+    async def succeeded(self, username: str, address: str | None) -> None:
+        await self.redis.eval(_SUCCEEDED, 2, *self.keys(username, address))

@@ -16,6 +16,7 @@ import argparse
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.console.roles import ROLES
+
+log = logging.getLogger(__name__)
 
 SCHEME = "scrypt"
 N, R, P = 2**14, 8, 1
@@ -83,8 +86,11 @@ class UsersFile(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> "UsersFile":
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        out = cls.model_validate(data)
+        return cls.parse(Path(path).read_text(), path)
+
+    @classmethod
+    def parse(cls, text: str, path: Path) -> "UsersFile":
+        out = cls.model_validate(yaml.safe_load(text) or {})
         names = [u.username for u in out.users]
         if len(names) != len(set(names)):
             raise ValueError(f"{path}: duplicate usernames")
@@ -92,6 +98,76 @@ class UsersFile(BaseModel):
 
     def get(self, username: str) -> User | None:
         return next((u for u in self.users if u.username == username), None)
+
+
+class UsersFileError(ValueError):
+    """The users file cannot be used now (missing, invalid, or holding the development users)."""
+
+
+class DevelopmentUsersError(UsersFileError):
+    """The users file holds the development users (published passwords) outside the local stack."""
+
+
+class UsersSource:
+    """The users file, re-read whenever its content changes (checked on every use: the file is small), so
+    that a removed user, a changed role or a changed password applies on the next request. While the
+    file cannot be used, :meth:`current` raises (every request is refused, no session is ended) until it
+    is fixed. ``forbidden_hashes``: password hashes refused in the file (the development users' outside
+    the local stack)."""
+
+    def __init__(self, path: Path, forbidden_hashes: frozenset[str] = frozenset()) -> None:
+        self.path = Path(path)
+        self.forbidden_hashes = forbidden_hashes
+        raw = self._read()
+        self._digest = hashlib.sha256(raw).digest()
+        self._users: UsersFile | None = self._load(raw)  # raises at start: nothing is served
+        self._error = ""
+
+    def _load(self, raw: bytes) -> UsersFile:
+        try:
+            users = UsersFile.parse(raw.decode(), self.path)
+        except (ValueError, yaml.YAMLError) as e:
+            raise UsersFileError(f"users file {self.path}: {e}") from e
+        dev = sorted(u.username for u in users.users if u.password in self.forbidden_hashes)
+        if dev:
+            raise DevelopmentUsersError(f"users file {self.path} holds DEVELOPMENT users with published passwords "
+                                 f"({', '.join(dev)})")
+        return users
+
+    def _read(self) -> bytes:
+        try:
+            return self.path.read_bytes()
+        except OSError as e:
+            raise UsersFileError(f"users file {self.path}: {e.strerror or type(e).__name__}") from e
+
+    def current(self) -> UsersFile:
+        try:
+            raw = self._read()
+        except UsersFileError as e:
+            self._digest, self._users, self._error = b"", None, str(e)
+            raise
+        digest = hashlib.sha256(raw).digest()
+        if digest != self._digest:
+            self._digest = digest
+            try:
+                self._users, self._error = self._load(raw), ""
+                log.info("users file loaded", extra={"path": str(self.path), "users": len(self._users.users)})
+            except UsersFileError as e:
+                self._users, self._error = None, str(e)
+                log.error("users file refused: every request is refused until it is fixed", extra={"error": str(e)})
+        if self._users is None:
+            raise UsersFileError(self._error)
+        return self._users
+
+    def get(self, username: str) -> User | None:
+        return self.current().get(username)
+
+
+def password_hashes(path: Path) -> frozenset[str]:
+    """The password hashes of a users file (empty when there is no such file)."""
+    if not path.is_file():
+        return frozenset()
+    return frozenset(u.password for u in UsersFile.load(path).users)
 
 
 # a hash to check against when the user does not exist (same cost: no user enumeration by timing)

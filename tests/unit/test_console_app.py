@@ -1,6 +1,9 @@
-"""Unit tests of the operator console's pieces: password hashes, signed sessions and
-CSRF, the role table, the health view's Prometheus parsing, the alert feed's
-visibility and retention (a fake Platform: unit tests may use fakes)."""
+"""Unit tests of the operator console's pieces: password hashes, the users file and
+its reloads, server-side sessions and CSRF, sign-in throttling, the exposure checks
+(cookie_secure, development users), the role table, the health view's Prometheus
+parsing, the alert feed's visibility and retention (a fake Platform and a fake
+Redis: unit tests may use fakes; tests/integration/test_console_sessions.py
+attacks the same on real Redis)."""
 
 from __future__ import annotations
 
@@ -12,11 +15,14 @@ import pytest
 
 from lfr.v1 import alerts_pb2, common_pb2, officers_pb2
 from services.console import health, roles
-from services.console.config import ConsoleOptions
+from services.common.errors import SetupError
+from services.console import sessions as sessions_mod
+from services.console.config import DEV_USERS_FILE, ConsoleOptions, LoginThrottle, is_loopback
 from services.console.feed import AlertFeed, LiveAlert, visible
 from services.console.platform import ON_BEHALF_OF, ROLES, identity_metadata
-from services.console.sessions import Session, SessionSigner
-from services.console.users import UsersFile, authenticate, hash_password, verify_password
+from services.console.sessions import Session, SessionStore, SignInThrottle, address_key
+from services.console.users import (UsersFile, UsersFileError, UsersSource, authenticate, hash_password,
+                                    password_hashes, verify_password)
 
 
 def test_password_hash_is_salted_and_verifies() -> None:
@@ -42,18 +48,142 @@ def test_dev_users_file_loads() -> None:
     assert {r for u in users.users for r in u.roles} == set(roles.ROLES)
 
 
-def test_session_cookie_signed_and_expiring() -> None:
-    signer = SessionSigner(b"k" * 32, ttl_s=60)
-    cookie, s = signer.issue("ann", ("officer",), ())
-    assert signer.read(cookie) == s
-    body, mac = cookie.split(".")
-    assert signer.read(body[:-2] + "xx." + mac) is None and signer.read(cookie + "x") is None
-    assert SessionSigner(b"j" * 32, 60).read(cookie) is None
-    assert signer.check_csrf(s, signer.csrf(s)) and not signer.check_csrf(s, "nope") and not signer.check_csrf(s, None)
-    expired = SessionSigner(b"k" * 32, ttl_s=-1)
-    assert expired.read(expired.issue("ann", ("officer",), ())[0]) is None
-    with pytest.raises(ValueError):
-        SessionSigner(b"short", 60)
+class FakeRedis:
+    """The few Redis commands of services.console.sessions, in memory (TTLs in seconds, no clock)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+        self.ttl: dict[str, int] = {}
+
+    async def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    async def set(self, key: str, value: object, ex: int | None = None, keepttl: bool = False,
+                  xx: bool = False, nx: bool = False) -> bool:
+        if (xx and key not in self.data) or (nx and key in self.data):
+            return False
+        self.data[key] = str(value)
+        if ex is not None:
+            self.ttl[key] = ex
+        elif not keepttl:
+            self.ttl.pop(key, None)
+        return True
+
+    async def delete(self, *keys: str) -> int:
+        n = sum(1 for k in keys if k in self.data)
+        for k in keys:
+            self.data.pop(k, None)
+            self.ttl.pop(k, None)
+        return n
+
+    async def eval(self, script: str, numkeys: int, *args: object) -> object:
+        keys, argv = [str(a) for a in args[:numkeys]], args[numkeys:]
+        if script == sessions_mod._ATTEMPT:
+            out: list[int] = []
+            for k in keys:
+                await self.set(k, 0, ex=int(argv[0]), nx=True)  # type: ignore[call-overload]
+                self.data[k] = str(int(self.data[k]) + 1)
+                out += [int(self.data[k]), self.ttl[k]]
+            return out
+        assert script == sessions_mod._SUCCEEDED
+        await self.delete(keys[0])
+        if int(self.data.get(keys[1], "0")) > 0:
+            self.data[keys[1]] = str(int(self.data[keys[1]]) - 1)
+        return 0
+
+
+def _users(path: Path, *users: tuple[str, str, list[str]]) -> Path:
+    path.write_text("users:\n" + "".join(
+        f"- username: {name}\n  password: '{hash_password(pw, n=2**10)}'\n  roles: {roles}\n"
+        for name, pw, roles in users))
+    return path
+
+
+async def test_server_side_session_follows_the_users_file(tmp_path: Path) -> None:
+    users = UsersSource(_users(tmp_path / "u.yaml", ("ann", "pw-ann", ["officer"]), ("bob", "pw-bob", ["operator"])))
+    redis = FakeRedis()
+    store = SessionStore(redis, "lfr:console:", ttl_s=60)
+    ann = await store.create(users.get("ann"))  # type: ignore[arg-type]
+    assert len(ann.sid) >= 40 and redis.ttl[store.key(ann.sid)] == 60
+    assert ann.sid not in "".join(redis.data) and ann.username in next(iter(redis.data.values()))  # id hashed
+    assert await store.resolve(ann.sid, users.get) == ann
+    assert await store.resolve(ann.sid + "x", users.get) is None and await store.resolve(None, users.get) is None
+    assert store.check_csrf(ann, ann.csrf) and not store.check_csrf(ann, "nope") and not store.check_csrf(ann, None)
+
+    # a changed role applies at once; a removed user's session ends (its record deleted)
+    (tmp_path / "u.yaml").write_text((tmp_path / "u.yaml").read_text().replace("'officer'", "'auditor'"))
+    demoted = await store.resolve(ann.sid, users.get)
+    assert demoted is not None and demoted.roles == ("auditor",) and demoted.csrf == ann.csrf
+    bob = await store.create(users.get("bob"))  # type: ignore[arg-type]
+    _users(tmp_path / "u.yaml", ("bob", "pw-bob", ["operator"]))  # ann removed; bob's password hash is new
+    assert await store.resolve(ann.sid, users.get) is None and store.key(ann.sid) not in redis.data
+    assert await store.resolve(bob.sid, users.get) is None  # a changed password ends the session too
+
+    # logout deletes the record; an expired one is refused
+    carl = await store.create(users.get("bob"))  # type: ignore[arg-type]
+    await store.delete(carl.sid)
+    assert await store.resolve(carl.sid, users.get) is None
+    expired = await SessionStore(redis, "lfr:console:", ttl_s=-1).create(users.get("bob"))  # type: ignore[arg-type]
+    assert await store.resolve(expired.sid, users.get) is None
+
+
+def test_users_source_refuses_broken_and_development_files(tmp_path: Path) -> None:
+    f = _users(tmp_path / "u.yaml", ("ann", "pw-ann", ["officer"]))
+    users = UsersSource(f)
+    f.write_text("users: [{username: ann}]\n")
+    with pytest.raises(UsersFileError, match="u.yaml"):
+        users.get("ann")  # fail closed until fixed, sessions untouched
+    _users(f, ("ann", "pw-ann2", ["officer"]))
+    assert users.get("ann") is not None
+    f.unlink()
+    with pytest.raises(UsersFileError):
+        users.current()
+    # a copy of the development users (published passwords) is refused outside the local stack
+    copy = tmp_path / "prod.yaml"
+    copy.write_text(DEV_USERS_FILE.read_text())
+    with pytest.raises(UsersFileError, match="DEVELOPMENT users"):
+        UsersSource(copy, password_hashes(DEV_USERS_FILE))
+    assert UsersSource(copy).get("operator") is not None and password_hashes(tmp_path / "none.yaml") == frozenset()
+
+
+async def test_sign_in_throttle_per_user_and_per_address() -> None:
+    redis = FakeRedis()
+    t = SignInThrottle(redis, "lfr:console:", LoginThrottle(max_failures_per_user=5, max_failures_per_address=20,
+                                                            window_s=900))
+    for _ in range(5):
+        assert await t.attempt("ann", "10.0.0.1") == 0
+    assert await t.attempt("ann", "10.0.0.1") == 900  # the 6th: Retry-After, whatever the password
+    assert await t.attempt("ann", "10.0.0.2") == 900  # from another address too
+    assert await t.attempt("bob", "10.0.0.1") == 0
+    for i in range(12):
+        assert await t.attempt(f"u{i}", "10.0.0.9") == 0
+    await t.succeeded("u0", "10.0.0.9")  # a success takes back its own attempt only
+    for i in range(9):
+        assert await t.attempt(f"v{i}", "10.0.0.9") == 0
+    assert await t.attempt("w", "10.0.0.9") == 900  # 21st counted attempt from the address
+    assert address_key("2001:db8::1") == address_key("2001:db8::ffff") == "2001:db8::/64"
+    assert address_key("::ffff:10.0.0.1") == "10.0.0.1" and address_key(None) == "unknown"
+
+
+def test_cookie_secure_and_development_users_outside_loopback(tmp_path: Path) -> None:
+    assert all(map(is_loopback, ("127.0.0.1", "127.8.0.1", "::1", "[::1]", "localhost", "LOCALHOST")))
+    assert not any(map(is_loopback, ("0.0.0.0", "::", "10.0.0.5", "console.example", "")))
+    users = _users(tmp_path / "u.yaml", ("ann", "pw-ann", ["officer"]))
+    assert not ConsoleOptions(users_file=users).secure_cookie  # type: ignore[call-arg]
+    assert ConsoleOptions(users_file=users, http_host="0.0.0.0").secure_cookie  # type: ignore[call-arg]
+    assert not ConsoleOptions(users_file=users, cookie_secure=False).secure_cookie  # type: ignore[call-arg]
+    with pytest.raises(SetupError, match="cookie_secure is false .* 0.0.0.0"):
+        exposed = ConsoleOptions(users_file=users, http_host="0.0.0.0", cookie_secure=False)  # type: ignore[call-arg]
+        exposed.check_exposure()
+    with pytest.raises(SetupError, match="no users file"):
+        ConsoleOptions().check_exposure()
+    with pytest.raises(SetupError, match="dev_users is set while the console listens on 10.1.2.3"):
+        ConsoleOptions(dev_users=True, http_host="10.1.2.3").check_exposure()  # type: ignore[call-arg]
+    with pytest.raises(SetupError, match="both set"):
+        ConsoleOptions(dev_users=True, users_file=users).check_exposure()  # type: ignore[call-arg]
+    local = ConsoleOptions(dev_users=True)  # type: ignore[call-arg]
+    local.check_exposure()
+    assert local.users_path == DEV_USERS_FILE
 
 
 def test_role_table() -> None:

@@ -140,6 +140,11 @@
     src.addEventListener("alert", (ev) => render(JSON.parse(ev.data)));
     src.addEventListener("update", (ev) => render(JSON.parse(ev.data)));
     src.addEventListener("expire", (ev) => { const d = JSON.parse(ev.data); remove(d.alert_id, d.reason); });
+    src.addEventListener("end", () => {  // the session ended (signed out, removed, role changed): no images stay
+      src.close();
+      for (const card of list.querySelectorAll("article.alert")) { dropImages(card, "Session ended"); card.remove(); }
+      window.location.assign("/login");
+    });
     src.addEventListener("error", () => { live.textContent = "Connection to the console lost, reconnecting…"; live.className = "live down"; });
   }
   connect();
