@@ -1,7 +1,12 @@
 """`lfr audit verify|tail`: check and follow the hash-chained audit log.
 
-``verify`` reads the topic from its first record, recomputes every hash and
-names the first broken record (offset and seq); exit 0 when intact, 1 when broken.
+``verify`` reads the topic from its start offset, recomputes every hash, checks
+every record's signature against the keyring (``--keyring``) and that its service
+may write its action, and checks the log against the signed checkpoints kept
+outside Kafka (``--checkpoints``): missing records at the head or the tail, a
+re-created topic, a forged record or checkpoint all fail, naming what. An empty
+log fails unless ``--new``. Exit 0 when intact, 1 when not; a topic or keyring
+that cannot be read is an error (exit 2).
 ``tail`` prints records (one line each: offset, seq, time, action, actor, ids)
 and, with ``--follow``, keeps printing new ones until Ctrl-C.
 """
@@ -13,6 +18,7 @@ import asyncio
 import json
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from services.common.kafka import AUDIT_TOPIC
@@ -29,6 +35,13 @@ def add_parser(sub: Any) -> None:
     v = asub.add_parser("verify", help="recompute the hash chain from the topic start")
     common(v)
     v.add_argument("--json", action="store_true", help="print the result as JSON")
+    v.add_argument("--keyring", type=Path, default=None,
+                   help="directory of the writers' public keys <service>.pub (default: the dev PKI's "
+                        "<state>/certs/audit/pub)")
+    v.add_argument("--checkpoints", type=Path, default=None,
+                   help="directory of the signed checkpoints (default <state>/audit/checkpoints)")
+    v.add_argument("--new", action="store_true",
+                   help="the log is new: an empty log without checkpoints verifies (otherwise it fails)")
     v.set_defaults(func=_verify)
 
     t = asub.add_parser("tail", help="print the last records, optionally follow")
@@ -60,9 +73,15 @@ def _run(coro: Any) -> Any:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from services.common.audit import verify_topic
+    import dataclasses
 
-    result = _run(verify_topic(_kafka(args), args.topic))
+    from services.common.audit import VerifyOptions, verify_topic
+    from services.common.settings import AuditSettings
+
+    options = VerifyOptions.from_settings(AuditSettings(), allow_empty=args.new)
+    options = dataclasses.replace(options, keyring_dir=args.keyring or options.keyring_dir,
+                                  checkpoint_dir=args.checkpoints or options.checkpoint_dir)
+    result = _run(verify_topic(_kafka(args), args.topic, options))
     if args.json:
         print(json.dumps({"topic": args.topic, **result.__dict__}))
     else:

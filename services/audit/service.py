@@ -18,10 +18,10 @@ import grpc
 
 from lfr.v1 import audit_pb2, audit_pb2_grpc
 
-from services.common.audit import AuditError, read_records, verify_topic
+from services.common.audit import AuditError, VerifyOptions, read_records, verify_topic
 from services.common.errors import log_failure
 from services.common.kafka import client_kwargs
-from services.common.settings import KafkaSettings
+from services.common.settings import AuditSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "lfr.v1.AuditService"
@@ -76,11 +76,14 @@ def unavailable(reference: str) -> str:
 
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
-    """``kafka`` and ``topic`` are the audit log's; ``on_verified(ok)`` updates lfr_audit_chain_ok."""
+    """``kafka`` and ``topic`` are the audit log's; ``audit`` says where the keyring and the checkpoints are
+    (the same verification as ``lfr audit verify``); ``on_verified(ok)`` updates lfr_audit_chain_ok."""
 
-    def __init__(self, kafka: KafkaSettings, topic: str, on_verified: Callable[[bool], None] | None = None) -> None:
+    def __init__(self, kafka: KafkaSettings, topic: str, audit: AuditSettings,
+                 on_verified: Callable[[bool], None] | None = None) -> None:
         self.kafka = kafka
         self.topic = topic
+        self.audit = audit
         self.on_verified = on_verified
         self._verify_lock = asyncio.Lock()
 
@@ -96,7 +99,8 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     async def Verify(self, request: audit_pb2.VerifyAuditRequest, context: Any) -> audit_pb2.VerifyAuditResponse:  # noqa: N802
         try:
             async with self._verify_lock:  # one full read at a time
-                result = await verify_topic(self.kafka, self.topic)
+                options = VerifyOptions.from_settings(self.audit, allow_empty=request.allow_empty)
+                result = await verify_topic(self.kafka, self.topic, options)
         except Exception as e:  # AuditError or a Kafka client error (many types): logged, never echoed
             if type(e).__name__ in ("AbortError", "InternalError", "UsageError"):
                 raise

@@ -10,6 +10,8 @@ Layout under ``<state>/certs`` (``.lfr/certs``; ``LFR_STATE`` moves it):
   ``officer``, ``supervisor``, ``auditor``, ``integrator``, ``service``,
   ``console``), and an OU ``deployment=<id>`` scopes an integrator to a deployment.
 - ``device-token.key``: the HMAC key that signs device tokens (see :mod:`services.common.tokens`).
+- ``audit/<service>.key`` (Ed25519, PKCS#8 PEM, 0600): the key each service signs its audit records and
+  checkpoints with; ``audit/pub/<service>.pub``: the keyring ``lfr audit verify`` trusts (see :mod:`services.common.audit`).
 
 Idempotent: what exists and is still valid (chains to the CA, not expiring within
 30 days) is kept; anything missing is made. Private keys are written 0600.
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from services.common.ids import check_id
@@ -85,6 +87,16 @@ class CertPaths:
     @property
     def device_token_key(self) -> Path:
         return self.root / "device-token.key"
+
+    def audit_key(self, service: str) -> Path:
+        return self.root / "audit" / f"{service}.key"
+
+    @property
+    def audit_keyring(self) -> Path:
+        return self.root / "audit" / "pub"
+
+    def audit_pub(self, service: str) -> Path:
+        return self.audit_keyring / f"{service}.pub"
 
     def exists(self) -> bool:
         return self.ca.is_file() and self.device_token_key.is_file()
@@ -215,12 +227,32 @@ def _init_locked(paths: CertPaths, clients: tuple[ClientSpec, ...], services: tu
         _write_private(key_file, key)
         _write_public(cert_file, cert)
         report["created"].append(f"client/{spec.principal}")
+    for service in services:
+        name = f"audit/{service}.key"
+        report["created" if ensure_audit_key(paths, service) else "kept"].append(name)
     if paths.device_token_key.is_file():
         report["kept"].append("device-token.key")
     else:
         _write_private(paths.device_token_key, secrets.token_hex(32).encode())
         report["created"].append("device-token.key")
     return report
+
+
+def ensure_audit_key(paths: CertPaths, service: str) -> bool:
+    """``service``'s Ed25519 audit signing key and its public key in the keyring; True when the key was made.
+    A missing public key is rewritten from the private key (never a new key for an existing one)."""
+    key_file, pub_file = paths.audit_key(service), paths.audit_pub(service)
+    created = not key_file.is_file()
+    if created:
+        _write_private(key_file, ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise ValueError(f"{key_file} is not an Ed25519 private key")
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if not pub_file.is_file() or pub_file.read_bytes() != pub:
+        _write_public(pub_file, pub)
+    return created
 
 
 def ensure_officer(paths: CertPaths, officer_id: str) -> None:

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from services.common.settings import GrpcRefusalSettings, KafkaSettings, RedisSettings
+from services.common.settings import AuditSettings, GrpcRefusalSettings, KafkaSettings, RedisSettings
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,9 @@ class RefusalRecorder:
     """The refusal hook of every service's gRPC server (``services/common/service.py``)."""
 
     def __init__(self, service: str, kafka: KafkaSettings, redis: RedisSettings, topic: str, metrics: Any,
-                 settings: GrpcRefusalSettings | None = None) -> None:
+                 settings: GrpcRefusalSettings | None = None, audit: AuditSettings | None = None) -> None:
         self.service = service
+        self.audit_settings = audit or AuditSettings()  # the service's audit signing key and checkpoints
         self.kafka = kafka
         self.redis_settings = redis
         self.topic = topic
@@ -165,7 +166,8 @@ class RefusalRecorder:
                 from services.common.audit import AuditWriter
 
                 self._redis = await clients.connect_redis(self.redis_settings)
-                writer = AuditWriter(self.kafka, self.service, topic=self.topic, redis=self._redis)
+                writer = AuditWriter.from_settings(self.kafka, self.service, self.audit_settings, topic=self.topic,
+                                                   redis=self._redis)
                 await writer.start()
                 self._writer = writer
             return self._writer

@@ -278,6 +278,24 @@ class MetricsSettings(Section):
     enabled: bool = Field(True, description="serve /metrics")
 
 
+class AuditSettings(Section):
+    """How this service signs what it appends to the audit log, and where verification finds its trust."""
+
+    signing_key_file: Path | None = Field(
+        None, description="this service's Ed25519 audit signing key (PKCS#8 PEM, a mounted Kubernetes Secret); "
+        "none: the dev PKI's <state>/certs/audit/<service>.key (`lfr certs init`)")
+    keyring_dir: Path | None = Field(
+        None, description="directory of the writers' public keys (<service>.pub) that verification trusts; "
+        "none: <state>/certs/audit/pub")
+    checkpoint_dir: Path | None = Field(
+        None, description="where signed checkpoints (seq, hash) are kept, outside Kafka (production: a volume "
+        "the auditor holds); none: <state>/audit/checkpoints")
+    checkpoint_every_records: int = Field(
+        100, ge=1, le=1_000_000, description="a writer signs a checkpoint after at most this many of its appends")
+    checkpoint_every_s: float = Field(
+        60.0, ge=0.1, le=86_400, description="... and at most this long after an append it has not checkpointed")
+
+
 def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
@@ -338,6 +356,7 @@ class ServiceSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings, description="Kafka connection")
     grpc: GrpcServerSettings = Field(default_factory=GrpcServerSettings, description="gRPC server")
     metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus /metrics")
+    audit: AuditSettings = Field(default_factory=AuditSettings, description="audit record signing and checkpoints")
 
     @model_validator(mode="before")
     @classmethod

@@ -374,7 +374,8 @@ class CameraIngestor(RedisUser, KafkaWorker):
             if self.audit is None and self.options.frame_keys.enabled and self.sealer is None:
                 self.sealer = FrameSealer(self.redis, self.options.frame_keys)
             if self.audit is None:
-                audit = AuditWriter(self.kafka, self.ctx.name, topic=self.options.audit_topic, redis=self.redis)
+                audit = AuditWriter.from_settings(self.kafka, self.ctx.name, self.ctx.settings.audit,
+                                                  topic=self.options.audit_topic, redis=self.redis)
                 try:
                     await audit.start()
                 except BaseException:

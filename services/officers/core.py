@@ -147,8 +147,9 @@ class Officers(RedisUser, KafkaWorker):
             self.officers = OfficerStore(self.redis, self.options.heartbeat_ttl_s)
             self.alerts = AlertStore(self.redis)
         if self.audit is None:
-            audit = AuditWriter(self.kafka, self.ctx.name, topic=self.options.audit_topic, redis=self.redis,
-                                on_record=lambda action: self.audit_records.labels(action).inc())
+            audit = AuditWriter.from_settings(self.kafka, self.ctx.name, self.ctx.settings.audit,
+                                              topic=self.options.audit_topic, redis=self.redis,
+                                              on_record=lambda action: self.audit_records.labels(action).inc())
             try:
                 await audit.start()
             except BaseException:

@@ -13,7 +13,7 @@ import grpc
 from lfr.v1 import watchlist_pb2_grpc
 
 from services.common import clients
-from services.common.audit import AuditError, AuditWriter, verify_topic
+from services.common.audit import AuditError, AuditWriter, VerifyOptions, verify_topic
 from services.common.errors import log_failure
 from services.common.grpc_server import current_identity
 from services.common.service import ServiceContext
@@ -149,8 +149,8 @@ class WatchlistRuntime:
             self.triton = TritonClient(TritonClientSettings.from_section(s.triton))
         await self.triton.wait_ready(list(FACE_MODELS), timeout_s=s.triton.timeout_s)
         if self.audit is None:
-            self.audit = AuditWriter(s.kafka, "watchlist", topic=s.watchlist.audit_topic, redis=self.redis,
-                                     on_record=self._on_record)
+            self.audit = AuditWriter.from_settings(s.kafka, "watchlist", s.audit, topic=s.watchlist.audit_topic,
+                                                   redis=self.redis, on_record=self._on_record)
         await self.audit.start()
         store = Store(self.milvus, s.milvus.timeout_s, s.watchlist.local_engine_file, s.watchlist.compact_wait_s)
         await asyncio.to_thread(store.ensure)
@@ -192,12 +192,18 @@ class WatchlistRuntime:
         interval = self.settings.watchlist.audit_verify_interval_s
         if interval <= 0:
             return
+        # an empty log without checkpoints is a new one here (every writer checkpoints its first append, so a
+        # log emptied later still fails); `lfr audit verify` and the Verify RPC say so only when told
+        options = VerifyOptions.from_settings(self.settings.audit, allow_empty=True)
         while True:
             try:
-                result = await verify_topic(self.settings.kafka, self.settings.watchlist.audit_topic)
+                result = await verify_topic(self.settings.kafka, self.settings.watchlist.audit_topic, options)
                 self.chain_ok.set(1 if result.ok else 0)
                 if not result.ok:
                     log.error("audit chain broken", extra={"detail": result.summary()})
+            except AuditError as e:  # no keyring, no topic: nothing verified is not OK
+                self.chain_ok.set(0)
+                log.error("audit chain cannot be verified", extra={"error": str(e)})
             except Exception as e:  # Kafka down: keep the last value
                 log.warning("audit verification failed to run", extra={"error": f"{type(e).__name__}: {e}"})
             if not await self._sleep(interval):
@@ -225,6 +231,6 @@ async def setup(ctx: ServiceContext, settings: WatchlistSettings) -> None:
     from services.audit.service import SERVICE_NAME as AUDIT_SERVICE, AuditServicer
 
     ctx.grpc.add(audit_pb2_grpc.add_AuditServiceServicer_to_server,
-                 AuditServicer(settings.kafka, settings.watchlist.audit_topic,
+                 AuditServicer(settings.kafka, settings.watchlist.audit_topic, settings.audit,
                                lambda ok: runtime.chain_ok.set(1 if ok else 0)), AUDIT_SERVICE)
     ctx.spawn(runtime.run(), "watchlist")

@@ -1,5 +1,8 @@
-"""The audit log on the real broker: the real lfr.audit.v1 verifies; a copy with
-one record altered (Kafka logs cannot be edited in place) fails, naming it."""
+"""The audit log on the real broker, attacked the way an insider would: the real lfr.audit.v1 verifies; a copy
+with one record altered (Kafka logs cannot be edited in place) fails, naming it; so do records deleted at the head
+(DeleteRecords), a log cut at the tail or deleted and re-created (signed checkpoints outside Kafka), records
+appended by a credential with Write on the topic (unsigned, another service's key, an action that service may not
+write), and an empty log (unless declared new)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import pytest
 
 from lfr.v1 import audit_pb2
 
-from services.common.audit import AuditWriter, read_records, sha256
+from services.common.audit import AuditSigner, AuditWriter, CheckpointStore, build_record, read_records, sha256
+from services.common.pki import CertPaths, ensure_audit_key
 from services.common.settings import KafkaSettings
 from services.common.topics import TopicSpec, ensure_topics
 
@@ -29,25 +33,60 @@ def lfr(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120)
 
 
+def _spec(name: str) -> TopicSpec:
+    return TopicSpec(name=name, partitions=1, retention_ms=3_600_000, segment_ms=3_600_000)
+
+
+async def _delete_topics(names: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA.bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        if gone := [n for n in names if n in existing]:
+            await admin.delete_topics(gone)
+        for _ in range(100):  # deletion is asynchronous on the broker
+            if not set(await admin.list_topics()) & set(names):
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"topics {names} still exist")
+    finally:
+        await admin.close()
+
+
+async def _recreate(name: str) -> None:
+    """What a rogue Kafka administrator does to hide a history: delete the topic, create it again."""
+    await _delete_topics([name])
+    await ensure_topics(KAFKA.bootstrap, (_spec(name),))
+
+
 @pytest.fixture
 def topics() -> Iterator[tuple[str, str]]:
     tag = "".join(c for c in uuid.uuid4().hex if c.isalpha())[:8] or "x"
     names = (f"lfr.test.audit.{tag}.v1", f"lfr.test.tampered.{tag}.v1")
-    specs = tuple(TopicSpec(name=n, partitions=1, retention_ms=3_600_000, segment_ms=3_600_000) for n in names)
-    asyncio.run(ensure_topics(KAFKA.bootstrap, specs))
+    asyncio.run(ensure_topics(KAFKA.bootstrap, tuple(_spec(n) for n in names)))
     yield names
+    asyncio.run(_delete_topics(list(names)))
 
-    async def drop() -> None:
-        from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA.bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics(list(names))
-        finally:
-            await admin.close()
+@pytest.fixture
+def trust(tmp_path: Path) -> tuple[CertPaths, Path]:
+    """A keyring of the services' audit keys (as `lfr certs init` makes them) and a checkpoint directory."""
+    paths = CertPaths(tmp_path / "certs")
+    for service in ("ingest", "watchlist", "officers"):
+        ensure_audit_key(paths, service)
+    return paths, tmp_path / "checkpoints"
 
-    asyncio.run(drop())
+
+def verify(topic: str, trust: tuple[CertPaths, Path], *extra: str) -> subprocess.CompletedProcess[str]:
+    paths, checkpoints = trust
+    return lfr("audit", "verify", "--topic", topic, "--keyring", str(paths.audit_keyring),
+               "--checkpoints", str(checkpoints), *extra)
+
+
+def signer(trust: tuple[CertPaths, Path], service: str) -> AuditSigner:
+    return AuditSigner.load(service, trust[0].audit_key(service))
 
 
 def test_real_audit_log_verifies() -> None:
@@ -56,34 +95,37 @@ def test_real_audit_log_verifies() -> None:
     assert "lfr.audit.v1: audit chain OK" in run.stdout
 
 
-async def _write_chain(topic: str, n: int) -> None:
+async def _write_chain(topic: str, n: int, trust: tuple[CertPaths, Path]) -> None:
+    """Two ingest replicas (one key, the service's) append to one chain under the Redis lock."""
     from services.common.clients import connect_redis
     from services.common.settings import RedisSettings
 
     redis = await connect_redis(RedisSettings())
-    writers = [AuditWriter(KAFKA, f"writer{i}", topic=topic, redis=redis) for i in range(2)]
+    writers = [AuditWriter(KAFKA, signer(trust, "ingest"), topic=topic, redis=redis,
+                           checkpoints=CheckpointStore(trust[1])) for _ in range(2)]
     try:
         for w in writers:
             await w.start()
 
-        async def write(w: AuditWriter, k: int) -> None:
+        async def write(w: AuditWriter, k: int, who: str) -> None:
             for i in range(k):
-                await w.record("camera.on", actor=w.service, deployment_id="op-audit", subject_ids=[f"cam-{i}"],
-                               subject_hashes=[sha256(f"{w.service}{i}".encode())])
+                await w.record("camera.on", actor=who, deployment_id="op-audit", subject_ids=[f"cam-{i}"],
+                               subject_hashes=[sha256(f"{who}{i}".encode())])
 
-        await asyncio.gather(write(writers[0], n // 2), write(writers[1], n - n // 2))  # two writers, one chain
+        await asyncio.gather(write(writers[0], n // 2, "a"), write(writers[1], n - n // 2, "b"))
     finally:
         for w in writers:
             await w.close()
         await redis.aclose()
 
 
-async def _copy(src: str, dst: str, alter_offset: int) -> None:
+async def _copy(src: str, dst: str, alter_offset: int = -1, limit: int | None = None) -> None:
     from services.common.kafka import start_producer
 
     producer = await start_producer(KAFKA, "audit-test")
+    values = [v async for _, v in read_records(KAFKA, src)]
     try:
-        async for offset, value in read_records(KAFKA, src):
+        for offset, value in enumerate(values[:limit]):
             if offset == alter_offset:
                 rec = audit_pb2.AuditRecord.FromString(value or b"")
                 rec.actor = "forger"  # hash left as it was
@@ -93,16 +135,104 @@ async def _copy(src: str, dst: str, alter_offset: int) -> None:
         await producer.stop()
 
 
-def test_verify_names_the_tampered_record(topics: tuple[str, str]) -> None:
+def test_verify_names_the_tampered_record(topics: tuple[str, str], trust: tuple[CertPaths, Path]) -> None:
     good, bad = topics
-    asyncio.run(_write_chain(good, 8))
-    ok = lfr("audit", "verify", "--topic", good)
+    asyncio.run(_write_chain(good, 8, trust))
+    ok = verify(good, trust)
     assert ok.returncode == 0 and "audit chain OK: 8 records, last seq 7" in ok.stdout, ok.stdout + ok.stderr
 
     asyncio.run(_copy(good, bad, alter_offset=5))
-    broken = lfr("audit", "verify", "--topic", bad)
+    broken = verify(bad, trust)
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "BROKEN at offset 5 (seq 5)" in broken.stdout and "modified" in broken.stdout, broken.stdout
 
     tail = lfr("audit", "tail", "--topic", bad, "-n", "3")
     assert tail.returncode == 0 and tail.stdout.count("camera.on") == 3, tail.stdout
+
+
+async def _delete_head(topic: str, before: int) -> None:
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA.bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(before_offset=before)})
+    finally:
+        await admin.close()
+
+
+def test_head_deletion_is_noticed(topics: tuple[str, str], trust: tuple[CertPaths, Path]) -> None:
+    """DeleteRecords on the first 3 of 6 records: not 'OK: 0 records' (aiokafka's reset to 'latest')."""
+    good, _ = topics
+    asyncio.run(_write_chain(good, 6, trust))
+    asyncio.run(_delete_head(good, 3))
+    run = verify(good, trust)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "BROKEN at offset 3 (seq 3)" in run.stdout and "3 records missing at the head" in run.stdout, run.stdout
+
+
+def test_tail_cut_is_noticed(topics: tuple[str, str], trust: tuple[CertPaths, Path]) -> None:
+    """The topic replaced by a copy of its first 5 records: the writers' checkpoints (outside Kafka) say 8."""
+    good, scratch = topics
+    asyncio.run(_write_chain(good, 8, trust))
+    asyncio.run(_copy(good, scratch))
+    asyncio.run(_recreate(good))
+    asyncio.run(_copy(scratch, good, limit=5))
+    run = verify(good, trust)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "ends at seq 4" in run.stdout and "checkpoint seq 7 signed by ingest" in run.stdout, run.stdout
+    assert "3 records missing at the tail" in run.stdout, run.stdout
+
+
+def test_deleted_and_recreated_topic_is_noticed(topics: tuple[str, str], trust: tuple[CertPaths, Path]) -> None:
+    """Deleted, created again, and written anew by the real writers: the old checkpoints no longer match."""
+    good, _ = topics
+    asyncio.run(_write_chain(good, 4, trust))
+    asyncio.run(_recreate(good))
+    empty = verify(good, trust, "--new")  # a rogue admin cannot pass the wiped log off as new
+    assert empty.returncode == 1 and "the log is empty" in empty.stdout and "checkpoint seq 3" in empty.stdout, (
+        empty.stdout + empty.stderr)
+    asyncio.run(_write_chain(good, 6, trust))
+    run = verify(good, trust)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "(seq 0)" in run.stdout and "re-created" in run.stdout, run.stdout
+
+
+async def _forge(topic: str, action: str, service: str, forger: AuditSigner | None) -> None:
+    """A credential with Write on the topic appends a plausible record: right seq, prev_hash and hash."""
+    from services.common.kafka import start_producer
+
+    last = audit_pb2.AuditRecord.FromString([v async for _, v in read_records(KAFKA, topic)][-1] or b"")
+    rec = build_record(seq=last.seq + 1, prev_hash=bytes(last.hash), action=action, actor="manager",
+                       service=service, deployment_id="op-audit", subject_ids=["wl-closed-early"], signer=forger)
+    producer = await start_producer(KAFKA, "audit-forger")
+    try:
+        await producer.send_and_wait(topic, rec.SerializeToString(), partition=0)
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.parametrize(("service", "key", "words"), [
+    ("watchlist", None, "'watchlist.close' record unsigned"),
+    ("watchlist", "officers", "'watchlist.close' record names service 'watchlist' but is signed by officers's key"),
+    ("officers", "officers", "service officers may not write 'watchlist.close'"),
+])
+def test_forged_record_is_named(topics: tuple[str, str], trust: tuple[CertPaths, Path], service: str,
+                                key: str | None, words: str) -> None:
+    good, _ = topics
+    asyncio.run(_write_chain(good, 4, trust))
+    asyncio.run(_forge(good, "watchlist.close", service, signer(trust, key) if key else None))
+    run = verify(good, trust)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "BROKEN at offset 4 (seq 4)" in run.stdout and words in run.stdout, run.stdout
+
+
+def test_empty_topic_fails_unless_new(topics: tuple[str, str], trust: tuple[CertPaths, Path]) -> None:
+    good, _ = topics
+    run = verify(good, trust)
+    assert run.returncode == 1 and "the log is empty" in run.stdout and "--new" in run.stdout, run.stdout + run.stderr
+    new = verify(good, trust, "--new")
+    assert new.returncode == 0 and "audit chain OK: 0 records" in new.stdout, new.stdout + new.stderr
+    missing = verify("lfr.test.audit.nosuchtopic.v1", trust)
+    assert missing.returncode != 0 and "does not exist" in missing.stdout + missing.stderr
