@@ -24,7 +24,10 @@ Per polled batch (one partition's records, see ``ConsumerLoop``):
    their keys. The loop commits the offsets after that.
 
 Dead-lettered observations have their keys deleted too: nobody will ever
-decide on them, so nobody may read them.
+decide on them, so nobody may read them. That holds when the handler itself
+fails (the loop then dead-letters the whole batch as INTERNAL): every key the
+batch names is deleted first (:meth:`Matcher._shred_batch`), so a poison batch
+leaves no readable payload behind until its TTL.
 
 Redis or Milvus down: health goes NOT_SERVING (dependency checks) and the batch
 is retried in place with backoff until the server answers; good records are
@@ -211,6 +214,36 @@ class Matcher(RedisUser, KafkaWorker):
         await loop.run(self.ctx.stop)
 
     async def handle_batch(self, records: list[RecordLike], out: Outbox) -> None:
+        try:
+            await self._decide_batch(records, out)
+        except Exception:  # the loop dead-letters the batch (INTERNAL): its keys go first
+            await self._shred_batch(records)
+            raise
+
+    async def _shred_batch(self, records: list[RecordLike]) -> None:
+        """Delete the data key of every observation in ``records`` (those that decode and are sealed).
+
+        A Redis outage is waited out like any other call (stop -> the batch stays uncommitted);
+        any other Redis error is logged and the keys are left to their TTL."""
+        keys: list[str] = []
+        for record in records:
+            try:
+                obs = decode(record, faces_pb2.FaceObservation, max_bytes=self.kafka.max_request_bytes)
+            except PoisonMessage:
+                continue
+            if obs.HasField("secret") and obs.secret.key_id:
+                keys.append(redis_key(obs.secret.key_id))
+        if not keys or self.redis is None:
+            return
+        try:
+            await self._retry("redis", lambda: self.redis.delete(*keys))
+        except Exception as e:  # never hide the handler's own error behind this one
+            log.error("keys of a failed batch not deleted; they expire with their TTL",
+                      extra={"keys": len(keys), "error": type(e).__name__})
+            return
+        log.warning("batch failed: its keys were deleted before it is dead-lettered", extra={"keys": len(keys)})
+
+    async def _decide_batch(self, records: list[RecordLike], out: Outbox) -> None:
         started = time.perf_counter()
         shred: list[str] = []  # keys of observations nobody will decide on: deleted with the non-matches
         pending = self._admit(records, out, shred)

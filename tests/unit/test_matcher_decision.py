@@ -241,3 +241,29 @@ async def test_unsealed_observation_is_refused(tmp_path: Path) -> None:
     await rig.matcher.handle_batch(records, out)
     assert [e.reason for _, e in out.dead_letters] == [dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD]
     assert not rig.producer.sent
+
+
+async def test_failed_batch_deletes_its_keys_before_it_is_dead_lettered(tmp_path: Path) -> None:
+    """A handler error (here the search raises something that is not an outage) dead-letters the whole
+    batch as INTERNAL; every key the batch names is gone before the first dead letter is acknowledged."""
+    rig = _rig(tmp_path)
+
+    def broken_search(*args: Any, **kwargs: Any) -> list[list[Hit]]:
+        raise ValueError("poison: the search cannot handle this batch")
+
+    rig.matcher.search = broken_search
+    records = [Rec(FACES, 0, 0, _observation(rig, "a", 0.9)), Rec(FACES, 0, 1, _observation(rig, "b", 0.2)),
+               Rec(FACES, 0, 2, b"\x0a\xff\xff not a protobuf")]
+    assert len(rig.redis.data) == 2
+    await rig.loop.process({("faces", 0): records})
+
+    assert rig.redis.data == {}, "a failed batch's keys must not wait for their TTL"
+    letters = [dlq_pb2.DeadLetter.FromString(v) for t, v, _ in rig.producer.sent if t == "lfr.dlq.v1"]
+    assert [(d.source_offset, d.reason) for d in letters] == [
+        (0, dlq_pb2.DEAD_LETTER_REASON_INTERNAL), (1, dlq_pb2.DEAD_LETTER_REASON_INTERNAL),
+        (2, dlq_pb2.DEAD_LETTER_REASON_INTERNAL)]
+    assert all(d.payload == b"" and d.payload_dropped for d in letters)
+    deleted = max(i for i, e in enumerate(rig.events) if e.startswith("del:"))
+    assert deleted < rig.events.index("ack:lfr.dlq.v1"), rig.events
+    assert not [t for t, _, _ in rig.producer.sent if t == MATCHES]
+    assert rig.consumer.committed == {("faces", 0): 3}
