@@ -16,11 +16,13 @@ generated into SRC, mode 0600, when missing, so a rerun yields the same Secrets)
                                                 lfr-<service>.<namespace>.svc, localhost, 127.0.0.1)
     SRC/<service>/probe-client.crt, probe-client.key   client certificate of its health probe
     SRC/<service>/redis-password                  [generated]
+    SRC/console/redis-password                    [generated: the console's sessions, lfr:console:* only]
     SRC/{matcher,watchlist}/milvus-token          [generated: lfr-<service>:<random>]
     SRC/officers/device-token.key                 [generated: HMAC key of device tokens]
 
 Secrets rendered (stdlib only, no PyYAML needed):
     lfr-<service>-secrets   per service, mounted by k8s/components/secure-services
+    lfr-console-secrets     the console's redis-password and redis-ca.crt (LFR_CONSOLE__REDIS__PASSWORD_FILE)
     lfr-redis-acl           users.acl (deploy/redis/users.acl.template, SHA-256 hashes only) and the
                             probe/replication/sentinel passwords (k8s/components/redis-secure)
     lfr-redis-tls           tls.crt, tls.key, ca.crt
@@ -46,6 +48,7 @@ SERVICES = ("ingest", "recognizer", "matcher", "alerts", "watchlist", "officers"
 MILVUS_USERS = ("matcher", "watchlist")
 DEVICE_TOKEN_SERVICES = ("officers",)
 REDIS_SYSTEM_USERS = ("probe", "replication", "sentinel", "admin")
+REDIS_CLIENTS = ("console",)  # Redis users without a gRPC service of their own
 PLACEHOLDER = re.compile(r"<SHA256:([a-z]+)>")
 
 
@@ -118,7 +121,10 @@ def build(src: Path, namespace: str, template: str | None = None) -> dict[str, o
     if not src.is_dir():
         raise SecretsError(f"{src} is not a directory")
     items = [_secret(f"lfr-{s}-secrets", namespace, service_secret_data(src, s)) for s in SERVICES]
-    passwords = {u: redis_password(src, u) for u in (*REDIS_SYSTEM_USERS, *SERVICES)}
+    items += [_secret(f"lfr-{c}-secrets", namespace, {"redis-password": redis_password(src, c),
+                                                      "redis-ca.crt": _required(src / "redis" / "ca.crt")})
+              for c in REDIS_CLIENTS]
+    passwords = {u: redis_password(src, u) for u in (*REDIS_SYSTEM_USERS, *SERVICES, *REDIS_CLIENTS)}
     acl = render_users_acl(template if template is not None else ACL_TEMPLATE.read_text(encoding="utf-8"), passwords)
     items.append(_secret("lfr-redis-acl", namespace, {
         "users.acl": acl, **{f"{u}-password": passwords[u] for u in ("probe", "replication", "sentinel")}}))

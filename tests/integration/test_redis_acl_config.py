@@ -29,7 +29,8 @@ from services.common.settings import RedisSettings
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 REPO = Path(__file__).resolve().parents[2]
-USERS = ("ingest", "recognizer", "matcher", "alerts", "watchlist", "officers", "probe", "replication", "sentinel", "admin")
+USERS = ("ingest", "recognizer", "matcher", "alerts", "watchlist", "officers", "console", "probe", "replication",
+         "sentinel", "admin")
 
 
 def _free_port() -> int:
@@ -129,6 +130,31 @@ async def test_each_service_reaches_only_its_own_keys(server) -> None:
     finally:
         for c in (recognizer, watchlist, alerts):
             await c.aclose()
+
+
+async def test_console_reaches_only_its_sessions(server) -> None:
+    """The console's user (sessions and sign-in counters, issue 16) may use lfr:console:* and nothing else."""
+    from services.console.config import LoginThrottle
+    from services.console.sessions import SessionStore, SignInThrottle
+    from services.console.users import User, hash_password
+
+    console = await _client(server, "console")
+    try:
+        store = SessionStore(console, "lfr:console:", 60)
+        throttle = SignInThrottle(console, "lfr:console:", LoginThrottle())
+        assert await throttle.attempt("ann", "10.0.0.1") == 0  # its scripts touch only its keys
+        await throttle.succeeded("ann", "10.0.0.1")
+        ann = User(username="ann", password=hash_password("pw", n=2**10), roles=("officer",))
+        session = await store.create(ann)
+        assert await store.resolve(session.sid, {"ann": ann}.get) == session
+        await store.delete(session.sid)
+        for key in ("lfr:framekey:cam.1.x", "lfr:alert:a1", "lfr:audit:lock", "lfr:officer:o1"):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await console.get(key)
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            await console.keys("*")
+    finally:
+        await console.aclose()
 
 
 async def test_probe_and_replication_users_are_minimal(server) -> None:

@@ -198,7 +198,7 @@ def test_create_secrets_renders_every_mounted_key(prod, tmp_path: Path) -> None:
     acl = secrets["lfr-redis-acl"]["users.acl"]
     assert "<SHA256" not in acl and not any(line.startswith("#") for line in acl.splitlines())
     assert acl.splitlines()[0] == "user default off"
-    for s in SERVICES:
+    for s in (*SERVICES, "console"):
         password = secrets[f"lfr-{s}-secrets"]["redis-password"]
         assert password not in acl
         assert f"user lfr-{s} on #{hashlib.sha256(password.encode()).hexdigest()} " in acl
