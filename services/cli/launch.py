@@ -383,7 +383,15 @@ class DutyOfficer:
     """A demo officer on duty (AVAILABLE) in some zones while the demo runs: cameras
     run only while officers are on duty in their zone (issue 6 gating). Uses the
     officers' own state API (services.officers.state) and heartbeats; off duty at
-    ``stop``. A no-op where that module does not exist yet."""
+    ``stop``. A no-op where that module does not exist yet.
+
+    Like a supervisor would (as ``dev``, the local identity with the supervisor and
+    operator roles), it first assigns the zones to the officer (renewed with each
+    heartbeat) and registers the device ``<officer>-device`` to them
+    (services.officers.roster), so the officer's app may subscribe and act on the
+    zone's alerts; both are withdrawn at ``stop``."""
+
+    ASSIGNED_BY = "dev"
 
     def __init__(self, officer_id: str, zones: list[str], redis_url: str = "redis://127.0.0.1:6379/0",
                  ttl_s: float = 30.0) -> None:
@@ -391,6 +399,7 @@ class DutyOfficer:
         self.zones = zones
         self.redis_url = redis_url
         self.ttl_s = ttl_s
+        self.device_id = f"{officer_id}-device"
         self.enabled = False
         self._task: asyncio.Task[None] | None = None
         self._redis: object = None
@@ -402,17 +411,29 @@ class DutyOfficer:
             return False
         from redis.asyncio import Redis
 
+        from services.officers.roster import Roster, assignments_for
+
         self._redis = Redis.from_url(self.redis_url)
         store = state.OfficerStore(self._redis, self.ttl_s)
+        roster = Roster(self._redis)
+        assign_s = max(3600.0, self.ttl_s * 10)
+
+        async def assign() -> None:
+            await roster.assign(assignments_for(self.officer_id, self.zones, assign_s, self.ASSIGNED_BY,
+                                                state.now_ms()))
+
+        await assign()
+        await roster.register(self.device_id, self.officer_id, self.ASSIGNED_BY)
         await store.update(self.officer_id, lambda old, at: state.go_on_duty(
-            self.officer_id, self.zones, f"{self.officer_id}-device", at_ms=at, ttl_ms=store.ttl_ms))
+            self.officer_id, self.zones, self.device_id, at_ms=at, ttl_ms=store.ttl_ms))
 
         async def beat() -> None:
             while True:
                 await asyncio.sleep(self.ttl_s / 3)
+                await assign()
                 await store.update(self.officer_id, lambda old, at: state.heartbeat(old, at_ms=at, ttl_ms=store.ttl_ms)
                                    if old is not None else state.go_on_duty(
-                                       self.officer_id, self.zones, f"{self.officer_id}-device", at_ms=at,
+                                       self.officer_id, self.zones, self.device_id, at_ms=at,
                                        ttl_ms=store.ttl_ms))
 
         self._task = asyncio.create_task(beat(), name="duty-heartbeat")
@@ -426,7 +447,13 @@ class DutyOfficer:
         if self.enabled:
             from services.officers import state
 
+            from services.officers.roster import Roster
+
             store = state.OfficerStore(self._redis, self.ttl_s)
             await store.update(self.officer_id, lambda old, at: None)  # off duty: removed from every set
+            roster = Roster(self._redis)
+            await roster.revoke(self.officer_id, self.zones)
+            if await roster.owner(self.device_id) == self.officer_id:
+                await roster.unregister(self.device_id)
         if self._redis is not None:
             await self._redis.aclose()  # type: ignore[attr-defined]

@@ -344,6 +344,19 @@ class GrpcServer:
         self._servicers.append((add_to_server, servicer))
         self.service_names.append(service_name)
 
+    @property
+    def checks_callers(self) -> bool:
+        """False where roles are not enforced (``grpc.auth.enforce_roles=false``, tests of other
+        concerns): handlers then skip their own per-caller rules too."""
+        return self.settings.auth.enforce_roles
+
+    async def refuse(self, context: grpc.aio.ServicerContext, method: str, reason: str, message: str,
+                     code: grpc.StatusCode = grpc.StatusCode.PERMISSION_DENIED) -> None:
+        """A handler's own refusal, for a rule the roles table cannot decide alone (it needs the
+        service's state): answered, counted and audited (``api.refused``) like the interceptor's.
+        Raises: the call ends here."""
+        await self.interceptor._refuse(context, method, current_identity.get(), code, reason, message)
+
     async def set_serving(self, serving: bool, service: str | None = None) -> None:
         """Set one service's health (or, with None, the overall status and every service's)."""
         status = SERVING if serving else NOT_SERVING

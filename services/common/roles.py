@@ -8,9 +8,12 @@ caller whose own certificate carries the ``console`` role.
 
 A role may be *bound* to the request:
 
-- ``SELF``: the request's ``officer_id`` must be the caller, and a ``device_id``
-  must be the caller's own (``<principal>`` or ``<principal>-<suffix>``): an
-  officer streams their own device and acknowledges/adjudicates as themselves.
+- ``SELF``: the request's ``officer_id`` must be the caller: an officer goes on
+  duty, streams and acknowledges/adjudicates as themselves. Whether a
+  ``device_id`` is the caller's own is the device registry's answer (an exact
+  match, :mod:`services.officers.roster`), checked by the officers service,
+  which also keeps an officer to the zones assigned to them and to the alerts
+  routed to them or their zones, and lets only supervisors set the supervisor flag.
 - ``DEPLOYMENT``: the request's ``deployment_id`` must be one of the caller's
   deployments (an integrator reads the alerts of their deployments only).
 - ``ANY``: no condition on the request.
@@ -66,11 +69,18 @@ TABLE: Mapping[str, Mapping[str, Binding]] = {
     _O + "SetStatus": {"officer": SELF, "supervisor": ANY},
     _O + "GoOffDuty": {"officer": SELF, "supervisor": ANY},
     _O + "ListOfficers": {"operator": ANY, "supervisor": ANY, "officer": ANY, CONSOLE: ANY},
+    # the duty roster (which zones an officer may go on duty in, until when): supervisors and operators
+    _O + "AssignZones": {"supervisor": ANY, "operator": ANY},
+    _O + "ListAssignments": {"supervisor": ANY, "operator": ANY},
+    _O + "RevokeAssignment": {"supervisor": ANY, "operator": ANY},
     # devices and adjudication: an officer's own stream and decisions; supervisors take escalations (as themselves)
     _D + "Subscribe": {"officer": SELF, "supervisor": SELF},
     _D + "Acknowledge": {"officer": SELF, "supervisor": SELF},
     _D + "Adjudicate": {"officer": SELF, "supervisor": SELF},
     _D + "GetAlert": {"officer": ANY, "supervisor": ANY, "operator": ANY, CONSOLE: ANY},
+    # the device registry (device id -> officer): supervisors and operators
+    _D + "RegisterDevice": {"supervisor": ANY, "operator": ANY},
+    _D + "UnregisterDevice": {"supervisor": ANY, "operator": ANY},
 }
 
 
@@ -78,10 +88,6 @@ TABLE: Mapping[str, Mapping[str, Binding]] = {
 class Decision:
     allowed: bool
     reason: str  # why (for the refusal message and the audit); never request contents beyond ids
-
-
-def _owns_device(principal: str, device_id: str) -> bool:
-    return device_id == principal or device_id.startswith(principal + "-")
 
 
 def _bound_ok(binding: Binding, principal: str, deployments: frozenset[str], request: Any) -> str | None:
@@ -94,9 +100,6 @@ def _bound_ok(binding: Binding, principal: str, deployments: frozenset[str], req
         officer_id = getattr(request, "officer_id", None)
         if officer_id and officer_id != principal:
             return "officer_id is not the caller"
-        device_id = getattr(request, "device_id", "") or ""
-        if device_id and not _owns_device(principal, device_id):
-            return "device_id is not the caller's device"
         return None
     deployment_id = getattr(request, "deployment_id", None)
     if not deployment_id or deployment_id not in deployments:

@@ -21,6 +21,17 @@ escalation, device delivery and adjudication (DeviceService), retention purge.
 - Retention: an alert (and its crops, and the pass record's crop) is deleted
   ``alert_retention_s`` after it was raised, unless confirmed into a case
   (``case_ref``): then it is kept and marked. Audited (``alert.purge``).
+- Scope (:mod:`.roster`; rules the roles table cannot decide alone, refused
+  PERMISSION_DENIED and audited as ``api.refused`` like the interceptor's):
+  an officer goes on duty (or heartbeats into) only zones assigned to them
+  (``AssignZones``, by a supervisor or an operator, with an expiry; supervisors
+  need an assignment too and may assign themselves), with a device registered
+  to them (``RegisterDevice``); only the supervisor role sets the supervisor
+  flag; a caller streams and acknowledges only on a device registered to them
+  (exact match); an officer without the supervisor, operator or console role
+  acknowledges, adjudicates and reads only alerts routed to them or raised in
+  a zone assigned to them. The per-caller rules follow ``grpc.auth.enforce_roles``;
+  the roster and device rules hold whoever calls.
 
 Every decision is audited (hash-chained ``lfr.audit.v1``); logs carry ids only.
 """
@@ -28,6 +39,7 @@ Every decision is audited (hash-chained ``lfr.audit.v1``); logs carry ids only.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -40,6 +52,7 @@ from services.alerts.passes import pass_key
 from services.common import clients
 from services.common.audit import AuditWriter
 from services.common.cameras import CameraRegistry
+from services.common.grpc_server import current_identity
 from services.common.kafka import Outbox, RecordLike, decode
 from services.common.retry import retry_until_up
 from services.common.service import ServiceContext
@@ -51,6 +64,7 @@ from services.officers.alert_store import (
 )
 from services.officers.config import OfficersSettings
 from services.officers.devices import DeviceHub, stream_device
+from services.officers.roster import Assignment, Device, Roster, assignments_for, unassigned
 from services.officers.state import (
     AVAILABLE, BUSY, OFF_DUTY, Location, Officer, OfficerStore, StateError, available_officers, check_id,
     available_supervisors, go_on_duty, heartbeat, known_zones, now_ms, on_duty_officers, set_status, zone_counts,
@@ -73,7 +87,17 @@ ALERT_UNREACHABLE = "alert.unreachable"
 ALERT_ACKNOWLEDGE = "alert.acknowledge"
 ALERT_KEEP = "alert.keep"
 ALERT_PURGE = "alert.purge"
+OFFICER_ASSIGN = "officer.assign"
+OFFICER_UNASSIGN = "officer.unassign"
+DEVICE_REGISTER = "device.register"
+DEVICE_UNREGISTER = "device.unregister"
 METRICS_EVERY_S = 1.0
+OFFICER_SERVICE = "/lfr.v1.OfficerService/"
+DEVICE_SERVICE = "/lfr.v1.DeviceService/"
+# callers not kept to the alerts routed to them or their zones
+UNSCOPED_ROLES = frozenset({"supervisor", "operator", "console"})
+ASSIGN_FIX = "ask a supervisor or an operator to assign it: lfr officer assign {officer} --zones {zones} --hours 8"
+REGISTER_FIX = "ask a supervisor or an operator to register it: lfr officer devices register {device} --officer {officer}"
 
 
 def officer_pb(o: Officer) -> officers_pb2.OfficerState:
@@ -98,6 +122,34 @@ class NotReady(ConnectionError):
     pass
 
 
+class NotRegistered(LookupError):
+    """No such device in the registry (NOT_FOUND)."""
+
+
+class Invalid(ValueError):
+    """A request that cannot be served as sent (INVALID_ARGUMENT; the message says what to fix)."""
+
+
+class Refused(Exception):
+    """A call the caller may not make (PERMISSION_DENIED, audited): ``reason`` for the audit, ``message``
+    for the caller (what was refused and what to do)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(reason)
+        self.reason, self.message = reason, message
+
+
+def assignment_pb(a: Assignment) -> officers_pb2.ZoneAssignment:
+    return officers_pb2.ZoneAssignment(officer_id=a.officer_id, zone=a.zone, expires_unix_ns=a.expires_ms * 1_000_000,
+                                       assigned_unix_ns=a.assigned_ms * 1_000_000, assigned_by=a.assigned_by)
+
+
+def device_pb(d: Device) -> officers_pb2.DeviceRegistration:
+    return officers_pb2.DeviceRegistration(device_id=d.device_id, officer_id=d.officer_id,
+                                           registered_by=d.registered_by,
+                                           registered_unix_ns=d.registered_ms * 1_000_000)
+
+
 class Officers(RedisUser, KafkaWorker):
     """The service's state, connections and loops (servicers below call into it)."""
 
@@ -112,6 +164,7 @@ class Officers(RedisUser, KafkaWorker):
         self.redis: Any = None
         self.officers: OfficerStore | None = None
         self.alerts: AlertStore | None = None
+        self.roster_store: Roster | None = None
         self.audit: AuditWriter | None = None
         self.hub = DeviceHub()
         self.ttl_ms = int(self.options.heartbeat_ttl_s * 1000)
@@ -146,6 +199,7 @@ class Officers(RedisUser, KafkaWorker):
             self.redis = await clients.connect_redis(self.redis_settings)
             self.officers = OfficerStore(self.redis, self.options.heartbeat_ttl_s)
             self.alerts = AlertStore(self.redis)
+            self.roster_store = Roster(self.redis)
         if self.audit is None:
             audit = AuditWriter.from_settings(self.kafka, self.ctx.name, self.ctx.settings.audit,
                                               topic=self.options.audit_topic, redis=self.redis,
@@ -169,6 +223,70 @@ class Officers(RedisUser, KafkaWorker):
         if self.officers is None or self.alerts is None or self.audit is None:
             raise NotReady("officers service is still connecting")
         return self.officers, self.alerts, self.audit
+
+    def roster(self) -> Roster:
+        if self.roster_store is None:
+            raise NotReady("officers service is still connecting")
+        return self.roster_store
+
+    # --- scope: the roster, the device registry, the caller's alerts ---------------------------
+
+    async def check_zones(self, officer_id: str, zones: list[str], verb: str) -> None:
+        """Refused unless every zone is assigned to the officer (live assignment)."""
+        for z in zones:
+            check_id("zone", z)
+        missing = unassigned(zones, await self.roster().assigned(officer_id), now_ms())
+        if missing:
+            names = ",".join(missing)
+            raise Refused(f"zone {names} not assigned to {officer_id}",
+                          f"{officer_id} may not {verb} zone {names}: not assigned to them (or the assignment "
+                          f"expired or was revoked); {ASSIGN_FIX.format(officer=officer_id, zones=names)}")
+
+    async def leave_unassigned(self, officer_id: str) -> list[str]:
+        """Take the officer off duty in the zones no live assignment covers any more (off duty when
+        none is left); returns those zones. Audited (``officer.off_duty`` with the zones) when any."""
+        store, _, audit = self.ready()
+        live = {a.zone for a in await self.roster().assigned(officer_id)}
+
+        def leave(old: Officer | None, at: int) -> Officer | None:
+            if old is None:
+                return None
+            zones = tuple(z for z in old.zones if z in live)
+            return dataclasses.replace(old, zones=zones) if zones else None
+
+        old, new = await store.update(officer_id, leave)
+        left = sorted(set(old.zones) - set(new.zones if new else ())) if old else []
+        if left:
+            await audit.record(OFFICER_OFF_DUTY, actor=self.ctx.name, subject_ids=[officer_id],
+                               details={"zones": ",".join(left)[:500], "reason": "assignment expired or revoked"})
+            log.info("officer left unassigned zones", extra={"officer_id": officer_id, "zones": left})
+        return left
+
+    async def check_device(self, officer_id: str, device_id: str) -> None:
+        """Refused unless the device is registered to the officer (exact match)."""
+        owner = await self.roster().owner(device_id)
+        if owner != officer_id:
+            why = "not registered" if owner is None else "registered to another officer"
+            raise Refused(f"device {device_id} {why}, not to {officer_id}",
+                          f"device {device_id} is not registered to {officer_id} ({why}); "
+                          f"{REGISTER_FIX.format(device=device_id, officer=officer_id)}")
+
+    async def check_alert_scope(self, rec: AlertRecord) -> None:
+        """An officer (no supervisor/operator/console role) acts only on alerts routed to them or their zones."""
+        identity = current_identity.get()
+        if not self.ctx.grpc.checks_callers or identity.roles & UNSCOPED_ROLES:
+            return
+        me = identity.principal
+        if me in rec.notified:
+            return
+        if rec.zone in {a.zone for a in await self.roster().assigned(me)}:
+            return
+        for entry in rec.notified:  # a configured supervisor device the caller owns
+            if entry.startswith("device:") and await self.roster().owner(entry.removeprefix("device:")) == me:
+                return
+        raise Refused(f"alert {rec.alert_id} not routed to {me} nor raised in a zone assigned to them",
+                      f"{me} may not act on alert {rec.alert_id}: it was not routed to them and its zone is not "
+                      f"assigned to them (a supervisor can act on it)")
 
     async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
         return await retry_until_up("redis", call, self.ctx.stop, on_down=self.ctx.refresh_health,
@@ -313,8 +431,20 @@ class Officers(RedisUser, KafkaWorker):
 
     # --- adjudication --------------------------------------------------------------
 
+    async def scoped(self, alert_id: str) -> AlertRecord:
+        """The alert, if the caller may act on it (KeyError: no such alert; Refused: not theirs)."""
+        _, store, _ = self.ready()
+        rec = await store.get(alert_id)
+        if rec is None:
+            raise KeyError(alert_id)
+        await self.check_alert_scope(rec)
+        return rec
+
     async def acknowledge(self, alert_id: str, officer_id: str, device_id: str) -> bool:
         _, store, audit = self.ready()
+        await self.scoped(alert_id)
+        if device_id and self.ctx.grpc.checks_callers:
+            await self.check_device(current_identity.get().principal, device_id)
 
         def change(rec: AlertRecord) -> tuple[AlertRecord, Writes]:
             if rec.acked_by or rec.state == ADJUDICATED:
@@ -339,6 +469,7 @@ class Officers(RedisUser, KafkaWorker):
             raise TransitionError("outcome must be confirmed, rejected or no_action")
         if not req.officer_id:
             raise TransitionError("officer_id is required")
+        await self.scoped(req.alert_id)
 
         def change(rec: AlertRecord) -> tuple[AlertRecord, Writes]:
             if rec.state == ADJUDICATED:
@@ -379,29 +510,57 @@ class Officers(RedisUser, KafkaWorker):
         return new
 
 
-async def _abort_on(context: grpc.aio.ServicerContext, call: Callable[[], Awaitable[T]]) -> T:
-    """Map the service's errors to gRPC status codes."""
+async def _abort_on(context: grpc.aio.ServicerContext, svc: Officers, method: str,
+                    call: Callable[[], Awaitable[T]]) -> T:
+    """Map the service's errors to gRPC status codes (a refusal is audited)."""
     try:
         return await call()
+    except Refused as e:
+        await svc.ctx.grpc.refuse(context, method, e.reason, e.message)
+    except Invalid as e:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
     except StateError as e:
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
     except TransitionError as e:
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
     except KeyError as e:
         await context.abort(grpc.StatusCode.NOT_FOUND, f"no such alert {e} (never raised, or purged)")
+    except NotRegistered as e:
+        await context.abort(grpc.StatusCode.NOT_FOUND, f"device {e} is not registered")
     except NotReady as e:
         await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
     raise AssertionError("unreachable")
+
+
+def _valid(kind: str, value: str) -> str:
+    """``check_id`` as INVALID_ARGUMENT."""
+    try:
+        return check_id(kind, value)
+    except StateError as e:
+        raise Invalid(str(e)) from e
 
 
 class OfficerServicer(officers_pb2_grpc.OfficerServiceServicer):
     def __init__(self, svc: Officers) -> None:
         self.svc = svc
 
+    async def _run(self, context: grpc.aio.ServicerContext, name: str, call: Callable[[], Awaitable[T]]) -> T:
+        return await _abort_on(context, self.svc, OFFICER_SERVICE + name, call)
+
     async def GoOnDuty(self, request: officers_pb2.GoOnDutyRequest,  # noqa: N802
                        context: grpc.aio.ServicerContext) -> officers_pb2.GoOnDutyResponse:
         async def call() -> officers_pb2.GoOnDutyResponse:
             store, _, audit = self.svc.ready()
+            identity = current_identity.get()
+            if request.supervisor and self.svc.ctx.grpc.checks_callers and "supervisor" not in identity.roles:
+                raise Refused("the supervisor flag needs the supervisor role",
+                              f"{identity.principal} may not set supervisor: only a caller with the supervisor role "
+                              f"may (go on duty without --supervisor)")
+            if request.officer_id and request.device_id:
+                check_id("officer_id", request.officer_id)
+                check_id("device_id", request.device_id)
+                await self.svc.check_device(request.officer_id, request.device_id)
+                await self.svc.check_zones(request.officer_id, list(request.zones), "go on duty in")
             loc = location_of(request.location, request.HasField("location"))
             _, new = await store.update(request.officer_id, lambda old, at: go_on_duty(
                 request.officer_id, list(request.zones), request.device_id, at_ms=at, ttl_ms=self.svc.ttl_ms,
@@ -409,17 +568,27 @@ class OfficerServicer(officers_pb2_grpc.OfficerServiceServicer):
             assert new is not None
             await audit.record(OFFICER_ON_DUTY, actor=request.officer_id, subject_ids=[request.officer_id],
                                details={"zones": ",".join(new.zones)[:500], "device": new.device_id[:200],
-                                        "supervisor": "1" if new.supervisor else "0"})
+                                        "supervisor": "1" if new.supervisor else "0",
+                                        "by": identity.principal[:200]})
             log.info("officer on duty", extra={"officer_id": new.officer_id, "zones": list(new.zones)})
             return officers_pb2.GoOnDutyResponse(state=officer_pb(new),
                                                  heartbeat_ttl_s=int(self.svc.options.heartbeat_ttl_s))
 
-        return await _abort_on(context, call)
+        return await self._run(context, "GoOnDuty", call)
 
     async def Heartbeat(self, request: officers_pb2.HeartbeatRequest,  # noqa: N802
                         context: grpc.aio.ServicerContext) -> officers_pb2.HeartbeatResponse:
         async def call() -> officers_pb2.HeartbeatResponse:
             store, _, _ = self.svc.ready()
+            if request.zones:
+                await self.svc.check_zones(request.officer_id, list(request.zones), "go on duty in")
+            else:  # the current zones: an expired or revoked assignment ends the duty there at once
+                old = await store.get(request.officer_id) if request.officer_id else None
+                try:
+                    await self.svc.check_zones(request.officer_id, list(old.zones) if old else [], "stay on duty in")
+                except Refused:
+                    await self.svc.leave_unassigned(request.officer_id)
+                    raise
             loc = location_of(request.location, request.HasField("location"))
             _, new = await store.update(request.officer_id, lambda old, at: heartbeat(
                 old, at_ms=at, ttl_ms=self.svc.ttl_ms, location=loc, zones=list(request.zones)))
@@ -427,7 +596,7 @@ class OfficerServicer(officers_pb2_grpc.OfficerServiceServicer):
             return officers_pb2.HeartbeatResponse(state=officer_pb(new),
                                                   heartbeat_ttl_s=int(self.svc.options.heartbeat_ttl_s))
 
-        return await _abort_on(context, call)
+        return await self._run(context, "Heartbeat", call)
 
     async def SetStatus(self, request: officers_pb2.SetStatusRequest,  # noqa: N802
                         context: grpc.aio.ServicerContext) -> officers_pb2.SetStatusResponse:
@@ -445,7 +614,7 @@ class OfficerServicer(officers_pb2_grpc.OfficerServiceServicer):
                     officer_id=request.officer_id, status=officers_pb2.OFFICER_STATUS_OFF_DUTY))
             return officers_pb2.SetStatusResponse(state=officer_pb(new))
 
-        return await _abort_on(context, call)
+        return await self._run(context, "SetStatus", call)
 
     async def GoOffDuty(self, request: officers_pb2.GoOffDutyRequest,  # noqa: N802
                         context: grpc.aio.ServicerContext) -> officers_pb2.GoOffDutyResponse:
@@ -458,7 +627,7 @@ class OfficerServicer(officers_pb2_grpc.OfficerServiceServicer):
                 log.info("officer off duty", extra={"officer_id": request.officer_id})
             return officers_pb2.GoOffDutyResponse()
 
-        return await _abort_on(context, call)
+        return await self._run(context, "GoOffDuty", call)
 
     async def ListOfficers(self, request: officers_pb2.ListOfficersRequest,  # noqa: N802
                            context: grpc.aio.ServicerContext) -> officers_pb2.ListOfficersResponse:
@@ -467,28 +636,76 @@ class OfficerServicer(officers_pb2_grpc.OfficerServiceServicer):
             officers = await on_duty_officers(self.svc.redis, request.zone)
             return officers_pb2.ListOfficersResponse(officers=[officer_pb(o) for o in officers])
 
-        return await _abort_on(context, call)
+        return await self._run(context, "ListOfficers", call)
+
+    async def AssignZones(self, request: officers_pb2.AssignZonesRequest,  # noqa: N802
+                          context: grpc.aio.ServicerContext) -> officers_pb2.AssignZonesResponse:
+        async def call() -> officers_pb2.AssignZonesResponse:
+            _, _, audit = self.svc.ready()
+            by = current_identity.get().principal
+            try:
+                entries = assignments_for(request.officer_id, list(request.zones), request.duration_s, by, now_ms())
+            except StateError as e:
+                raise Invalid(str(e)) from e
+            await self.svc.roster().assign(entries)
+            await audit.record(OFFICER_ASSIGN, actor=by, subject_ids=[request.officer_id],
+                               details={"zones": ",".join(a.zone for a in entries)[:500],
+                                        "expires_unix_ms": str(entries[0].expires_ms),
+                                        "duration_s": str(request.duration_s)})
+            log.info("zones assigned", extra={"officer_id": request.officer_id, "by": by,
+                                              "zones": [a.zone for a in entries]})
+            return officers_pb2.AssignZonesResponse(assignments=[assignment_pb(a) for a in entries])
+
+        return await self._run(context, "AssignZones", call)
+
+    async def ListAssignments(self, request: officers_pb2.ListAssignmentsRequest,  # noqa: N802
+                              context: grpc.aio.ServicerContext) -> officers_pb2.ListAssignmentsResponse:
+        async def call() -> officers_pb2.ListAssignmentsResponse:
+            roster = self.svc.roster()
+            ids = [_valid("officer_id", request.officer_id)] if request.officer_id else await roster.officers()
+            at = now_ms()
+            out = [assignment_pb(a) for oid in ids for a in await roster.assigned(oid, at)]
+            return officers_pb2.ListAssignmentsResponse(assignments=out)
+
+        return await self._run(context, "ListAssignments", call)
+
+    async def RevokeAssignment(self, request: officers_pb2.RevokeAssignmentRequest,  # noqa: N802
+                               context: grpc.aio.ServicerContext) -> officers_pb2.RevokeAssignmentResponse:
+        async def call() -> officers_pb2.RevokeAssignmentResponse:
+            store, _, audit = self.svc.ready()
+            officer_id = _valid("officer_id", request.officer_id)
+            gone = await self.svc.roster().revoke(officer_id, list(request.zones))
+            left = await self.svc.leave_unassigned(officer_id) if gone else []
+            by = current_identity.get().principal
+            await audit.record(OFFICER_UNASSIGN, actor=by, subject_ids=[officer_id],
+                               details={"zones": ",".join(gone)[:500], "left_duty_in": ",".join(left)[:500]})
+            log.info("zones revoked", extra={"officer_id": officer_id, "by": by, "zones": gone})
+            return officers_pb2.RevokeAssignmentResponse(zones=gone)
+
+        return await self._run(context, "RevokeAssignment", call)
 
 
 class DeviceServicer(officers_pb2_grpc.DeviceServiceServicer):
     def __init__(self, svc: Officers) -> None:
         self.svc = svc
 
+    async def _run(self, context: grpc.aio.ServicerContext, name: str, call: Callable[[], Awaitable[T]]) -> T:
+        return await _abort_on(context, self.svc, DEVICE_SERVICE + name, call)
+
     async def Subscribe(self, request: officers_pb2.SubscribeRequest,  # noqa: N802
                         context: grpc.aio.ServicerContext) -> None:
-        if not request.device_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "device_id is required")
-        try:
-            check_id("device_id", request.device_id)
+        async def check() -> AlertStore:
+            if not request.device_id:
+                raise Invalid("device_id is required")
+            _valid("device_id", request.device_id)
             if request.officer_id:
-                check_id("officer_id", request.officer_id)
-        except StateError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        try:
+                _valid("officer_id", request.officer_id)
             _, store, _ = self.svc.ready()
-        except NotReady as e:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
-            return
+            if self.svc.ctx.grpc.checks_callers:
+                await self.svc.check_device(current_identity.get().principal, request.device_id)
+            return store
+
+        store = await self._run(context, "Subscribe", check)
         log.info("device subscribed", extra={"device_id": request.device_id, "officer_id": request.officer_id})
         ttl_ms = int(self.svc.options.alert_retention_s * 1000) + 60_000
         await stream_device(store, self.svc.hub, request.device_id, context, self.svc.ctx.stop,
@@ -502,7 +719,7 @@ class DeviceServicer(officers_pb2_grpc.DeviceServiceServicer):
             first = await self.svc.acknowledge(request.alert_id, request.officer_id, request.device_id)
             return officers_pb2.AcknowledgeResponse(first=first)
 
-        return await _abort_on(context, call)
+        return await self._run(context, "Acknowledge", call)
 
     async def Adjudicate(self, request: officers_pb2.AdjudicateRequest,  # noqa: N802
                          context: grpc.aio.ServicerContext) -> officers_pb2.AdjudicateResponse:
@@ -511,15 +728,43 @@ class DeviceServicer(officers_pb2_grpc.DeviceServiceServicer):
             return officers_pb2.AdjudicateResponse(state=rec.state, final_outcome=rec.outcome,
                                                    confirmed_by=rec.confirmed, kept=rec.kept)
 
-        return await _abort_on(context, call)
+        return await self._run(context, "Adjudicate", call)
 
     async def GetAlert(self, request: officers_pb2.GetAlertRequest,  # noqa: N802
                        context: grpc.aio.ServicerContext) -> officers_pb2.AlertStatus:
         async def call() -> officers_pb2.AlertStatus:
-            _, store, _ = self.svc.ready()
-            rec = await store.get(request.alert_id)
-            if rec is None:
-                raise KeyError(request.alert_id)
-            return rec.status()
+            return (await self.svc.scoped(request.alert_id)).status()
 
-        return await _abort_on(context, call)
+        return await self._run(context, "GetAlert", call)
+
+    async def RegisterDevice(self, request: officers_pb2.RegisterDeviceRequest,  # noqa: N802
+                             context: grpc.aio.ServicerContext) -> officers_pb2.DeviceRegistration:
+        async def call() -> officers_pb2.DeviceRegistration:
+            _, _, audit = self.svc.ready()
+            _valid("device_id", request.device_id)
+            _valid("officer_id", request.officer_id)
+            by = current_identity.get().principal
+            before = await self.svc.roster().owner(request.device_id)
+            dev = await self.svc.roster().register(request.device_id, request.officer_id, by)
+            await audit.record(DEVICE_REGISTER, actor=by, subject_ids=[request.device_id, request.officer_id],
+                               details={"previous_officer": before or ""})
+            log.info("device registered", extra={"device_id": request.device_id, "officer_id": request.officer_id,
+                                                 "by": by})
+            return device_pb(dev)
+
+        return await self._run(context, "RegisterDevice", call)
+
+    async def UnregisterDevice(self, request: officers_pb2.UnregisterDeviceRequest,  # noqa: N802
+                               context: grpc.aio.ServicerContext) -> officers_pb2.UnregisterDeviceResponse:
+        async def call() -> officers_pb2.UnregisterDeviceResponse:
+            _, _, audit = self.svc.ready()
+            _valid("device_id", request.device_id)
+            dev = await self.svc.roster().unregister(request.device_id)
+            if dev is None:
+                raise NotRegistered(request.device_id)
+            by = current_identity.get().principal
+            await audit.record(DEVICE_UNREGISTER, actor=by, subject_ids=[request.device_id, dev.officer_id])
+            log.info("device unregistered", extra={"device_id": request.device_id, "by": by})
+            return officers_pb2.UnregisterDeviceResponse(removed=device_pb(dev))
+
+        return await self._run(context, "UnregisterDevice", call)

@@ -158,6 +158,11 @@ async def test_live_alert_confirm_audit_and_gating(rig: ConsoleRig) -> None:
     assert f"no officer on duty in zone {cam.zone}" in row, row
     channel = rig.officers_channel()
     off = officers_pb2_grpc.OfficerServiceStub(channel)
+    # as a supervisor would (the channel's identity is dev): the zone assigned, the device registered
+    await off.AssignZones(officers_pb2.AssignZonesRequest(officer_id=officer_name, zones=[cam.zone], duration_s=3600),
+                          timeout=10)
+    await officers_pb2_grpc.DeviceServiceStub(channel).RegisterDevice(officers_pb2.RegisterDeviceRequest(
+        device_id=f"{officer_name}-device", officer_id=officer_name), timeout=10)
     await off.GoOnDuty(officers_pb2.GoOnDutyRequest(officer_id=officer_name, zones=[cam.zone],
                                                     device_id=f"{officer_name}-device"), timeout=10)
     try:

@@ -95,6 +95,14 @@ def _officers_service(ids: dict[str, str], tmp_path: Path, **extra: str) -> Serv
     return Service("officers", OFFICERS_PORTS, env, tmp_path / "officers.log")
 
 
+async def rostered(channel: grpc.aio.Channel, officer_id: str, zones: list[str], device_id: str) -> None:
+    """What a supervisor does before an officer may go on duty: assign the zones, register the device."""
+    await officers_pb2_grpc.OfficerServiceStub(channel).AssignZones(officers_pb2.AssignZonesRequest(
+        officer_id=officer_id, zones=zones, duration_s=600))
+    await officers_pb2_grpc.DeviceServiceStub(channel).RegisterDevice(officers_pb2.RegisterDeviceRequest(
+        device_id=device_id, officer_id=officer_id))
+
+
 class Device:
     """Plays the officer app: a DeviceService.Subscribe stream (reconnectable)."""
 
@@ -202,6 +210,7 @@ async def test_camera_runs_only_while_an_officer_is_available(ids: dict[str, str
         assert ingest.metric(f'lfr_camera_active{{camera="{cam}"}}') == 0
 
         # 2. an officer goes on duty in the zone: frames flow within 2 s
+        await rostered(channel, f"o-{ids['uid']}", [ids["zone_a"]], f"d-{ids['uid']}")
         on_ns = time.time_ns()
         await stub.GoOnDuty(officers_pb2.GoOnDutyRequest(officer_id=f"o-{ids['uid']}", zones=[ids["zone_a"]],
                                                          device_id=f"d-{ids['uid']}"))
@@ -260,6 +269,7 @@ async def test_routing_escalation_adjudication_and_retention(ids: dict[str, str]
         await officers.wait_serving()
         for oid, zone, (lat, lon) in ((f"a1-{u}", za, (51.5005, -0.1)), (f"a2-{u}", za, (51.52, -0.1)),
                                       (f"b1-{u}", zb, (52.0, 0.0))):
+            await rostered(channel, oid, [zone], f"dev-{oid}")
             await off.GoOnDuty(officers_pb2.GoOnDutyRequest(
                 officer_id=oid, zones=[zone], device_id=f"dev-{oid}",
                 location=officers_pb2.GeoLocation(latitude=lat, longitude=lon)))
@@ -411,6 +421,7 @@ async def test_no_duplicate_alert_reaches_a_device_across_restarts(ids: dict[str
         await alerts_topic.start()
         await officers.wait_serving()
         await alerts.wait_serving()
+        await rostered(channel, f"o-{u}", [ids["zone_a"]], f"dev-{u}")
         await officers_pb2_grpc.OfficerServiceStub(channel).GoOnDuty(officers_pb2.GoOnDutyRequest(
             officer_id=f"o-{u}", zones=[ids["zone_a"]], device_id=f"dev-{u}"))
         device.connect()

@@ -86,7 +86,26 @@ def request_for(method: str, principal: str, tag: str) -> Any:
         "Adjudicate": officers_pb2.AdjudicateRequest(alert_id=f"missing-{tag}", officer_id=me,
                                                      outcome=officers_pb2.ADJUDICATION_OUTCOME_REJECTED),
         "GetAlert": officers_pb2.GetAlertRequest(alert_id=f"missing-{tag}"),
+        "AssignZones": officers_pb2.AssignZonesRequest(officer_id=me, zones=[zone], duration_s=600),
+        "ListAssignments": officers_pb2.ListAssignmentsRequest(officer_id=me),
+        "RevokeAssignment": officers_pb2.RevokeAssignmentRequest(officer_id=me, zones=[f"{zone}-none"]),
+        "RegisterDevice": officers_pb2.RegisterDeviceRequest(device_id=f"{dev}-spare-{tag}", officer_id=me),
+        "UnregisterDevice": officers_pb2.UnregisterDeviceRequest(device_id=f"{dev}-spare-{tag}"),
     }[name]
+
+
+async def roster(layout: PipelineLayout, officer_id: str, zones: list[str], device_id: str,
+                 duration_s: int = 600) -> None:
+    """What a supervisor does before an officer may go on duty (as dev: supervisor and operator)."""
+    async with as_identity(layout, "dev") as channel:
+        await officers_pb2_grpc.OfficerServiceStub(channel).AssignZones(officers_pb2.AssignZonesRequest(
+            officer_id=officer_id, zones=zones, duration_s=duration_s), timeout=10)
+        await officers_pb2_grpc.DeviceServiceStub(channel).RegisterDevice(officers_pb2.RegisterDeviceRequest(
+            device_id=device_id, officer_id=officer_id), timeout=10)
+
+
+def as_identity(layout: PipelineLayout, who: str) -> grpc.aio.Channel:
+    return aio_channel(f"127.0.0.1:{layout.grpc_port('officers')}", tls=ClientTls.for_identity(who))
 
 
 async def call(channel: grpc.aio.Channel, method: str, desc: Any, request: Any,
@@ -165,6 +184,9 @@ async def test_rpc_role_matrix_over_the_real_services(stack: Any) -> None:
                         frozenset({role}), frozenset()))
     # an officer asking about someone else: the binding refuses
     callers.append(("officer-1 as officer-2", "officer-1", (), "officer-2", frozenset({"officer"}), frozenset()))
+    # the roster and the registry a real deployment has: each caller's zone and device (the service's own rules)
+    for principal in {c[3] for c in callers}:
+        await roster(layout, principal, [f"itest-roles-{tag}"], f"{principal}-device")
     results: list[tuple[str, str, bool, grpc.StatusCode]] = []
     denied = 0
     for label, cert, md, principal, held, deps in callers:
@@ -202,3 +224,245 @@ async def test_rpc_role_matrix_over_the_real_services(stack: Any) -> None:
         await asyncio.sleep(1)
     assert counted == denied, (counted, denied)
     assert {r.details["code"] for r in refused} == {"PERMISSION_DENIED"}
+
+
+# --- issue 16.3: an officer's credential does only what an officer may do ------------------------------
+# (after the matrix: it counts every api.refused record of the audit topic)
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+async def denied(call: Any) -> str:
+    """The details of a PERMISSION_DENIED answer (anything else fails the test)."""
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, (err.value.code(), err.value.details())
+    return err.value.details() or ""
+
+
+async def denied_stream(call: Any) -> str:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await asyncio.wait_for(call.read(), timeout=20)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, (err.value.code(), err.value.details())
+    return err.value.details() or ""
+
+
+async def audited(names: dict[str, str], want: Any, timeout_s: float = 30) -> list[audit_pb2.AuditRecord]:
+    """The audit records ``want(record)`` picks, once there is one."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = [audit_pb2.AuditRecord.FromString(v) async for _, v in
+                   read_records(KafkaSettings(bootstrap=BOOTSTRAP), names["audit"]) if v]
+        picked = [r for r in records if want(r)]
+        if picked or time.monotonic() > deadline:
+            return picked
+        await asyncio.sleep(1)
+
+
+def refusal(method: str, *words: str) -> Any:
+    """An api.refused record of ``method`` whose reason has ``words``: one of its own, or the aggregate of a
+    peer past its immediate records (services/common/refusals.py: written at the window's end)."""
+    def match(r: audit_pb2.AuditRecord) -> bool:
+        if r.action != "api.refused" or "PERMISSION_DENIED" not in r.details["code"]:
+            return False
+        if r.details.get("aggregated") == "true":
+            return method in r.details["methods"] and all(w in r.details["reasons"] for w in words)
+        return r.details["method"] == method and all(w in r.details["reason"] for w in words)
+
+    return match
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Any]:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+async def test_an_officer_goes_on_duty_only_in_assigned_zones_never_as_supervisor(stack: Any, redis: Any) -> None:
+    from services.officers.state import camera_may_run, zone_supervisors_key
+
+    tag, layout, names = stack
+    za, zb = f"itest-roles-{tag}-a", f"itest-roles-{tag}-b"
+    device = f"officer-1-{tag}-phone"
+    await roster(layout, "officer-1", [za], device)
+    async with as_identity(layout, "officer-1") as ch, as_identity(layout, "dev") as dev:
+        duty = officers_pb2_grpc.OfficerServiceStub(ch)
+        go = officers_pb2.GoOnDutyRequest(officer_id="officer-1", zones=[za, zb], device_id=device)
+        # a zone not assigned: refused with what to do; no camera of either zone switched on
+        why = await denied(duty.GoOnDuty(go, timeout=10))
+        assert f"zone {zb}" in why and "lfr officer assign officer-1" in why, why
+        assert not await camera_may_run(redis, zb, 1) and not await camera_may_run(redis, za, 1)
+        # self-promotion to supervisor: refused, not among the zone's supervisors
+        why = await denied(duty.GoOnDuty(officers_pb2.GoOnDutyRequest(
+            officer_id="officer-1", zones=[za], device_id=device, supervisor=True), timeout=10))
+        assert "supervisor role" in why, why
+        assert await redis.zcard(zone_supervisors_key(za)) == 0 and not await camera_may_run(redis, za, 1)
+        # the assigned zone: on duty, its cameras may run
+        state = (await duty.GoOnDuty(officers_pb2.GoOnDutyRequest(
+            officer_id="officer-1", zones=[za], device_id=device), timeout=10)).state
+        assert list(state.zones) == [za] and not state.supervisor
+        assert await camera_may_run(redis, za, 1)
+        # widening the zones by heartbeat: refused, the other zone stays off
+        why = await denied(duty.Heartbeat(officers_pb2.HeartbeatRequest(officer_id="officer-1", zones=[za, zb]),
+                                          timeout=10))
+        assert f"zone {zb}" in why, why
+        assert not await camera_may_run(redis, zb, 1)
+        # the supervisor revokes the zone: off duty there at once
+        revoked = await officers_pb2_grpc.OfficerServiceStub(dev).RevokeAssignment(
+            officers_pb2.RevokeAssignmentRequest(officer_id="officer-1", zones=[za]), timeout=10)
+        assert list(revoked.zones) == [za]
+        assert not await camera_may_run(redis, za, 1)
+        assert await redis.exists("lfr:officer:officer-1") == 0
+    on_duty = "/lfr.v1.OfficerService/GoOnDuty"
+    assert await audited(names, refusal(on_duty, f"zone {zb}", "not assigned to officer-1"))
+    assert await audited(names, refusal(on_duty, "supervisor flag needs the supervisor role"))
+    assert await audited(names, refusal("/lfr.v1.OfficerService/Heartbeat", f"zone {zb}"))
+    assert await audited(names, lambda r: r.action == "officer.assign" and r.actor == "dev"
+                         and r.subject_ids == ["officer-1"] and za in r.details["zones"])
+    assert await audited(names, lambda r: r.action == "officer.unassign" and r.actor == "dev"
+                         and r.details["left_duty_in"] == za)
+
+
+async def test_an_expired_assignment_ends_the_duty(stack: Any, redis: Any) -> None:
+    from services.officers.state import camera_may_run
+
+    tag, layout, names = stack
+    zone, device = f"itest-roles-{tag}-expiry", f"officer-2-{tag}-phone"
+    await roster(layout, "officer-2", [zone], device, duration_s=2)
+    async with as_identity(layout, "officer-2") as ch, as_identity(layout, "dev") as dev:
+        duty = officers_pb2_grpc.OfficerServiceStub(ch)
+        go = officers_pb2.GoOnDutyRequest(officer_id="officer-2", zones=[zone], device_id=device)
+        await duty.GoOnDuty(go, timeout=10)
+        assert await camera_may_run(redis, zone, 1)
+        listed = await officers_pb2_grpc.OfficerServiceStub(dev).ListAssignments(
+            officers_pb2.ListAssignmentsRequest(officer_id="officer-2"), timeout=10)
+        assert zone in {a.zone for a in listed.assignments}
+        await asyncio.sleep(2.3)
+        # the next heartbeat is refused and takes the officer off duty there: the camera stops
+        why = await denied(duty.Heartbeat(officers_pb2.HeartbeatRequest(officer_id="officer-2"), timeout=10))
+        assert f"zone {zone}" in why and "expired" in why, why
+        assert not await camera_may_run(redis, zone, 1)
+        why = await denied(duty.GoOnDuty(go, timeout=10))
+        assert f"zone {zone}" in why, why
+        assert not await camera_may_run(redis, zone, 1)
+        listed = await officers_pb2_grpc.OfficerServiceStub(dev).ListAssignments(
+            officers_pb2.ListAssignmentsRequest(officer_id="officer-2"), timeout=10)
+        assert zone not in {a.zone for a in listed.assignments}
+    assert await audited(names, refusal("/lfr.v1.OfficerService/Heartbeat", f"zone {zone}"))
+    assert await audited(names, lambda r: r.action == "officer.off_duty" and r.subject_ids == ["officer-2"]
+                         and r.details.get("zones") == zone)
+
+
+async def test_device_ownership_is_the_registry_exactly(stack: Any) -> None:
+    tag, layout, names = stack
+    phone = f"officer-1-{tag}-j-phone"  # officer-1 is a prefix of it: that is not ownership
+    zone = f"itest-roles-{tag}-devices"
+    async with as_identity(layout, "officer-1") as ch, as_identity(layout, "dev") as dev:
+        devices = officers_pb2_grpc.DeviceServiceStub(ch)
+        registry = officers_pb2_grpc.DeviceServiceStub(dev)
+        subscribe = officers_pb2.SubscribeRequest(device_id=phone, officer_id="officer-1")
+        why = await denied_stream(devices.Subscribe(subscribe))
+        assert f"device {phone} is not registered to officer-1 (not registered)" in why, why
+        assert "lfr officer devices register" in why
+        # registered to someone else: still not officer-1's
+        reg = await registry.RegisterDevice(officers_pb2.RegisterDeviceRequest(device_id=phone, officer_id="officer-2"),
+                                            timeout=10)
+        assert (reg.officer_id, reg.registered_by) == ("officer-2", "dev")
+        why = await denied_stream(devices.Subscribe(subscribe))
+        assert "registered to another officer" in why, why
+        # nor may officer-1 go on duty with it (their alerts would go to officer-2's phone)
+        await roster(layout, "officer-1", [zone], f"officer-1-{tag}-own")
+        why = await denied(officers_pb2_grpc.OfficerServiceStub(ch).GoOnDuty(officers_pb2.GoOnDutyRequest(
+            officer_id="officer-1", zones=[zone], device_id=phone), timeout=10))
+        assert f"device {phone}" in why, why
+        # registered to officer-1: the stream opens (and stays open)
+        await registry.RegisterDevice(officers_pb2.RegisterDeviceRequest(device_id=phone, officer_id="officer-1"),
+                                      timeout=10)
+        stream = devices.Subscribe(subscribe)
+        try:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(stream.read(), timeout=2.0)
+        finally:
+            stream.cancel()
+        gone = await registry.UnregisterDevice(officers_pb2.UnregisterDeviceRequest(device_id=phone), timeout=10)
+        assert gone.removed.officer_id == "officer-1"
+        await registry.UnregisterDevice(officers_pb2.UnregisterDeviceRequest(device_id=f"officer-1-{tag}-own"),
+                                        timeout=10)
+        why = await denied_stream(devices.Subscribe(subscribe))
+        assert "not registered" in why, why
+    assert await audited(names, refusal("/lfr.v1.DeviceService/Subscribe", f"device {phone} not registered"))
+    assert await audited(names, refusal("/lfr.v1.DeviceService/Subscribe", "registered to another officer"))
+    assert await audited(names, lambda r: r.action == "device.register" and r.actor == "dev"
+                         and r.subject_ids == [phone, "officer-2"])
+    assert await audited(names, lambda r: r.action == "device.unregister" and r.subject_ids == [phone, "officer-1"])
+
+
+async def test_an_officer_acts_only_on_alerts_routed_to_them_or_their_zones(stack: Any) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    tag, layout, names = stack
+    theirs, mine = f"itest-roles-{tag}-zone2", f"itest-roles-{tag}-zone1"
+    phone2 = f"officer-2-{tag}-alerts"
+    await roster(layout, "officer-2", [theirs], phone2)
+    await roster(layout, "officer-1", [mine], f"officer-1-{tag}-alerts")
+    alert_id = f"itest-roles-{tag}-alert"
+    now = time.time_ns()
+    alert = alerts_pb2.Alert(alert_id=alert_id, zone=theirs, camera_id=f"itest-roles-{tag}-cam2",
+                             deployment_id=f"itest-roles-{tag}", subject_id="s1", alert_unix_ns=now,
+                             capture_unix_ns=now, best_score=0.9, threshold=0.5)
+    async with as_identity(layout, "officer-1") as o1, as_identity(layout, "officer-2") as o2, \
+            as_identity(layout, "supervisor") as sup, as_identity(layout, "dev") as dev:
+        await officers_pb2_grpc.OfficerServiceStub(o2).GoOnDuty(officers_pb2.GoOnDutyRequest(
+            officer_id="officer-2", zones=[theirs], device_id=phone2), timeout=10)
+        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(names["alerts"], alert.SerializeToString(), key=alert_id.encode())
+        finally:
+            await producer.stop()
+        operator = officers_pb2_grpc.DeviceServiceStub(dev)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status = await operator.GetAlert(officers_pb2.GetAlertRequest(alert_id=alert_id), timeout=10)
+                if "officer-2" in status.notified_officers:
+                    break
+            except grpc.aio.AioRpcError as e:
+                assert e.code() == grpc.StatusCode.NOT_FOUND, e
+            assert time.monotonic() < deadline, "the alert was not routed to officer-2"
+            await asyncio.sleep(0.2)
+
+        # officer-1: neither routed to them nor in their zone: read, acknowledge, adjudicate (keep) refused
+        one = officers_pb2_grpc.DeviceServiceStub(o1)
+        for why in (
+            await denied(one.GetAlert(officers_pb2.GetAlertRequest(alert_id=alert_id), timeout=10)),
+            await denied(one.Acknowledge(officers_pb2.AcknowledgeRequest(alert_id=alert_id, officer_id="officer-1"),
+                                         timeout=10)),
+            await denied(one.Adjudicate(officers_pb2.AdjudicateRequest(
+                alert_id=alert_id, officer_id="officer-1", outcome=officers_pb2.ADJUDICATION_OUTCOME_CONFIRMED,
+                case_ref=f"CASE-{tag}"), timeout=10)),
+        ):
+            assert f"may not act on alert {alert_id}" in why, why
+        status = await operator.GetAlert(officers_pb2.GetAlertRequest(alert_id=alert_id), timeout=10)
+        assert status.state == officers_pb2.ALERT_STATE_PENDING and not status.kept and not status.case_ref
+        assert not status.acknowledged_by
+        # officer-2 (routed to them) acts, on their own device only; a supervisor reads any alert
+        two = officers_pb2_grpc.DeviceServiceStub(o2)
+        why = await denied(two.Acknowledge(officers_pb2.AcknowledgeRequest(
+            alert_id=alert_id, officer_id="officer-2", device_id=f"officer-1-{tag}-alerts"), timeout=10))
+        assert "registered to another officer" in why, why
+        assert (await two.Acknowledge(officers_pb2.AcknowledgeRequest(alert_id=alert_id, officer_id="officer-2",
+                                                                      device_id=phone2), timeout=10)).first
+        assert (await two.GetAlert(officers_pb2.GetAlertRequest(alert_id=alert_id), timeout=10)).acknowledged_by \
+            == "officer-2"
+        await officers_pb2_grpc.DeviceServiceStub(sup).GetAlert(officers_pb2.GetAlertRequest(alert_id=alert_id),
+                                                                timeout=10)
+        await officers_pb2_grpc.OfficerServiceStub(o2).GoOffDuty(officers_pb2.GoOffDutyRequest(officer_id="officer-2"),
+                                                                  timeout=10)
+    for method in ("GetAlert", "Acknowledge", "Adjudicate"):
+        assert await audited(names, refusal(f"/lfr.v1.DeviceService/{method}", f"alert {alert_id} not routed"))
+    assert await audited(names, lambda r: r.action == "api.refused" and r.actor == "officer-1"
+                         and r.details["roles"] == "officer")

@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from lfr.v1 import alerts_pb2 as lfr_dot_v1_dot_alerts__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15lfr/v1/officers.proto\x12\x06lfr.v1\x1a\x13lfr/v1/alerts.proto\"F\n\x0bGeoLocation\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01\x12\x12\n\naccuracy_m\x18\x03 \x01(\x02\"\xdf\x01\n\x0cOfficerState\x12\x12\n\nofficer_id\x18\x01 \x01(\t\x12\r\n\x05zones\x18\x02 \x03(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12%\n\x06status\x18\x04 \x01(\x0e\x32\x15.lfr.v1.OfficerStatus\x12%\n\x08location\x18\x05 \x01(\x0b\x32\x13.lfr.v1.GeoLocation\x12\x1e\n\x16last_heartbeat_unix_ns\x18\x06 \x01(\x03\x12\x17\n\x0f\x65xpires_unix_ns\x18\x07 \x01(\x03\x12\x12\n\nsupervisor\x18\x08 \x01(\x08\"\x82\x01\n\x0fGoOnDutyRequest\x12\x12\n\nofficer_id\x18\x01 \x01(\t\x12\r\n\x05zones\x18\x02 \x03(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12%\n\x08location\x18\x04 \x01(\x0b\x32\x13.lfr.v1.GeoLocation\x12\x12\n\nsupervisor\x18\x05 \x01(\x08\"P\n\x10GoOnDutyResponse\x12#\n\x05state\x18\x01 \x01(\x0b\x32\x14.lfr.v1.OfficerState\x12\x17\n\x0fheartbeat_ttl_s\x18\x02 \x01(\r\"\\\n\x10HeartbeatRequest\x12\x12\n\nofficer_id\x18\x01 \x01(\t\x12%\n\x08location\x18\x02 \x01(\x0b\x32\x13.lfr.v1.GeoLocation\x12\r\n\x05zones\x18\x03 \x03(\t\"Q\n\x11HeartbeatResponse\x12#\n\x05state\x18\x01 \x01(\x0b\x32\x14.lfr.v1.OfficerState\x12\x17\n\x0fheartbeat_ttl_s\x18\x02 \x01(\r\"M\n\x10SetStatusRequest\x12\x12\n\nofficer_id\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.lfr.v1.OfficerStatus\"8\n\x11SetStatusResponse\x12#\n\x05state\x18\x01 \x01(\x0b\x32\x14.lfr.v1.OfficerState\"&\n\x10GoOffDutyRequest\x12\x12\n\nofficer_id\x18\x01 \x01(\t\"\x13\n\x11GoOffDutyResponse\"#\n\x13ListOfficersRequest\x12\x0c\n\x04zone\x18\x01 \x01(\t\">\n\x14ListOfficersResponse\x12&\n\x08officers\x18\x01 \x03(\x0b\x32\x14.lfr.v1.OfficerState\"9\n\x10SubscribeRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\nofficer_id\x18\x02 \x01(\t\"\xdd\x01\n\x0b\x44\x65viceAlert\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x1c\n\x05\x61lert\x18\x02 \x01(\x0b\x32\r.lfr.v1.Alert\x12\x18\n\x10\x65scalation_level\x18\x03 \x01(\r\x12\x1c\n\x14\x61\x63k_deadline_unix_ns\x18\x04 \x01(\x03\x12\x1f\n\x17two_person_confirmation\x18\x05 \x01(\x08\x12!\n\x05state\x18\x06 \x01(\x0e\x32\x12.lfr.v1.AlertState\x12\x1f\n\x17retention_until_unix_ns\x18\x07 \x01(\x03\"M\n\x12\x41\x63knowledgeRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x12\n\nofficer_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\"$\n\x13\x41\x63knowledgeResponse\x12\r\n\x05\x66irst\x18\x01 \x01(\x08\"\x87\x01\n\x11\x41\x64judicateRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x12\n\nofficer_id\x18\x02 \x01(\t\x12,\n\x07outcome\x18\x03 \x01(\x0e\x32\x1b.lfr.v1.AdjudicationOutcome\x12\x0c\n\x04note\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61se_ref\x18\x05 \x01(\t\"\x8f\x01\n\x12\x41\x64judicateResponse\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.lfr.v1.AlertState\x12\x32\n\rfinal_outcome\x18\x02 \x01(\x0e\x32\x1b.lfr.v1.AdjudicationOutcome\x12\x14\n\x0c\x63onfirmed_by\x18\x03 \x03(\t\x12\x0c\n\x04kept\x18\x04 \x01(\x08\"#\n\x0fGetAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"\xfc\x02\n\x0b\x41lertStatus\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.lfr.v1.AlertState\x12,\n\x07outcome\x18\x03 \x01(\x0e\x32\x1b.lfr.v1.AdjudicationOutcome\x12\x18\n\x10\x65scalation_level\x18\x04 \x01(\r\x12\x19\n\x11notified_officers\x18\x05 \x03(\t\x12\x0f\n\x07\x64\x65vices\x18\x06 \x03(\t\x12\x17\n\x0f\x61\x63knowledged_by\x18\x07 \x01(\t\x12\x14\n\x0c\x63onfirmed_by\x18\x08 \x03(\t\x12\x1f\n\x17two_person_confirmation\x18\t \x01(\x08\x12\x0c\n\x04kept\x18\n \x01(\x08\x12\x10\n\x08\x63\x61se_ref\x18\x0b \x01(\t\x12\x1f\n\x17retention_until_unix_ns\x18\x0c \x01(\x03\x12\x0c\n\x04zone\x18\r \x01(\t\x12\x11\n\tcamera_id\x18\x0e \x01(\t\x12\x12\n\nsubject_id\x18\x0f \x01(\t*\x83\x01\n\rOfficerStatus\x12\x1e\n\x1aOFFICER_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18OFFICER_STATUS_AVAILABLE\x10\x01\x12\x17\n\x13OFFICER_STATUS_BUSY\x10\x02\x12\x1b\n\x17OFFICER_STATUS_OFF_DUTY\x10\x03*\xa6\x01\n\x13\x41\x64judicationOutcome\x12$\n ADJUDICATION_OUTCOME_UNSPECIFIED\x10\x00\x12\"\n\x1e\x41\x44JUDICATION_OUTCOME_CONFIRMED\x10\x01\x12!\n\x1d\x41\x44JUDICATION_OUTCOME_REJECTED\x10\x02\x12\"\n\x1e\x41\x44JUDICATION_OUTCOME_NO_ACTION\x10\x03*\xbb\x01\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41LERT_STATE_PENDING\x10\x01\x12\x1c\n\x18\x41LERT_STATE_ACKNOWLEDGED\x10\x02\x12\x1f\n\x1b\x41LERT_STATE_AWAITING_SECOND\x10\x03\x12\x1b\n\x17\x41LERT_STATE_ADJUDICATED\x10\x04\x12\x1b\n\x17\x41LERT_STATE_UNREACHABLE\x10\x05\x32\xe0\x02\n\x0eOfficerService\x12=\n\x08GoOnDuty\x12\x17.lfr.v1.GoOnDutyRequest\x1a\x18.lfr.v1.GoOnDutyResponse\x12@\n\tHeartbeat\x12\x18.lfr.v1.HeartbeatRequest\x1a\x19.lfr.v1.HeartbeatResponse\x12@\n\tSetStatus\x12\x18.lfr.v1.SetStatusRequest\x1a\x19.lfr.v1.SetStatusResponse\x12@\n\tGoOffDuty\x12\x18.lfr.v1.GoOffDutyRequest\x1a\x19.lfr.v1.GoOffDutyResponse\x12I\n\x0cListOfficers\x12\x1b.lfr.v1.ListOfficersRequest\x1a\x1c.lfr.v1.ListOfficersResponse2\x94\x02\n\rDeviceService\x12<\n\tSubscribe\x12\x18.lfr.v1.SubscribeRequest\x1a\x13.lfr.v1.DeviceAlert0\x01\x12\x46\n\x0b\x41\x63knowledge\x12\x1a.lfr.v1.AcknowledgeRequest\x1a\x1b.lfr.v1.AcknowledgeResponse\x12\x43\n\nAdjudicate\x12\x19.lfr.v1.AdjudicateRequest\x1a\x1a.lfr.v1.AdjudicateResponse\x12\x38\n\x08GetAlert\x12\x17.lfr.v1.GetAlertRequest\x1a\x13.lfr.v1.AlertStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15lfr/v1/officers.proto\x12\x06lfr.v1\x1a\x13lfr/v1/alerts.proto\"F\n\x0bGeoLocation\x12\x10\n\x08latitude\x18\x01 \x01(\x01\x12\x11\n\tlongitude\x18\x02 \x01(\x01\x12\x12\n\naccuracy_m\x18\x03 \x01(\x02\"\xdf\x01\n\x0cOfficerState\x12\x12\n\nofficer_id\x18\x01 \x01(\t\x12\r\n\x05zones\x18\x02 \x03(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12%\n\x06status\x18\x04 \x01(\x0e\x32\x15.lfr.v1.OfficerStatus\x12%\n\x08location\x18\x05 \x01(\x0b\x32\x13.lfr.v1.GeoLocation\x12\x1e\n\x16last_heartbeat_unix_ns\x18\x06 \x01(\x03\x12\x17\n\x0f\x65xpires_unix_ns\x18\x07 \x01(\x03\x12\x12\n\nsupervisor\x18\x08 \x01(\x08\"\x82\x01\n\x0fGoOnDutyRequest\x12\x12\n\nofficer_id\x18\x01 \x01(\t\x12\r\n\x05zones\x18\x02 \x03(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12%\n\x08location\x18\x04 \x01(\x0b\x32\x13.lfr.v1.GeoLocation\x12\x12\n\nsupervisor\x18\x05 \x01(\x08\"P\n\x10GoOnDutyResponse\x12#\n\x05state\x18\x01 \x01(\x0b\x32\x14.lfr.v1.OfficerState\x12\x17\n\x0fheartbeat_ttl_s\x18\x02 \x01(\r\"\\\n\x10HeartbeatRequest\x12\x12\n\nofficer_id\x18\x01 \x01(\t\x12%\n\x08location\x18\x02 \x01(\x0b\x32\x13.lfr.v1.GeoLocation\x12\r\n\x05zones\x18\x03 \x03(\t\"Q\n\x11HeartbeatResponse\x12#\n\x05state\x18\x01 \x01(\x0b\x32\x14.lfr.v1.OfficerState\x12\x17\n\x0fheartbeat_ttl_s\x18\x02 \x01(\r\"M\n\x10SetStatusRequest\x12\x12\n\nofficer_id\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.lfr.v1.OfficerStatus\"8\n\x11SetStatusResponse\x12#\n\x05state\x18\x01 \x01(\x0b\x32\x14.lfr.v1.OfficerState\"&\n\x10GoOffDutyRequest\x12\x12\n\nofficer_id\x18\x01 \x01(\t\"\x13\n\x11GoOffDutyResponse\"#\n\x13ListOfficersRequest\x12\x0c\n\x04zone\x18\x01 \x01(\t\">\n\x14ListOfficersResponse\x12&\n\x08officers\x18\x01 \x03(\x0b\x32\x14.lfr.v1.OfficerState\"z\n\x0eZoneAssignment\x12\x12\n\nofficer_id\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x17\n\x0f\x65xpires_unix_ns\x18\x03 \x01(\x03\x12\x18\n\x10\x61ssigned_unix_ns\x18\x04 \x01(\x03\x12\x13\n\x0b\x61ssigned_by\x18\x05 \x01(\t\"K\n\x12\x41ssignZonesRequest\x12\x12\n\nofficer_id\x18\x01 \x01(\t\x12\r\n\x05zones\x18\x02 \x03(\t\x12\x12\n\nduration_s\x18\x03 \x01(\r\"B\n\x13\x41ssignZonesResponse\x12+\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x16.lfr.v1.ZoneAssignment\",\n\x16ListAssignmentsRequest\x12\x12\n\nofficer_id\x18\x01 \x01(\t\"F\n\x17ListAssignmentsResponse\x12+\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x16.lfr.v1.ZoneAssignment\"<\n\x17RevokeAssignmentRequest\x12\x12\n\nofficer_id\x18\x01 \x01(\t\x12\r\n\x05zones\x18\x02 \x03(\t\")\n\x18RevokeAssignmentResponse\x12\r\n\x05zones\x18\x01 \x03(\t\"9\n\x10SubscribeRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\nofficer_id\x18\x02 \x01(\t\"\xdd\x01\n\x0b\x44\x65viceAlert\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x1c\n\x05\x61lert\x18\x02 \x01(\x0b\x32\r.lfr.v1.Alert\x12\x18\n\x10\x65scalation_level\x18\x03 \x01(\r\x12\x1c\n\x14\x61\x63k_deadline_unix_ns\x18\x04 \x01(\x03\x12\x1f\n\x17two_person_confirmation\x18\x05 \x01(\x08\x12!\n\x05state\x18\x06 \x01(\x0e\x32\x12.lfr.v1.AlertState\x12\x1f\n\x17retention_until_unix_ns\x18\x07 \x01(\x03\"M\n\x12\x41\x63knowledgeRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x12\n\nofficer_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\"$\n\x13\x41\x63knowledgeResponse\x12\r\n\x05\x66irst\x18\x01 \x01(\x08\"\x87\x01\n\x11\x41\x64judicateRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x12\n\nofficer_id\x18\x02 \x01(\t\x12,\n\x07outcome\x18\x03 \x01(\x0e\x32\x1b.lfr.v1.AdjudicationOutcome\x12\x0c\n\x04note\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61se_ref\x18\x05 \x01(\t\"\x8f\x01\n\x12\x41\x64judicateResponse\x12!\n\x05state\x18\x01 \x01(\x0e\x32\x12.lfr.v1.AlertState\x12\x32\n\rfinal_outcome\x18\x02 \x01(\x0e\x32\x1b.lfr.v1.AdjudicationOutcome\x12\x14\n\x0c\x63onfirmed_by\x18\x03 \x03(\t\x12\x0c\n\x04kept\x18\x04 \x01(\x08\"#\n\x0fGetAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"\xfc\x02\n\x0b\x41lertStatus\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.lfr.v1.AlertState\x12,\n\x07outcome\x18\x03 \x01(\x0e\x32\x1b.lfr.v1.AdjudicationOutcome\x12\x18\n\x10\x65scalation_level\x18\x04 \x01(\r\x12\x19\n\x11notified_officers\x18\x05 \x03(\t\x12\x0f\n\x07\x64\x65vices\x18\x06 \x03(\t\x12\x17\n\x0f\x61\x63knowledged_by\x18\x07 \x01(\t\x12\x14\n\x0c\x63onfirmed_by\x18\x08 \x03(\t\x12\x1f\n\x17two_person_confirmation\x18\t \x01(\x08\x12\x0c\n\x04kept\x18\n \x01(\x08\x12\x10\n\x08\x63\x61se_ref\x18\x0b \x01(\t\x12\x1f\n\x17retention_until_unix_ns\x18\x0c \x01(\x03\x12\x0c\n\x04zone\x18\r \x01(\t\x12\x11\n\tcamera_id\x18\x0e \x01(\t\x12\x12\n\nsubject_id\x18\x0f \x01(\t\">\n\x15RegisterDeviceRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\nofficer_id\x18\x02 \x01(\t\"n\n\x12\x44\x65viceRegistration\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\nofficer_id\x18\x02 \x01(\t\x12\x15\n\rregistered_by\x18\x03 \x01(\t\x12\x1a\n\x12registered_unix_ns\x18\x04 \x01(\x03\",\n\x17UnregisterDeviceRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"G\n\x18UnregisterDeviceResponse\x12+\n\x07removed\x18\x01 \x01(\x0b\x32\x1a.lfr.v1.DeviceRegistration*\x83\x01\n\rOfficerStatus\x12\x1e\n\x1aOFFICER_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18OFFICER_STATUS_AVAILABLE\x10\x01\x12\x17\n\x13OFFICER_STATUS_BUSY\x10\x02\x12\x1b\n\x17OFFICER_STATUS_OFF_DUTY\x10\x03*\xa6\x01\n\x13\x41\x64judicationOutcome\x12$\n ADJUDICATION_OUTCOME_UNSPECIFIED\x10\x00\x12\"\n\x1e\x41\x44JUDICATION_OUTCOME_CONFIRMED\x10\x01\x12!\n\x1d\x41\x44JUDICATION_OUTCOME_REJECTED\x10\x02\x12\"\n\x1e\x41\x44JUDICATION_OUTCOME_NO_ACTION\x10\x03*\xbb\x01\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41LERT_STATE_PENDING\x10\x01\x12\x1c\n\x18\x41LERT_STATE_ACKNOWLEDGED\x10\x02\x12\x1f\n\x1b\x41LERT_STATE_AWAITING_SECOND\x10\x03\x12\x1b\n\x17\x41LERT_STATE_ADJUDICATED\x10\x04\x12\x1b\n\x17\x41LERT_STATE_UNREACHABLE\x10\x05\x32\xd3\x04\n\x0eOfficerService\x12=\n\x08GoOnDuty\x12\x17.lfr.v1.GoOnDutyRequest\x1a\x18.lfr.v1.GoOnDutyResponse\x12@\n\tHeartbeat\x12\x18.lfr.v1.HeartbeatRequest\x1a\x19.lfr.v1.HeartbeatResponse\x12@\n\tSetStatus\x12\x18.lfr.v1.SetStatusRequest\x1a\x19.lfr.v1.SetStatusResponse\x12@\n\tGoOffDuty\x12\x18.lfr.v1.GoOffDutyRequest\x1a\x19.lfr.v1.GoOffDutyResponse\x12I\n\x0cListOfficers\x12\x1b.lfr.v1.ListOfficersRequest\x1a\x1c.lfr.v1.ListOfficersResponse\x12\x46\n\x0b\x41ssignZones\x12\x1a.lfr.v1.AssignZonesRequest\x1a\x1b.lfr.v1.AssignZonesResponse\x12R\n\x0fListAssignments\x12\x1e.lfr.v1.ListAssignmentsRequest\x1a\x1f.lfr.v1.ListAssignmentsResponse\x12U\n\x10RevokeAssignment\x12\x1f.lfr.v1.RevokeAssignmentRequest\x1a .lfr.v1.RevokeAssignmentResponse2\xb8\x03\n\rDeviceService\x12<\n\tSubscribe\x12\x18.lfr.v1.SubscribeRequest\x1a\x13.lfr.v1.DeviceAlert0\x01\x12\x46\n\x0b\x41\x63knowledge\x12\x1a.lfr.v1.AcknowledgeRequest\x1a\x1b.lfr.v1.AcknowledgeResponse\x12\x43\n\nAdjudicate\x12\x19.lfr.v1.AdjudicateRequest\x1a\x1a.lfr.v1.AdjudicateResponse\x12\x38\n\x08GetAlert\x12\x17.lfr.v1.GetAlertRequest\x1a\x13.lfr.v1.AlertStatus\x12K\n\x0eRegisterDevice\x12\x1d.lfr.v1.RegisterDeviceRequest\x1a\x1a.lfr.v1.DeviceRegistration\x12U\n\x10UnregisterDevice\x12\x1f.lfr.v1.UnregisterDeviceRequest\x1a .lfr.v1.UnregisterDeviceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lfr.v1.officers_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OFFICERSTATUS']._serialized_start=2148
-  _globals['_OFFICERSTATUS']._serialized_end=2279
-  _globals['_ADJUDICATIONOUTCOME']._serialized_start=2282
-  _globals['_ADJUDICATIONOUTCOME']._serialized_end=2448
-  _globals['_ALERTSTATE']._serialized_start=2451
-  _globals['_ALERTSTATE']._serialized_end=2638
+  _globals['_OFFICERSTATUS']._serialized_start=2935
+  _globals['_OFFICERSTATUS']._serialized_end=3066
+  _globals['_ADJUDICATIONOUTCOME']._serialized_start=3069
+  _globals['_ADJUDICATIONOUTCOME']._serialized_end=3235
+  _globals['_ALERTSTATE']._serialized_start=3238
+  _globals['_ALERTSTATE']._serialized_end=3425
   _globals['_GEOLOCATION']._serialized_start=54
   _globals['_GEOLOCATION']._serialized_end=124
   _globals['_OFFICERSTATE']._serialized_start=127
@@ -62,24 +62,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTOFFICERSREQUEST']._serialized_end=977
   _globals['_LISTOFFICERSRESPONSE']._serialized_start=979
   _globals['_LISTOFFICERSRESPONSE']._serialized_end=1041
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=1043
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=1100
-  _globals['_DEVICEALERT']._serialized_start=1103
-  _globals['_DEVICEALERT']._serialized_end=1324
-  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=1326
-  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=1403
-  _globals['_ACKNOWLEDGERESPONSE']._serialized_start=1405
-  _globals['_ACKNOWLEDGERESPONSE']._serialized_end=1441
-  _globals['_ADJUDICATEREQUEST']._serialized_start=1444
-  _globals['_ADJUDICATEREQUEST']._serialized_end=1579
-  _globals['_ADJUDICATERESPONSE']._serialized_start=1582
-  _globals['_ADJUDICATERESPONSE']._serialized_end=1725
-  _globals['_GETALERTREQUEST']._serialized_start=1727
-  _globals['_GETALERTREQUEST']._serialized_end=1762
-  _globals['_ALERTSTATUS']._serialized_start=1765
-  _globals['_ALERTSTATUS']._serialized_end=2145
-  _globals['_OFFICERSERVICE']._serialized_start=2641
-  _globals['_OFFICERSERVICE']._serialized_end=2993
-  _globals['_DEVICESERVICE']._serialized_start=2996
-  _globals['_DEVICESERVICE']._serialized_end=3272
+  _globals['_ZONEASSIGNMENT']._serialized_start=1043
+  _globals['_ZONEASSIGNMENT']._serialized_end=1165
+  _globals['_ASSIGNZONESREQUEST']._serialized_start=1167
+  _globals['_ASSIGNZONESREQUEST']._serialized_end=1242
+  _globals['_ASSIGNZONESRESPONSE']._serialized_start=1244
+  _globals['_ASSIGNZONESRESPONSE']._serialized_end=1310
+  _globals['_LISTASSIGNMENTSREQUEST']._serialized_start=1312
+  _globals['_LISTASSIGNMENTSREQUEST']._serialized_end=1356
+  _globals['_LISTASSIGNMENTSRESPONSE']._serialized_start=1358
+  _globals['_LISTASSIGNMENTSRESPONSE']._serialized_end=1428
+  _globals['_REVOKEASSIGNMENTREQUEST']._serialized_start=1430
+  _globals['_REVOKEASSIGNMENTREQUEST']._serialized_end=1490
+  _globals['_REVOKEASSIGNMENTRESPONSE']._serialized_start=1492
+  _globals['_REVOKEASSIGNMENTRESPONSE']._serialized_end=1533
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=1535
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1592
+  _globals['_DEVICEALERT']._serialized_start=1595
+  _globals['_DEVICEALERT']._serialized_end=1816
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=1818
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=1895
+  _globals['_ACKNOWLEDGERESPONSE']._serialized_start=1897
+  _globals['_ACKNOWLEDGERESPONSE']._serialized_end=1933
+  _globals['_ADJUDICATEREQUEST']._serialized_start=1936
+  _globals['_ADJUDICATEREQUEST']._serialized_end=2071
+  _globals['_ADJUDICATERESPONSE']._serialized_start=2074
+  _globals['_ADJUDICATERESPONSE']._serialized_end=2217
+  _globals['_GETALERTREQUEST']._serialized_start=2219
+  _globals['_GETALERTREQUEST']._serialized_end=2254
+  _globals['_ALERTSTATUS']._serialized_start=2257
+  _globals['_ALERTSTATUS']._serialized_end=2637
+  _globals['_REGISTERDEVICEREQUEST']._serialized_start=2639
+  _globals['_REGISTERDEVICEREQUEST']._serialized_end=2701
+  _globals['_DEVICEREGISTRATION']._serialized_start=2703
+  _globals['_DEVICEREGISTRATION']._serialized_end=2813
+  _globals['_UNREGISTERDEVICEREQUEST']._serialized_start=2815
+  _globals['_UNREGISTERDEVICEREQUEST']._serialized_end=2859
+  _globals['_UNREGISTERDEVICERESPONSE']._serialized_start=2861
+  _globals['_UNREGISTERDEVICERESPONSE']._serialized_end=2932
+  _globals['_OFFICERSERVICE']._serialized_start=3428
+  _globals['_OFFICERSERVICE']._serialized_end=4023
+  _globals['_DEVICESERVICE']._serialized_start=4026
+  _globals['_DEVICESERVICE']._serialized_end=4466
 # @@protoc_insertion_point(module_scope)

@@ -151,6 +151,62 @@ class ListOfficersResponse(_message.Message):
     officers: _containers.RepeatedCompositeFieldContainer[OfficerState]
     def __init__(self, officers: _Optional[_Iterable[_Union[OfficerState, _Mapping]]] = ...) -> None: ...
 
+class ZoneAssignment(_message.Message):
+    __slots__ = ("officer_id", "zone", "expires_unix_ns", "assigned_unix_ns", "assigned_by")
+    OFFICER_ID_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNED_BY_FIELD_NUMBER: _ClassVar[int]
+    officer_id: str
+    zone: str
+    expires_unix_ns: int
+    assigned_unix_ns: int
+    assigned_by: str
+    def __init__(self, officer_id: _Optional[str] = ..., zone: _Optional[str] = ..., expires_unix_ns: _Optional[int] = ..., assigned_unix_ns: _Optional[int] = ..., assigned_by: _Optional[str] = ...) -> None: ...
+
+class AssignZonesRequest(_message.Message):
+    __slots__ = ("officer_id", "zones", "duration_s")
+    OFFICER_ID_FIELD_NUMBER: _ClassVar[int]
+    ZONES_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    officer_id: str
+    zones: _containers.RepeatedScalarFieldContainer[str]
+    duration_s: int
+    def __init__(self, officer_id: _Optional[str] = ..., zones: _Optional[_Iterable[str]] = ..., duration_s: _Optional[int] = ...) -> None: ...
+
+class AssignZonesResponse(_message.Message):
+    __slots__ = ("assignments",)
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    assignments: _containers.RepeatedCompositeFieldContainer[ZoneAssignment]
+    def __init__(self, assignments: _Optional[_Iterable[_Union[ZoneAssignment, _Mapping]]] = ...) -> None: ...
+
+class ListAssignmentsRequest(_message.Message):
+    __slots__ = ("officer_id",)
+    OFFICER_ID_FIELD_NUMBER: _ClassVar[int]
+    officer_id: str
+    def __init__(self, officer_id: _Optional[str] = ...) -> None: ...
+
+class ListAssignmentsResponse(_message.Message):
+    __slots__ = ("assignments",)
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    assignments: _containers.RepeatedCompositeFieldContainer[ZoneAssignment]
+    def __init__(self, assignments: _Optional[_Iterable[_Union[ZoneAssignment, _Mapping]]] = ...) -> None: ...
+
+class RevokeAssignmentRequest(_message.Message):
+    __slots__ = ("officer_id", "zones")
+    OFFICER_ID_FIELD_NUMBER: _ClassVar[int]
+    ZONES_FIELD_NUMBER: _ClassVar[int]
+    officer_id: str
+    zones: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, officer_id: _Optional[str] = ..., zones: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RevokeAssignmentResponse(_message.Message):
+    __slots__ = ("zones",)
+    ZONES_FIELD_NUMBER: _ClassVar[int]
+    zones: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, zones: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class SubscribeRequest(_message.Message):
     __slots__ = ("device_id", "officer_id")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -258,3 +314,35 @@ class AlertStatus(_message.Message):
     camera_id: str
     subject_id: str
     def __init__(self, alert_id: _Optional[str] = ..., state: _Optional[_Union[AlertState, str]] = ..., outcome: _Optional[_Union[AdjudicationOutcome, str]] = ..., escalation_level: _Optional[int] = ..., notified_officers: _Optional[_Iterable[str]] = ..., devices: _Optional[_Iterable[str]] = ..., acknowledged_by: _Optional[str] = ..., confirmed_by: _Optional[_Iterable[str]] = ..., two_person_confirmation: _Optional[bool] = ..., kept: _Optional[bool] = ..., case_ref: _Optional[str] = ..., retention_until_unix_ns: _Optional[int] = ..., zone: _Optional[str] = ..., camera_id: _Optional[str] = ..., subject_id: _Optional[str] = ...) -> None: ...
+
+class RegisterDeviceRequest(_message.Message):
+    __slots__ = ("device_id", "officer_id")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFICER_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    officer_id: str
+    def __init__(self, device_id: _Optional[str] = ..., officer_id: _Optional[str] = ...) -> None: ...
+
+class DeviceRegistration(_message.Message):
+    __slots__ = ("device_id", "officer_id", "registered_by", "registered_unix_ns")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFICER_ID_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_BY_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    officer_id: str
+    registered_by: str
+    registered_unix_ns: int
+    def __init__(self, device_id: _Optional[str] = ..., officer_id: _Optional[str] = ..., registered_by: _Optional[str] = ..., registered_unix_ns: _Optional[int] = ...) -> None: ...
+
+class UnregisterDeviceRequest(_message.Message):
+    __slots__ = ("device_id",)
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    def __init__(self, device_id: _Optional[str] = ...) -> None: ...
+
+class UnregisterDeviceResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: DeviceRegistration
+    def __init__(self, removed: _Optional[_Union[DeviceRegistration, _Mapping]] = ...) -> None: ...

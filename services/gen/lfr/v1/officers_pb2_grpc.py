@@ -59,6 +59,21 @@ class OfficerServiceStub:
                 request_serializer=lfr_dot_v1_dot_officers__pb2.ListOfficersRequest.SerializeToString,
                 response_deserializer=lfr_dot_v1_dot_officers__pb2.ListOfficersResponse.FromString,
                 _registered_method=True)
+        self.AssignZones = channel.unary_unary(
+                '/lfr.v1.OfficerService/AssignZones',
+                request_serializer=lfr_dot_v1_dot_officers__pb2.AssignZonesRequest.SerializeToString,
+                response_deserializer=lfr_dot_v1_dot_officers__pb2.AssignZonesResponse.FromString,
+                _registered_method=True)
+        self.ListAssignments = channel.unary_unary(
+                '/lfr.v1.OfficerService/ListAssignments',
+                request_serializer=lfr_dot_v1_dot_officers__pb2.ListAssignmentsRequest.SerializeToString,
+                response_deserializer=lfr_dot_v1_dot_officers__pb2.ListAssignmentsResponse.FromString,
+                _registered_method=True)
+        self.RevokeAssignment = channel.unary_unary(
+                '/lfr.v1.OfficerService/RevokeAssignment',
+                request_serializer=lfr_dot_v1_dot_officers__pb2.RevokeAssignmentRequest.SerializeToString,
+                response_deserializer=lfr_dot_v1_dot_officers__pb2.RevokeAssignmentResponse.FromString,
+                _registered_method=True)
 
 
 class OfficerServiceServicer:
@@ -94,6 +109,24 @@ class OfficerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AssignZones(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAssignments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeAssignment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OfficerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +154,21 @@ def add_OfficerServiceServicer_to_server(servicer, server):
                     servicer.ListOfficers,
                     request_deserializer=lfr_dot_v1_dot_officers__pb2.ListOfficersRequest.FromString,
                     response_serializer=lfr_dot_v1_dot_officers__pb2.ListOfficersResponse.SerializeToString,
+            ),
+            'AssignZones': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignZones,
+                    request_deserializer=lfr_dot_v1_dot_officers__pb2.AssignZonesRequest.FromString,
+                    response_serializer=lfr_dot_v1_dot_officers__pb2.AssignZonesResponse.SerializeToString,
+            ),
+            'ListAssignments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAssignments,
+                    request_deserializer=lfr_dot_v1_dot_officers__pb2.ListAssignmentsRequest.FromString,
+                    response_serializer=lfr_dot_v1_dot_officers__pb2.ListAssignmentsResponse.SerializeToString,
+            ),
+            'RevokeAssignment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeAssignment,
+                    request_deserializer=lfr_dot_v1_dot_officers__pb2.RevokeAssignmentRequest.FromString,
+                    response_serializer=lfr_dot_v1_dot_officers__pb2.RevokeAssignmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,9 +316,92 @@ class OfficerService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def AssignZones(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lfr.v1.OfficerService/AssignZones',
+            lfr_dot_v1_dot_officers__pb2.AssignZonesRequest.SerializeToString,
+            lfr_dot_v1_dot_officers__pb2.AssignZonesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAssignments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lfr.v1.OfficerService/ListAssignments',
+            lfr_dot_v1_dot_officers__pb2.ListAssignmentsRequest.SerializeToString,
+            lfr_dot_v1_dot_officers__pb2.ListAssignmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeAssignment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lfr.v1.OfficerService/RevokeAssignment',
+            lfr_dot_v1_dot_officers__pb2.RevokeAssignmentRequest.SerializeToString,
+            lfr_dot_v1_dot_officers__pb2.RevokeAssignmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class DeviceServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """An officer (without the supervisor role) may Acknowledge, Adjudicate and GetAlert
+    only alerts routed to them or raised in a zone assigned to them.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -298,10 +429,22 @@ class DeviceServiceStub:
                 request_serializer=lfr_dot_v1_dot_officers__pb2.GetAlertRequest.SerializeToString,
                 response_deserializer=lfr_dot_v1_dot_officers__pb2.AlertStatus.FromString,
                 _registered_method=True)
+        self.RegisterDevice = channel.unary_unary(
+                '/lfr.v1.DeviceService/RegisterDevice',
+                request_serializer=lfr_dot_v1_dot_officers__pb2.RegisterDeviceRequest.SerializeToString,
+                response_deserializer=lfr_dot_v1_dot_officers__pb2.DeviceRegistration.FromString,
+                _registered_method=True)
+        self.UnregisterDevice = channel.unary_unary(
+                '/lfr.v1.DeviceService/UnregisterDevice',
+                request_serializer=lfr_dot_v1_dot_officers__pb2.UnregisterDeviceRequest.SerializeToString,
+                response_deserializer=lfr_dot_v1_dot_officers__pb2.UnregisterDeviceResponse.FromString,
+                _registered_method=True)
 
 
 class DeviceServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """An officer (without the supervisor role) may Acknowledge, Adjudicate and GetAlert
+    only alerts routed to them or raised in a zone assigned to them.
+    """
 
     def Subscribe(self, request, context):
         """The officer app's alert stream for one device.
@@ -323,6 +466,18 @@ class DeviceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetAlert(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterDevice(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnregisterDevice(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -351,6 +506,16 @@ def add_DeviceServiceServicer_to_server(servicer, server):
                     request_deserializer=lfr_dot_v1_dot_officers__pb2.GetAlertRequest.FromString,
                     response_serializer=lfr_dot_v1_dot_officers__pb2.AlertStatus.SerializeToString,
             ),
+            'RegisterDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterDevice,
+                    request_deserializer=lfr_dot_v1_dot_officers__pb2.RegisterDeviceRequest.FromString,
+                    response_serializer=lfr_dot_v1_dot_officers__pb2.DeviceRegistration.SerializeToString,
+            ),
+            'UnregisterDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnregisterDevice,
+                    request_deserializer=lfr_dot_v1_dot_officers__pb2.UnregisterDeviceRequest.FromString,
+                    response_serializer=lfr_dot_v1_dot_officers__pb2.UnregisterDeviceResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'lfr.v1.DeviceService', rpc_method_handlers)
@@ -360,7 +525,9 @@ def add_DeviceServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class DeviceService:
-    """Missing associated documentation comment in .proto file."""
+    """An officer (without the supervisor role) may Acknowledge, Adjudicate and GetAlert
+    only alerts routed to them or raised in a zone assigned to them.
+    """
 
     @staticmethod
     def Subscribe(request,
@@ -460,6 +627,60 @@ class DeviceService:
             '/lfr.v1.DeviceService/GetAlert',
             lfr_dot_v1_dot_officers__pb2.GetAlertRequest.SerializeToString,
             lfr_dot_v1_dot_officers__pb2.AlertStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lfr.v1.DeviceService/RegisterDevice',
+            lfr_dot_v1_dot_officers__pb2.RegisterDeviceRequest.SerializeToString,
+            lfr_dot_v1_dot_officers__pb2.DeviceRegistration.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnregisterDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lfr.v1.DeviceService/UnregisterDevice',
+            lfr_dot_v1_dot_officers__pb2.UnregisterDeviceRequest.SerializeToString,
+            lfr_dot_v1_dot_officers__pb2.UnregisterDeviceResponse.FromString,
             options,
             channel_credentials,
             insecure,
