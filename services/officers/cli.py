@@ -1,5 +1,7 @@
-"""`lfr officer on-duty|off-duty|status` and `lfr device listen DEVICE` (plays the
-officer app), over the officers service's gRPC API (default 127.0.0.1:50056)."""
+"""`lfr officer on-duty|off-duty|status`, the duty roster (`lfr officer assign|unassign|assignments`),
+the device registry (`lfr officer devices register|unregister`) and `lfr device listen DEVICE` (plays
+the officer app), over the officers service's gRPC API (default 127.0.0.1:50056). The roster and the
+registry need a supervisor's or an operator's credential (the local `dev` identity has both)."""
 
 from __future__ import annotations
 
@@ -40,6 +42,36 @@ def add_parser(sub: Any) -> None:
     st.add_argument("--json", action="store_true")
     st.add_argument("--addr", default=OFFICERS_ADDR)
     st.set_defaults(func=_status)
+
+    asg = osub.add_parser("assign", help="let an officer go on duty in zones, for a while (supervisor, operator)")
+    asg.add_argument("officer", type=cli_id("officer id"), help="officer id")
+    asg.add_argument("--zones", required=True, help="comma-separated zones")
+    asg.add_argument("--hours", type=float, default=8.0, help="the assignment lapses after this (default %(default)s)")
+    asg.add_argument("--addr", default=OFFICERS_ADDR)
+    asg.set_defaults(func=_assign)
+
+    una = osub.add_parser("unassign", help="revoke an officer's zones (they leave duty there at once)")
+    una.add_argument("officer", type=cli_id("officer id"), help="officer id")
+    una.add_argument("--zones", default="", help="comma-separated zones (default: every zone)")
+    una.add_argument("--addr", default=OFFICERS_ADDR)
+    una.set_defaults(func=_unassign)
+
+    lsa = osub.add_parser("assignments", help="the live duty roster")
+    lsa.add_argument("--officer", default=None, type=cli_id("officer id"), help="only this officer")
+    lsa.add_argument("--addr", default=OFFICERS_ADDR)
+    lsa.set_defaults(func=_assignments)
+
+    dev = osub.add_parser("devices", help="the device registry (device id -> officer)")
+    dsub_reg = dev.add_subparsers(dest="devices_command", required=True)
+    reg = dsub_reg.add_parser("register", help="register a device to an officer (supervisor, operator)")
+    reg.add_argument("device", type=cli_id("device id"), help="device id")
+    reg.add_argument("--officer", required=True, type=cli_id("officer id"), help="the officer it belongs to")
+    reg.add_argument("--addr", default=OFFICERS_ADDR)
+    reg.set_defaults(func=_register)
+    unr = dsub_reg.add_parser("unregister", help="remove a device from the registry")
+    unr.add_argument("device", type=cli_id("device id"), help="device id")
+    unr.add_argument("--addr", default=OFFICERS_ADDR)
+    unr.set_defaults(func=_unregister)
 
     d = sub.add_parser("device", help="play an officer's device")
     dsub = d.add_subparsers(dest="device_command", required=True)
@@ -135,6 +167,83 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(MessageToDict(s)) if args.json else _state_line(s))
     if not args.json and not reply.officers:
         print("no officer on duty" + (f" in {args.zone}" if args.zone else ""))
+    return 0
+
+
+def _zones(text: str) -> list[str]:
+    return [z.strip() for z in text.split(",") if z.strip()]
+
+
+def _assignment_line(a: Any) -> str:
+    left_h = max(0.0, (a.expires_unix_ns - time.time_ns()) / 3.6e12)
+    return f"{a.officer_id} zone={a.zone} expires in {left_h:.1f} h (assigned by {a.assigned_by})"
+
+
+def _assign(args: argparse.Namespace) -> int:
+    from lfr.v1 import officers_pb2, officers_pb2_grpc
+
+    async def go() -> Any:
+        async with aio_channel(args.addr) as channel:
+            return await officers_pb2_grpc.OfficerServiceStub(channel).AssignZones(officers_pb2.AssignZonesRequest(
+                officer_id=args.officer, zones=_zones(args.zones), duration_s=round(args.hours * 3600)), timeout=10)
+
+    for a in _run(go(), args.addr).assignments:
+        print(_assignment_line(a))
+    return 0
+
+
+def _unassign(args: argparse.Namespace) -> int:
+    from lfr.v1 import officers_pb2, officers_pb2_grpc
+
+    async def go() -> Any:
+        async with aio_channel(args.addr) as channel:
+            return await officers_pb2_grpc.OfficerServiceStub(channel).RevokeAssignment(
+                officers_pb2.RevokeAssignmentRequest(officer_id=args.officer, zones=_zones(args.zones)), timeout=10)
+
+    gone = _run(go(), args.addr).zones
+    print(f"{args.officer}: revoked {','.join(gone)}" if gone else f"{args.officer}: no such assignment")
+    return 0
+
+
+def _assignments(args: argparse.Namespace) -> int:
+    from lfr.v1 import officers_pb2, officers_pb2_grpc
+
+    async def go() -> Any:
+        async with aio_channel(args.addr) as channel:
+            return await officers_pb2_grpc.OfficerServiceStub(channel).ListAssignments(
+                officers_pb2.ListAssignmentsRequest(officer_id=args.officer or ""), timeout=10)
+
+    reply = _run(go(), args.addr)
+    for a in reply.assignments:
+        print(_assignment_line(a))
+    if not reply.assignments:
+        print("no live assignment")
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    from lfr.v1 import officers_pb2, officers_pb2_grpc
+
+    async def go() -> Any:
+        async with aio_channel(args.addr) as channel:
+            return await officers_pb2_grpc.DeviceServiceStub(channel).RegisterDevice(
+                officers_pb2.RegisterDeviceRequest(device_id=args.device, officer_id=args.officer), timeout=10)
+
+    reg = _run(go(), args.addr)
+    print(f"device {reg.device_id} registered to {reg.officer_id} (by {reg.registered_by})")
+    return 0
+
+
+def _unregister(args: argparse.Namespace) -> int:
+    from lfr.v1 import officers_pb2, officers_pb2_grpc
+
+    async def go() -> Any:
+        async with aio_channel(args.addr) as channel:
+            return await officers_pb2_grpc.DeviceServiceStub(channel).UnregisterDevice(
+                officers_pb2.UnregisterDeviceRequest(device_id=args.device), timeout=10)
+
+    gone = _run(go(), args.addr).removed
+    print(f"device {gone.device_id} unregistered (was {gone.officer_id}'s)")
     return 0
 
 
