@@ -236,3 +236,49 @@ def test_empty_topic_fails_unless_new(topics: tuple[str, str], trust: tuple[Cert
     assert new.returncode == 0 and "audit chain OK: 0 records" in new.stdout, new.stdout + new.stderr
     missing = verify("lfr.test.audit.nosuchtopic.v1", trust)
     assert missing.returncode != 0 and "does not exist" in missing.stdout + missing.stderr
+
+
+def test_a_real_service_signs_what_it_audits(topics: tuple[str, str], tmp_path: Path) -> None:
+    """The officers service, started as the launchers start it (its key from the dev PKI), audits a refused call;
+    its records and checkpoints verify against the dev keyring, and a record forged after them does not."""
+    import os
+    import signal
+    import time
+
+    import grpc
+
+    from lfr.v1 import officers_pb2, officers_pb2_grpc
+    from services.common.grpc_client import ClientTls, dev_server_env, sync_channel
+
+    audit, alerts = topics
+    grpc_port, metrics_port = 50956, 9956
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LFR_")}
+    env |= {"LFR_GRPC__PORT": str(grpc_port), "LFR_METRICS__PORT": str(metrics_port),
+            "LFR_OFFICERS__AUDIT_TOPIC": audit, "LFR_OFFICERS__ALERTS_TOPIC": alerts,
+            "LFR_OFFICERS__GROUP_ID": f"itest-audit-{audit}", **dev_server_env("officers", audit_topic=audit)}
+    log = tmp_path / "officers.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "services.officers"], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        channel = sync_channel(f"127.0.0.1:{grpc_port}", tls=ClientTls.for_identity("auditor"))
+        grpc.channel_ready_future(channel).result(timeout=60)
+        code = None
+        deadline = time.monotonic() + 30
+        while code != grpc.StatusCode.PERMISSION_DENIED and time.monotonic() < deadline:
+            try:
+                officers_pb2_grpc.OfficerServiceStub(channel).GoOnDuty(
+                    officers_pb2.GoOnDutyRequest(officer_id="auditor"), timeout=10)
+            except grpc.RpcError as e:
+                code = e.code()
+            time.sleep(0.2)
+        assert code == grpc.StatusCode.PERMISSION_DENIED, log.read_text()[-3000:]
+        channel.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+    run = lfr("audit", "verify", "--topic", audit)  # the dev keyring and checkpoint directory
+    assert run.returncode == 0 and "audit chain OK" in run.stdout, run.stdout + run.stderr + log.read_text()[-3000:]
+    asyncio.run(_forge(audit, "watchlist.close", "watchlist", None))
+    forged = lfr("audit", "verify", "--topic", audit)
+    assert forged.returncode == 1 and "unsigned" in forged.stdout, forged.stdout + forged.stderr
