@@ -329,13 +329,16 @@ async def stream_file(
     stop: asyncio.Event | None = None,
     gate: Gate = always_open,
     root: Path = REPO_ROOT,
+    sealer: FrameSealer | None = None,
 ) -> StreamStats:
     """Stream one camera (the demo's video as ``demo-cam-1``) through a started
-    producer for ``seconds`` (None: until ``stop`` or the end of a non-looping source)."""
+    producer for ``seconds`` (None: until ``stop`` or the end of a non-looping source).
+    With ``sealer`` the frames are sealed as the ingest service seals them (a recognizer
+    with ``require_sealed_frames``, the default, refuses them otherwise)."""
     options = options or IngestOptions()
     metrics = metrics or IngestMetrics.create(MetricsFactory(SERVICE))
     stream = CameraStream(camera, producer, options=options, metrics=metrics,
-                          dlq_topic=(kafka or KafkaSettings()).dlq_topic, gate=gate, root=root)
+                          dlq_topic=(kafka or KafkaSettings()).dlq_topic, gate=gate, root=root, sealer=sealer)
     return await stream.run(stop, seconds)
 
 

@@ -31,6 +31,12 @@ class RecognizerOptions(Section):
     max_frame_side: int = Field(
         4096, ge=64, le=16384, description="largest decoded image side accepted (px); bigger is OVERSIZED"
     )
+    require_sealed_frames: bool = Field(
+        True,
+        description="refuse frames that are not sealed (AES-256-GCM, services/common/frame_keys.py): dead letter "
+        "UNSEALED without the payload, counted in lfr_dlq_messages_total; off only where ingest's "
+        "frame_keys.enabled is off (benchmarks), never in an operation",
+    )
     frame_key_cache_s: float = Field(
         60.0, gt=0, le=3600, description="a frame key stays in memory at most this long (<= the ingest key window)")
     max_age_s: float = Field(

@@ -4,7 +4,9 @@ Per fetched partition batch (the ConsumerLoop commits its offsets only after
 every publish of the batch is acknowledged):
 
 1. each record is checked: a valid Frame (else DLQ DECODE_ERROR), not too big
-   (OVERSIZED), from a registered camera (UNKNOWN_CAMERA), not stale (dropped
+   (OVERSIZED), from a registered camera (UNKNOWN_CAMERA), sealed when
+   ``require_sealed_frames`` (default; else UNSEALED: a plaintext frame is never
+   analysed, and like every frame dead letter it keeps no payload), not stale (dropped
    and counted, no DLQ: a late live frame is not bad input), a JPEG that
    decodes (CORRUPT_IMAGE) and not too large once decoded (OVERSIZED);
 2. the good frames go to FacePipeline.analyse in chunks of ``batch_frames``,
@@ -266,6 +268,12 @@ class Recognizer(RedisUser, KafkaWorker):
                                 f"payload protection {frame.protection} is not supported")
         if frame.protection == frame_keys.PROTECTION and (not frame.key_id or len(frame.nonce) != 12):
             raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD, "sealed frame without key_id/nonce")
+        if frame.protection != frame_keys.PROTECTION and self.options.require_sealed_frames:
+            raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_UNSEALED,
+                                f"camera {frame.camera_id} seq {frame.seq}: frame is not sealed (protection "
+                                f"{common_pb2.PayloadProtection.Name(frame.protection)}) and sealing is required: "
+                                "publish frames through ingest (frame_keys.enabled), or set "
+                                "recognizer.require_sealed_frames=false where sealing is off")
         if self.stale(frame):
             self._drop(frame, "stale")
             return None

@@ -111,6 +111,27 @@ class E2E:
         return RunResult(camera=camera, stats=stats, streamed=list(listener.alerts), alerts=alerts, matches=matches)
 
 
+async def sealed_frame(camera: Camera, seq: int, image: bytes) -> bytes:
+    """A JPEG Frame of ``camera``, captured now, sealed as the ingest service seals it (its key in the
+    local Redis): what a test publishes to the frames topic itself. The recognizer refuses frames in
+    clear (recognizer.require_sealed_frames: dead letter UNSEALED)."""
+    from lfr.v1 import frames_pb2
+    from redis.asyncio import Redis
+
+    from services.common.frame_keys import FrameKeyOptions, FrameSealer
+
+    now = time.time_ns()
+    frame = frames_pb2.Frame(camera_id=camera.id, zone=camera.zone, deployment_id=camera.deployment_id, seq=seq,
+                             capture_unix_ns=now, publish_unix_ns=now, image=image,
+                             encoding=frames_pb2.FRAME_ENCODING_JPEG)
+    redis = Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        await FrameSealer(redis, FrameKeyOptions()).seal(frame)
+    finally:
+        await redis.aclose()
+    return frame.SerializeToString()
+
+
 async def read_topic(topic: str, timeout_s: float = 5.0) -> list[bytes]:
     """Every record value of ``topic`` now (from the beginning to the end offsets)."""
     return [r.value for r in await read_records(topic, timeout_s)]

@@ -33,8 +33,8 @@ import pytest
 import yaml
 
 from console_support import Browser, Child, console_service, node_modules, officers_service
-from e2e_support import BOOTSTRAP, E2E, FACES_DIR, REPO, VIDEO, read_topic, video_frames
-from lfr.v1 import alerts_pb2, frames_pb2, matches_pb2, officers_pb2, officers_pb2_grpc, watchlist_pb2
+from e2e_support import BOOTSTRAP, E2E, FACES_DIR, REPO, VIDEO, read_topic, sealed_frame, video_frames
+from lfr.v1 import alerts_pb2, matches_pb2, officers_pb2, officers_pb2_grpc, watchlist_pb2
 from services.cli.demo import Enrolment
 from services.common.kafka import record_key, start_producer
 from services.common.settings import KafkaSettings
@@ -131,13 +131,6 @@ def rig(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleR
         assert all(c == 0 for c in codes.values()), f"console/officers did not stop cleanly: {codes}"
 
 
-def _frame(camera, seq: int, image: bytes) -> bytes:  # type: ignore[no-untyped-def]
-    now = time.time_ns()
-    return frames_pb2.Frame(camera_id=camera.id, zone=camera.zone, deployment_id=camera.deployment_id, seq=seq,
-                            capture_unix_ns=now, publish_unix_ns=now, image=image,
-                            encoding=frames_pb2.FRAME_ENCODING_JPEG).SerializeToString()
-
-
 async def _camera_state(rig: ConsoleRig, ctx: str) -> tuple[str, str]:
     assert await rig.browser.goto(ctx, "/cameras") == 200
     sel = f'span[data-camera="{rig.camera.id}"]'
@@ -179,7 +172,7 @@ async def test_live_alert_confirm_audit_and_gating(rig: ConsoleRig) -> None:
         producer = await start_producer(KafkaSettings(bootstrap=BOOTSTRAP), "e2e-console")
         try:
             for seq, jpeg in enumerate(clip, start=1):
-                await producer.send_and_wait(rig.e2e.layout.topics.frames, value=_frame(cam, seq, jpeg),
+                await producer.send_and_wait(rig.e2e.layout.topics.frames, value=await sealed_frame(cam, seq, jpeg),
                                              key=record_key(cam.id))
         finally:
             await producer.stop()

@@ -1,6 +1,6 @@
 """Bad input end to end: a corrupt JPEG, a message that is not a protobuf, a frame
-from an unknown camera and an oversized frame each land in the DLQ with their
-reason, and the pipeline (the real services) still turns good frames sent after
+from an unknown camera, an oversized frame and a frame published in clear (not
+sealed: issue 16) each land in the DLQ with their reason, and the pipeline (the real services) still turns good frames sent after
 them (Lin-Manuel Miranda, enrolled) into one alert."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from e2e_support import BOOTSTRAP, E2E, FACES_DIR, VIDEO, read_topic, video_frames
+from e2e_support import BOOTSTRAP, E2E, FACES_DIR, VIDEO, read_topic, sealed_frame, video_frames
 from lfr.v1 import alerts_pb2, dlq_pb2, frames_pb2
 from services.cli.demo import AlertListener, Enrolment
 from services.cli.launch import DutyOfficer, wait_drained
@@ -27,6 +27,7 @@ LMM = Enrolment(name="Lin-Manuel Miranda", subject_id="lin-manuel-miranda", imag
 
 
 def _frame(camera: Camera, seq: int, image: bytes) -> bytes:
+    """In clear: only the unknown camera's (refused before sealing matters) and the unsealed one."""
     now = time.time_ns()
     return frames_pb2.Frame(camera_id=camera.id, zone=camera.zone, deployment_id=camera.deployment_id, seq=seq,
                             capture_unix_ns=now, publish_unix_ns=now, image=image,
@@ -43,10 +44,13 @@ async def test_bad_frames_go_to_the_dlq_and_alerts_keep_coming(e2e: E2E) -> None
     stranger = Camera(id=f"e2e-{e2e.tag}-not-registered", zone=camera.zone, deployment_id=camera.deployment_id,
                       source="x")
     bad = [
-        (camera.id, _frame(camera, 1, b"\xff\xd8\xff\xe0" + b"corrupt" * 200), "DEAD_LETTER_REASON_CORRUPT_IMAGE"),
+        (camera.id, await sealed_frame(camera, 1, b"\xff\xd8\xff\xe0" + b"corrupt" * 200),
+         "DEAD_LETTER_REASON_CORRUPT_IMAGE"),
         (camera.id, b"not a protobuf \xff\xff", "DEAD_LETTER_REASON_DECODE_ERROR"),
         (stranger.id, _frame(stranger, 1, good), "DEAD_LETTER_REASON_UNKNOWN_CAMERA"),
-        (camera.id, _frame(camera, 2, np.random.default_rng(1).bytes(2_500_000)), "DEAD_LETTER_REASON_OVERSIZED"),
+        (camera.id, await sealed_frame(camera, 2, np.random.default_rng(1).bytes(2_500_000)),
+         "DEAD_LETTER_REASON_OVERSIZED"),
+        (camera.id, _frame(camera, 3, good), "DEAD_LETTER_REASON_UNSEALED"),
     ]
     client = e2e.watchlists()
     wl = await e2e.new_watchlist(client, camera.deployment_id, "dlq")
@@ -62,8 +66,9 @@ async def test_bad_frames_go_to_the_dlq_and_alerts_keep_coming(e2e: E2E) -> None
         await listener.start()
         for key, value, _ in bad:
             await producer.send_and_wait(topics.frames, value=value, key=record_key(key))
-        for seq, jpeg in enumerate(clip, start=3):
-            await producer.send_and_wait(topics.frames, value=_frame(camera, seq, jpeg), key=record_key(camera.id))
+        for seq, jpeg in enumerate(clip, start=4):
+            await producer.send_and_wait(topics.frames, value=await sealed_frame(camera, seq, jpeg),
+                                         key=record_key(camera.id))
         await wait_drained(e2e.layout, timeout_s=120, alive=e2e.pipeline.check_alive)
         await asyncio.sleep(0.5)
     finally:

@@ -25,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lfr.v1 import dlq_pb2, faces_pb2, frames_pb2
 from services.common.cameras import Camera
+from services.common.frame_keys import FrameKeyOptions, FrameSealer
 from services.common.kafka import record_key, start_producer
 from services.common.sealing import open_sealed, redis_key
 from services.common.service import ServiceContext, serve
@@ -157,9 +158,17 @@ async def test_clip_to_sealed_observations_and_bad_input_to_the_dlq(topics: dict
             await asyncio.sleep(0.25)
         worker = workers[0]
 
-        # 1. ingest streams the clip (real time, 5 fps) -> the recognizer -> sealed observations
+        # 1. ingest streams the clip (real time, 5 fps), sealing each frame as the ingest service does
+        #    -> the recognizer (sealing required, the default) -> sealed observations
+        sealer = FrameSealer(redis, FrameKeyOptions())
+
+        async def sealed(frame: frames_pb2.Frame) -> bytes:
+            await sealer.seal(frame)
+            return frame.SerializeToString()
+
         started = time.monotonic()
-        stats = await stream_file(camera, producer, STREAM_S, options=IngestOptions(frames_topic=topics["frames"]))
+        stats = await stream_file(camera, producer, STREAM_S, options=IngestOptions(frames_topic=topics["frames"]),
+                                  sealer=sealer)
         assert stats.published >= 0.6 * STREAM_S * FPS, stats
         assert stats.oversized == 0 and stats.publish_errors == 0
 
@@ -197,37 +206,42 @@ async def test_clip_to_sealed_observations_and_bad_input_to_the_dlq(topics: dict
               f"stale drops {sum(c._value.get() for c in m.dropped._metrics.values()):.0f}, {took:.1f} s")
         assert m.embedded._value.get() == len(observations)
 
-        # 2. bad input -> the DLQ with a reason, and the recognizer keeps going
+        # 2. bad input -> the DLQ with a reason, and the recognizer keeps going; a frame published in
+        #    clear (not through ingest's sealing) is refused UNSEALED and never analysed
         with pytest.raises(DecodeError):
             frames_pb2.Frame.FromString(b"not a protobuf \xff\xff")
         good_jpeg = cv2.imencode(".jpg", _clip_frame_with_face())[1].tobytes()
         bad = [
-            (record_key(camera.id), _frame(camera, 10_001, b"\xff\xd8\xff\xe0" + b"corrupt" * 200).SerializeToString()),
+            (record_key(camera.id), await sealed(_frame(camera, 10_001, b"\xff\xd8\xff\xe0" + b"corrupt" * 200))),
             (record_key(camera.id), b"not a protobuf \xff\xff"),
             (record_key("no-such-camera"),
              _frame(Camera(id="no-such-camera", zone="z", deployment_id="d", source="x"), 1, good_jpeg)
              .SerializeToString()),
-            (record_key(camera.id), _frame(camera, 10_002, np.random.default_rng(1).bytes(2_500_000))
-             .SerializeToString()),
+            (record_key(camera.id), await sealed(_frame(camera, 10_002, np.random.default_rng(1).bytes(2_500_000)))),
+            (record_key(camera.id), _frame(camera, 10_003, good_jpeg).SerializeToString()),  # in clear
         ]
         for key, value in bad:
             await producer.send_and_wait(topics["frames"], value=value, key=key)
-        letters_rec = await _consume(topics["dlq"], lambda recs: len(recs) >= 4, 60, "4 dead letters", partitions=1)
+        letters_rec = await _consume(topics["dlq"], lambda recs: len(recs) >= 5, 60, "5 dead letters", partitions=1)
         letters = [dlq_pb2.DeadLetter.FromString(r.value) for r in letters_rec]
         reasons = sorted(dlq_pb2.DeadLetterReason.Name(d.reason) for d in letters)
         assert reasons == sorted(["DEAD_LETTER_REASON_CORRUPT_IMAGE", "DEAD_LETTER_REASON_DECODE_ERROR",
-                                  "DEAD_LETTER_REASON_UNKNOWN_CAMERA", "DEAD_LETTER_REASON_OVERSIZED"]), reasons
+                                  "DEAD_LETTER_REASON_UNKNOWN_CAMERA", "DEAD_LETTER_REASON_OVERSIZED",
+                                  "DEAD_LETTER_REASON_UNSEALED"]), reasons
+        assert worker.messages.dead_lettered.labels(topics["frames"], "DEAD_LETTER_REASON_UNSEALED")._value.get() == 1
         for d in letters:
             assert d.source_topic == topics["frames"] and d.service == "recognizer"
             assert d.payload == b"" and d.payload_dropped and d.payload_size > 0
 
-        await producer.send_and_wait(topics["frames"], value=_frame(camera, 20_001, good_jpeg).SerializeToString(),
+        await producer.send_and_wait(topics["frames"], value=await sealed(_frame(camera, 20_001, good_jpeg)),
                                      key=record_key(camera.id))
 
         def has_good(recs: list[Any]) -> bool:
             return any(faces_pb2.FaceObservation.FromString(r.value).frame.seq == 20_001 for r in recs)
 
-        await _consume(topics["faces"], has_good, 60, "an observation of the good frame after the bad ones")
+        after = await _consume(topics["faces"], has_good, 60, "an observation of the good frame after the bad ones")
+        seqs = {faces_pb2.FaceObservation.FromString(r.value).frame.seq for r in after}
+        assert 10_003 not in seqs, "the frame published in clear was analysed"  # same key: it came before 20_001
         assert not service.done()
         assert await _health(grpc_port) == health_pb2.HealthCheckResponse.SERVING
     finally:

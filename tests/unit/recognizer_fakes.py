@@ -33,6 +33,17 @@ class Redis:
         self.events = events
         self.store: dict[str, tuple[bytes, int]] = {}
 
+    async def set(self, name: str, value: bytes, nx: bool = False, ex: int | None = None) -> bool:
+        """A frame key (ingest's FrameSealer); not noted in ``events``."""
+        if nx and name in self.store:
+            return False
+        self.store[name] = (value, ex or 0)
+        return True
+
+    async def get(self, name: str) -> bytes | None:
+        hit = self.store.get(name)
+        return None if hit is None else hit[0]
+
     def pipeline(self, transaction: bool = True) -> "Redis.Pipe":
         return Redis.Pipe(self)
 

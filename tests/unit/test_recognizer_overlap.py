@@ -105,8 +105,9 @@ def make_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runner: Runner,
     registry = tmp_path / "cameras.yaml"
     registry.write_text(f"cameras:\n  - {{id: {CAMERA}, zone: z1, deployment_id: op1, source: x.mp4}}\n")
     settings = RecognizerSettings(
+        # plaintext frames (sealing: test_recognizer_overlap.py::test_unsealed_frames_*)
         recognizer={"cameras_file": str(registry), "retry_initial_s": 0.01, "retry_max_s": 0.05,
-                    "batch_frames": 2, **options},
+                    "batch_frames": 2, "require_sealed_frames": False, **options},
         metrics={"enabled": False},
     )
     ctx = ServiceContext(name="recognizer", settings=settings, metrics=MetricsFactory("recognizer"),
@@ -114,7 +115,8 @@ def make_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runner: Runner,
     worker = Recognizer(ctx, settings)
     worker.runner = runner  # type: ignore[assignment]
     events: list[str] = []
-    producer = Producer(events, label=lambda _, value: str(faces_pb2.FaceObservation.FromString(value).frame.seq))
+    producer = Producer(events, label=lambda topic, value: str(faces_pb2.FaceObservation.FromString(value).frame.seq)
+                        if topic == "lfr.faces.v1" else topic)
     worker.producer, worker.redis = producer, Redis(events)
     return worker, producer, events
 
@@ -252,3 +254,47 @@ async def test_an_unexpected_error_cancels_the_other_chunks(tmp_path: Path, monk
     assert producer.sent == []
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
     assert not [c for c in runner.calls if c[1] == (5, 6)]  # chunk 3 never started
+
+
+async def test_unsealed_frames_are_refused_when_sealing_is_required(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sealing on (the default): a plaintext frame is never analysed; it is dead-lettered UNSEALED,
+    without its payload, and counted; a frame sealed the way ingest seals it goes through."""
+    from services.common.frame_keys import FrameKeyOptions, FrameSealer
+    from services.common.kafka import ConsumerLoop
+
+    assert RecognizerOptions().require_sealed_frames is True
+    runner = Runner(delay=0.01)
+    worker, producer, _ = make_worker(tmp_path, monkeypatch, runner, require_sealed_frames=True)
+    plain = records(3)
+    sealed_frame = frames_pb2.Frame.FromString(plain[1].value)
+    await FrameSealer(worker.redis, FrameKeyOptions()).seal(sealed_frame)
+    batch = [plain[0], Rec("lfr.frames.v1", 0, 1, sealed_frame.SerializeToString()), plain[2]]
+    loop = ConsumerLoop(consumer=_Consumer(), producer=producer, service="recognizer", instance="t",
+                        metrics=worker.messages, batch_handler=worker.handle_batch)
+    await loop.process({("frames", 0): batch})
+
+    assert [faces_pb2.FaceObservation.FromString(v).frame.seq for t, v, _ in producer.sent if t == "lfr.faces.v1"] == [2]
+    assert {q for _, seqs, _, _ in runner.calls for q in seqs} == {2}, "a plaintext frame is never analysed"
+    letters = [dlq_pb2.DeadLetter.FromString(v) for t, v, _ in producer.sent if t == "lfr.dlq.v1"]
+    assert [(d.source_offset, d.reason) for d in letters] == [
+        (0, dlq_pb2.DEAD_LETTER_REASON_UNSEALED), (2, dlq_pb2.DEAD_LETTER_REASON_UNSEALED)]
+    for d in letters:
+        assert d.payload == b"" and d.payload_dropped and d.service == "recognizer"
+        assert "not sealed" in d.detail and "require_sealed_frames" in d.detail
+    assert value(worker, "lfr_dlq_messages_total", topic="lfr.frames.v1", reason="DEAD_LETTER_REASON_UNSEALED") == 2
+
+
+async def test_unsealed_frames_pass_only_where_sealing_is_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    worker, producer, _ = make_worker(tmp_path, monkeypatch, Runner(delay=0.01), require_sealed_frames=False)
+    out = Outbox(producer)
+    await worker.handle_batch(records(2), out)
+    assert out.dead_letters == [] and sent_seqs(producer) == [1, 2]
+
+
+class _Consumer:
+    async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
+        return {}
+
+    async def commit(self, offsets: dict[Any, int] | None = None) -> None:
+        return None

@@ -16,6 +16,7 @@ class DeadLetterReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DEAD_LETTER_REASON_STALE: _ClassVar[DeadLetterReason]
     DEAD_LETTER_REASON_UNKNOWN_WATCHLIST: _ClassVar[DeadLetterReason]
     DEAD_LETTER_REASON_KEY_EXPIRED: _ClassVar[DeadLetterReason]
+    DEAD_LETTER_REASON_UNSEALED: _ClassVar[DeadLetterReason]
     DEAD_LETTER_REASON_INTERNAL: _ClassVar[DeadLetterReason]
 DEAD_LETTER_REASON_UNSPECIFIED: DeadLetterReason
 DEAD_LETTER_REASON_DECODE_ERROR: DeadLetterReason
@@ -26,6 +27,7 @@ DEAD_LETTER_REASON_INVALID_FIELD: DeadLetterReason
 DEAD_LETTER_REASON_STALE: DeadLetterReason
 DEAD_LETTER_REASON_UNKNOWN_WATCHLIST: DeadLetterReason
 DEAD_LETTER_REASON_KEY_EXPIRED: DeadLetterReason
+DEAD_LETTER_REASON_UNSEALED: DeadLetterReason
 DEAD_LETTER_REASON_INTERNAL: DeadLetterReason
 
 class DeadLetter(_message.Message):
