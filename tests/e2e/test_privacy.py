@@ -12,7 +12,10 @@
      payloads (a 48-byte run of each ciphertext) remain; the frames and faces
      partitions of this run hold no record bytes any more (and no JPEG marker);
    - Redis: no key (name or value) holds an observation id, a key id or those
-     bytes, no ``lfr:obs:*`` key of them;
+     bytes, no ``lfr:obs:*`` key of them; and Redis's own files (the local
+     stack's data dir, every file under it): no AOF/RDB at all, and none of
+     those bytes, ids, nor the crowd camera's frame keys (read while they were
+     live) -- Redis never persists (issue 16);
    - Milvus: no vector of the crowd's deployment; every row of
      lfr_watchlist_faces belongs to an open watchlist that was enrolled through
      the watchlist service (the matcher never writes vectors);
@@ -108,6 +111,8 @@ async def test_non_matching_faces_are_wiped_within_the_bound(e2e: E2E) -> None:
 
     redis = Redis.from_url("redis://127.0.0.1:6379/0")
     try:
+        # the crowd camera's frame keys still live now (ingest's FrameSealer): their bytes must never reach a disk
+        frame_keys = [v async for k in redis.scan_iter(match=f"lfr:framekey:{camera.id}.*") if (v := await redis.get(k))]
         left = [k for _, o in faces if await redis.exists(k := redis_key(o.secret.key_id))]
         assert not left, f"{len(left)} data key(s) of non-matches still in Redis after the matcher decided"
 
@@ -146,6 +151,17 @@ async def test_non_matching_faces_are_wiped_within_the_bound(e2e: E2E) -> None:
     finally:
         await redis.aclose()
 
+    # Redis's files: the local stack's data dir (services/stack/redis.py runs redis-server there)
+    from services.stack.base import StackPaths
+    from services.stack.manager import REPO_ROOT
+
+    redis_dir = StackPaths.default(REPO_ROOT).data_dir("redis")
+    assert redis_dir.is_dir(), f"{redis_dir}: the local stack's Redis data dir is missing"
+    persisted = [p for p in redis_dir.rglob("*") if p.is_file() and (p.suffix in (".rdb", ".aof") or "appendonly" in p.name)]
+    assert not persisted, f"Redis wrote persistence files: {persisted}"
+    hits = _scan_files(redis_dir, needles + ids + frame_keys)
+    assert not hits, hits[:5]
+
     # Milvus: no vector but the enrolled ones (the services' own client settings)
     from services.common import clients
     from services.common.settings import MilvusSettings
@@ -172,4 +188,4 @@ async def test_non_matching_faces_are_wiped_within_the_bound(e2e: E2E) -> None:
         assert b"\xff\xd8\xff" not in data, f"{log}: JPEG bytes"
         assert not any(n in data for n in needles), f"{log}: crowd bytes"
     print(f"privacy: after {PRIVACY_BOUND_S:.0f} s nothing of the crowd's {len(faces)} faces is left in Kafka "
-          f"({kafka_dir}), Redis, Milvus ({len(rows)} enrolled vectors, all in open watchlists) or the logs")
+          f"({kafka_dir}), Redis (keys and {redis_dir}), Milvus ({len(rows)} enrolled vectors, all in open watchlists) or the logs")
