@@ -1,6 +1,7 @@
 """gRPC errors never echo raw exception text to callers (issue 16, part 6): the watchlist
 servicer on an in-process gRPC server, its core made to fail the ways a dependency fails
-(an unexpected client error, Triton, the audit log). The caller gets UNAVAILABLE with a
+(an unexpected client error, Triton, the audit log), and the audit API (Tail, Verify) with
+its reads failing. The caller gets UNAVAILABLE with a
 fixed message that says what to do and names a reference; the exception's text (paths,
 hosts, collection names) is only in the service log, under the same reference."""
 
@@ -67,3 +68,37 @@ def test_log_failure_returns_a_fresh_reference(caplog: pytest.LogCaptureFixture)
         refs = {log_failure(log, "failed", ValueError("x")) for _ in range(3)}
     assert len(refs) == 3 and all(re.fullmatch(r"[0-9a-f]{12}", r) for r in refs)
     assert [r.error for r in caplog.records] == ["ValueError: x"] * 3  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("method", ["Tail", "Verify"])
+async def test_the_audit_api_answers_a_fixed_message(method: str, monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    from lfr.v1 import audit_pb2, audit_pb2_grpc
+
+    from services.audit import service as audit_service
+    from services.common.settings import AuditSettings, KafkaSettings
+
+    async def fail(*args: Any, **kwargs: Any) -> Any:
+        raise AuditError(SECRET)
+
+    monkeypatch.setattr(audit_service, "tail", fail)
+    monkeypatch.setattr(audit_service, "verify_topic", fail)
+    server = GrpcServer(GrpcServerSettings().model_copy(update={"port": 0}), required_roles=allow_all)
+    server.add(audit_pb2_grpc.add_AuditServiceServicer_to_server,
+               audit_service.AuditServicer(KafkaSettings(), "t", AuditSettings()), audit_service.SERVICE_NAME)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = audit_pb2_grpc.AuditServiceStub(channel)
+            call = stub.Tail(audit_pb2.TailAuditRequest(limit=1), timeout=10) if method == "Tail" else \
+                stub.Verify(audit_pb2.VerifyAuditRequest(), timeout=10)
+            with caplog.at_level(logging.ERROR), pytest.raises(grpc.aio.AioRpcError) as err:
+                await call
+    finally:
+        await server.stop(0)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    message = err.value.details() or ""
+    assert message.startswith("audit log unavailable: retry later") and "lfr_watchlists_prod" not in message
+    reference = re.search(r"reference ([0-9a-f]{12})", message)
+    assert reference and any(getattr(r, "reference", None) == reference.group(1) and SECRET in r.error  # type: ignore[attr-defined]
+                             for r in caplog.records)
