@@ -206,19 +206,25 @@ class RefusalRecorder:
 
     async def flush(self) -> int:
         """Append one record per held aggregate; returns how many were held. A failed append is
-        logged with its count (the refusals themselves were answered long ago)."""
+        logged with its count (the refusals themselves were answered long ago), and so is every
+        aggregate after it, untried: the audit log is unreachable, and close must not wait on each."""
         held = self.aggregator.drain()
+        failure = ""
         for h in held:
             actor = ",".join(sorted(h.principals))[:200] or "anonymous"
             try:
+                if failure:
+                    raise RuntimeError(f"not tried after {failure}")
+
                 async def append(h: HeldRefusals = h, actor: str = actor) -> None:
                     writer = await self._start()
                     await writer.record(API_REFUSED, actor=actor, details=h.details())
 
                 await asyncio.wait_for(append(), timeout=AUDIT_TIMEOUT_S)
-            except Exception as e:  # keep the other aggregates; say how many refusals went unrecorded
-                log.error("aggregated refusals not audited", extra={
-                    "peer": h.peer, "count": h.count, "error": f"{type(e).__name__}: {e}"})
+            except Exception as e:  # say how many refusals went unrecorded
+                failure = failure or f"{type(e).__name__}: {e}"
+                log.error("aggregated refusals not audited", extra={"peer": h.peer, "count": h.count,
+                                                                    "error": failure})
             else:
                 log.warning("grpc calls refused (aggregated)", extra={
                     "peer": h.peer, "count": h.count, "principals": actor, "codes": ",".join(sorted(h.codes))})

@@ -156,3 +156,41 @@ async def test_without_a_peer_the_principal_is_the_peer() -> None:
     await recorder.close()
     assert [d["peer"] for _, _, d in writer.records] == ["principal:bob", "principal:bob"]
     assert writer.records[1][2]["count"] == "1"
+
+
+async def test_an_unreachable_audit_log_costs_one_try_per_flush(caplog: pytest.LogCaptureFixture) -> None:
+    recorder, writer = _recorder(interval_s=3600, immediate_per_peer=0)
+    tries = 0
+
+    async def down(action: str, *, actor: str, details: dict[str, str]) -> None:
+        nonlocal tries
+        tries += 1
+        raise ConnectionError("broker down")
+
+    writer.record = down  # type: ignore[method-assign]
+    for i in range(50):
+        await recorder("/m", ANON, "PERMISSION_DENIED", "no role", f"addr:ipv4:10.0.0.{i}")
+    await recorder.close()
+    assert tries == 1
+    lost = [r for r in caplog.records if r.getMessage() == "aggregated refusals not audited"]
+    assert len(lost) == 50 and sum(r.count for r in lost) == 50  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("auth, peer, expected", [
+    ({"x509_common_name": [b"officer-1"]}, "ipv4:10.0.0.1:5000", "cert:officer-1"),
+    ({}, "ipv4:10.0.0.1:5000", "addr:ipv4:10.0.0.1"),
+    ({}, "ipv6:[::1]:5000", "addr:ipv6:[::1]"),
+    ({}, "unix:/run/lfr.sock", "addr:unix:/run/lfr.sock"),
+    (None, "", "addr:unknown"),
+])
+def test_the_peer_is_the_certificate_else_the_address_without_its_port(auth: Any, peer: str, expected: str) -> None:
+    from services.common.grpc_server import peer_of
+
+    class Context:
+        def auth_context(self) -> Any:
+            return auth
+
+        def peer(self) -> str:
+            return peer
+
+    assert peer_of(Context()) == expected  # type: ignore[arg-type]
