@@ -28,7 +28,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,7 +184,8 @@ async def _logout(c: ConsoleProc, cookie: str) -> None:
             assert resp.status == 303 and resp.headers["Location"] == "/login"
 
 
-async def _stream_until_closed(c: ConsoleProc, cookie: str, act: object, within_s: float) -> list[str]:
+async def _stream_until_closed(c: ConsoleProc, cookie: str, act: Callable[[], Awaitable[None]],
+                               within_s: float) -> list[str]:
     """Open the alert stream, run ``act`` once it answers, return the events read until the console closes it."""
     events: list[str] = []
     async with _client() as http:
@@ -192,7 +193,7 @@ async def _stream_until_closed(c: ConsoleProc, cookie: str, act: object, within_
             assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
             first = await resp.content.readline()
             assert first.startswith(b"event: status"), first
-            await act()  # type: ignore[operator]
+            await act()
             done = time.monotonic()
 
             async def read_all() -> None:
