@@ -177,6 +177,10 @@ class AuditSigner:
     def sign(self, data: bytes) -> bytes:
         return self._key.sign(data)
 
+    @property
+    def public_key(self) -> ed25519.Ed25519PublicKey:
+        return self._key.public_key()
+
 
 @dataclasses.dataclass(frozen=True)
 class Keyring:
@@ -205,7 +209,7 @@ class Keyring:
 
     @classmethod
     def of(cls, *signers: AuditSigner) -> "Keyring":
-        return cls({s.key_id: (s.service, s._key.public_key()) for s in signers})
+        return cls({s.key_id: (s.service, s.public_key) for s in signers})
 
     def check(self, key_id: str, signature: bytes, data: bytes) -> str:
         """The signing service; AuditError with the reason when the key is unknown or the signature is bad."""

@@ -238,3 +238,54 @@ def test_records_refuse_raw_bytes_and_long_details() -> None:
         build_record(seq=0, prev_hash=b"", action="x", actor="a", service="s", subject_hashes=[b"\x00" * 4096])
     with pytest.raises(AuditError):
         build_record(seq=0, prev_hash=b"", action="x", actor="a", service="s", details={"image": "A" * 10_000})
+
+
+class _Broker:
+    """A one-partition log for AuditWriter (fake reader and producer): what it appends, in order."""
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    async def end_offsets(self, tps: list[object]) -> dict[object, int]:
+        return {tps[0]: len(self.values)}
+
+    async def send_and_wait(self, topic: str, value: bytes, **kw: object) -> object:
+        import types
+
+        self.values.append(value)
+        return types.SimpleNamespace(offset=len(self.values) - 1)
+
+    async def stop(self) -> None:
+        return None
+
+
+def test_writer_signs_and_checkpoints_first_every_n_after_m_seconds_and_at_close(tmp_path: Path) -> None:
+    import asyncio
+
+    from services.common.audit import AuditWriter
+    from services.common.settings import KafkaSettings
+
+    async def run() -> tuple[list[int], _Broker]:
+        broker = _Broker()
+        store = CheckpointStore(tmp_path)
+        writer = AuditWriter(KafkaSettings(), WATCHLIST, topic=TOPIC, checkpoints=store, checkpoint_every_records=3,
+                             checkpoint_every_s=0.2)
+        writer._reader, writer._producer, writer._tp = broker, broker, "tp"  # noqa: SLF001 (no broker here)
+        await writer.start()
+        for _ in range(7):  # seq 0 (first append), 3, 6 (every 3)
+            await writer.record("watchlist.create", actor="manager")
+        await writer.record("watchlist.create", actor="manager")  # seq 7: by the timer
+        await asyncio.sleep(0.5)
+        await writer.record("watchlist.create", actor="manager")  # seq 8: at close
+        await writer.close()
+        good, problems = store.load(TOPIC, KEYRING)
+        assert problems == []
+        return [c.seq for c in good], broker
+
+    seqs, broker = asyncio.run(run())
+    assert seqs == [0, 3, 6, 7, 8]
+    checkpoints, _ = CheckpointStore(tmp_path).load(TOPIC, KEYRING)
+    result = verify_chain(list(enumerate(broker.values)), keyring=KEYRING, checkpoints=checkpoints)
+    assert result.ok and result.records == 9 and result.checkpoint_seq == 8, result
+    cut = verify_chain(list(enumerate(broker.values[:6])), keyring=KEYRING, checkpoints=checkpoints)
+    assert not cut.ok and cut.missing == 3
