@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_ADDRESS = "127.0.0.1:50055"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}  # the formats the service accepts (limits.ACCEPTED_FORMATS)
 CATEGORIES = ("wanted", "missing", "at_risk")
 
 

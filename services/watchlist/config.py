@@ -25,6 +25,11 @@ class WatchlistOptions(Section):
                                 description="largest width or height (px) of an enrolment image, read from its header")
     max_image_pixels: int = Field(40_000_000, ge=4096, le=1_000_000_000,
                                   description="largest width x height of an enrolment image (decompression bombs)")
+    max_decoded_bytes_per_request: int = Field(
+        256 * MiB, ge=16 * MiB, le=4096 * MiB,
+        description="largest sum of width x height x 3 (the decoded bytes, from the headers) over one EnrolSubject's "
+                    "images; a request over it is refused before any image is decoded (the images are then decoded "
+                    "one at a time)")
     bulk_batch: int = Field(2000, ge=1, le=20_000, description="rows per Milvus insert during BulkImport")
     jpeg_quality: int = Field(90, ge=30, le=100, description="JPEG quality of the stored aligned face")
     local_engine_file: Path | None = Field(

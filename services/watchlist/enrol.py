@@ -17,6 +17,7 @@ import numpy as np
 from lfr.v1 import watchlist_pb2
 
 from services.face.pipeline import Face, FacePipeline
+from services.watchlist import limits
 
 NO_FACE = watchlist_pb2.ENROL_REJECTION_NO_FACE
 MULTIPLE_FACES = watchlist_pb2.ENROL_REJECTION_MULTIPLE_FACES
@@ -54,22 +55,25 @@ class Checked:
         return out
 
 
-def decode_image(data: bytes) -> np.ndarray | None:
-    """Encoded JPEG/PNG -> RGB uint8, or None when it is not a decodable image."""
+def decode_image(data: bytes, header: limits.Header | None = None) -> np.ndarray:
+    """An accepted JPEG/PNG/WebP (services.watchlist.limits) -> RGB uint8 of exactly the size its header
+    declares; limits.ImageRefused (FORMAT, CORRUPT) otherwise. ``header`` is read here when not given.
+
+    cv2.IMREAD_COLOR bounds the output at width x height x 3 bytes whatever the file holds (16-bit, alpha,
+    grey: all become 8-bit BGR, converted to RGB in place), and IMREAD_IGNORE_ORIENTATION keeps the pixels
+    as stored (no EXIF rotation), so the decoded shape must equal the header's; one that does not (a header
+    the parser and the decoder read differently) is refused."""
     import cv2
 
-    if not data:
-        return None
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    hd = header if header is not None else limits.read_header(data)
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None or img.size == 0:
-        return None
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        raise limits.ImageRefused(limits.CORRUPT, f"is truncated or corrupt (its {hd.format} data does not decode)")
+    if img.shape != (hd.height, hd.width, limits.DECODED_CHANNELS) or img.dtype != np.uint8:
+        raise limits.ImageRefused(limits.CORRUPT,
+                                  f"is truncated or corrupt (its {hd.format} header says {hd.width}x{hd.height} "
+                                  f"px, its data decodes to {img.shape[1]}x{img.shape[0]} px)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)
 
 
 def aligned_jpeg_b64(face: Face, quality: int) -> str:
@@ -88,36 +92,36 @@ def _quality_detail(face: Face) -> str:
             f"pitch {q.pitch_deg:.0f} deg, detector score {q.det_score:.2f})")
 
 
-async def check_images(pipeline: FacePipeline, images: list[tuple[bytes, str]]) -> list[Checked]:
-    """(encoded image, source_ref) pairs -> one Checked each, in order."""
+async def check_images(pipeline: FacePipeline,
+                       images: list[tuple[bytes, str, limits.Header]]) -> list[Checked]:
+    """(encoded image, source_ref, its checked header) triples -> one Checked each, in order. The images
+    are decoded and analysed one at a time, each bitmap released before the next is decoded, so that
+    the request's decoded pixels are never all held at once."""
     checked: list[Checked] = []
-    decoded: list[tuple[int, np.ndarray]] = []
-    for i, (data, source_ref) in enumerate(images, start=1):
+    for i, (data, source_ref, header) in enumerate(images, start=1):
         c = Checked(index=i, sha256=hashlib.sha256(data).digest(), source_ref=source_ref, rejection=ACCEPTED,
                     detail="")
         checked.append(c)
         if not source_ref.strip():
             c.rejection, c.detail = MISSING_SOURCE, f"image {i} has no source reference (source_ref is required)"
             continue
-        rgb = decode_image(data)
-        if rgb is None:
-            c.rejection, c.detail = DECODE_ERROR, f"image {i} is not a decodable JPEG/PNG image"
+        try:
+            rgb = decode_image(data, header)
+        except limits.ImageRefused as e:
+            c.rejection, c.detail = DECODE_ERROR, f"image {i} {e}"
             continue
-        decoded.append((i - 1, rgb))
-    if decoded:
-        faces_per_image = await pipeline.analyse([rgb for _, rgb in decoded])
-        for (pos, _), faces in zip(decoded, faces_per_image):
-            c = checked[pos]
-            c.face_count = len(faces)
-            if not faces:
-                c.rejection, c.detail = NO_FACE, f"image {c.index} holds no face"
-            elif len(faces) > 1:
-                c.rejection, c.detail = MULTIPLE_FACES, (f"image {c.index} holds {len(faces)} faces "
-                                                         "(enrol images of exactly one face)")
-            elif faces[0].embedding is None:
-                c.face = faces[0]
-                c.rejection, c.detail = LOW_QUALITY, f"image {c.index}: {_quality_detail(faces[0])}"
-            else:
-                c.face = faces[0]
-                c.detail = "accepted"
+        faces = (await pipeline.analyse([rgb]))[0]
+        del rgb  # the faces keep their 112x112 crops, not the bitmap
+        c.face_count = len(faces)
+        if not faces:
+            c.rejection, c.detail = NO_FACE, f"image {i} holds no face"
+        elif len(faces) > 1:
+            c.rejection, c.detail = MULTIPLE_FACES, (f"image {i} holds {len(faces)} faces "
+                                                     "(enrol images of exactly one face)")
+        elif faces[0].embedding is None:
+            c.face = faces[0]
+            c.rejection, c.detail = LOW_QUALITY, f"image {i}: {_quality_detail(faces[0])}"
+        else:
+            c.face = faces[0]
+            c.detail = "accepted"
     return checked

@@ -186,25 +186,22 @@ class WatchlistCore:
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "category is required (wanted, missing or at_risk)")
         if not req.images:
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "images: at least one image is required")
-        opts = self.options
-        if len(req.images) > opts.max_images_per_request:
-            self.on_limit(limits.TOO_MANY)
-            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"images: at most {opts.max_images_per_request} per request")
-        for i, im in enumerate(req.images, start=1):
-            if len(im.image) > opts.max_image_bytes:
-                self.on_limit(limits.TOO_LARGE_BYTES)
-                raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"image {i} is larger than {opts.max_image_bytes} bytes")
-            if (why := limits.dimension_problem(im.image, opts.max_image_side, opts.max_image_pixels)) is not None:
-                self.on_limit(limits.TOO_LARGE_DIMENSIONS)
-                raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"image {i} {why}")
+        try:
+            headers = limits.check_request([im.image for im in req.images], self.options)
+        except limits.ImageRefused as e:
+            self.on_limit(e.reason)
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
         wl = await self._open_watchlist(req.watchlist_id, deadline)
         existing = await self._db(deadline, self.store.subject, wl["watchlist_id"], subject_id)
         if existing is not None and existing.category != category:
             raise Refusal(grpc.StatusCode.FAILED_PRECONDITION,
                           f"subject {subject_id} is enrolled as {existing.category}, not {category}")
-        checked = await _under(deadline, enrol.check_images(self.pipeline, [(im.image, im.source_ref)
-                                                                            for im in req.images]))
+        checked = await _under(deadline, enrol.check_images(
+            self.pipeline, [(im.image, im.source_ref, hd) for im, hd in zip(req.images, headers)]))
         refused = [c for c in checked if not c.accepted]
+        for c in refused:
+            if c.rejection == enrol.DECODE_ERROR:  # past the header checks: the pixel data is cut short or lies
+                self.on_limit(limits.CORRUPT)
         ids = [wl["watchlist_id"], subject_id]
         hashes = [c.sha256 for c in checked]
         if refused:
