@@ -35,6 +35,15 @@ def health(port: int) -> int | None:
 @contextlib.contextmanager
 def watchlist_service(grpc_port: int, metrics_port: int, log: Path, settings: dict[str, str],
                       no_tracebacks: bool = False) -> Iterator[watchlist_pb2_grpc.WatchlistServiceStub]:
+    with watchlist_process(grpc_port, metrics_port, log, settings, no_tracebacks) as (stub, _):
+        yield stub
+
+
+@contextlib.contextmanager
+def watchlist_process(grpc_port: int, metrics_port: int, log: Path, settings: dict[str, str],
+                      no_tracebacks: bool = False
+                      ) -> Iterator[tuple[watchlist_pb2_grpc.WatchlistServiceStub, subprocess.Popen[bytes]]]:
+    """:func:`watchlist_service` with the service's process too (its pid: /proc/<pid>/status)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LFR_")}
     env.update({"LFR_GRPC__PORT": str(grpc_port), "LFR_METRICS__PORT": str(metrics_port),
                 **dev_server_env("watchlist"), **settings})
@@ -49,7 +58,7 @@ def watchlist_service(grpc_port: int, metrics_port: int, log: Path, settings: di
                 break
             time.sleep(0.25)
         assert health(grpc_port) == health_pb2.HealthCheckResponse.SERVING, log.read_text()[-3000:]
-        yield watchlist_pb2_grpc.WatchlistServiceStub(channel)
+        yield watchlist_pb2_grpc.WatchlistServiceStub(channel), proc
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0, log.read_text()[-3000:]
         if no_tracebacks:
