@@ -389,7 +389,9 @@ class DutyOfficer:
     operator roles), it first assigns the zones to the officer (renewed with each
     heartbeat) and registers the device ``<officer>-device`` to them
     (services.officers.roster), so the officer's app may subscribe and act on the
-    zone's alerts; both are withdrawn at ``stop``."""
+    zone's alerts. ``stop`` revokes the assignment; the device stays registered to
+    the officer (as a phone does off duty: an alert that arrives late is still
+    acknowledged from it)."""
 
     ASSIGNED_BY = "dev"
 
@@ -451,9 +453,6 @@ class DutyOfficer:
 
             store = state.OfficerStore(self._redis, self.ttl_s)
             await store.update(self.officer_id, lambda old, at: None)  # off duty: removed from every set
-            roster = Roster(self._redis)
-            await roster.revoke(self.officer_id, self.zones)
-            if await roster.owner(self.device_id) == self.officer_id:
-                await roster.unregister(self.device_id)
+            await Roster(self._redis).revoke(self.officer_id, self.zones)
         if self._redis is not None:
             await self._redis.aclose()  # type: ignore[attr-defined]

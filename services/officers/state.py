@@ -3,7 +3,8 @@ the read-only helpers that ingest, the matcher and the alerts/officers services
 import (``camera_may_run``, ``available_officers``, ``zone_counts``).
 
 Key layout (every key the officers feature writes; alert keys in
-:mod:`services.officers.alert_store`):
+:mod:`services.officers.alert_store`, the duty roster and device registry in
+:mod:`services.officers.roster`):
 
 - ``lfr:officer:<officer_id>`` hash: zones (comma-separated), device, status,
   supervisor, lat/lon/acc (empty when unknown), hb_ms, expires_ms. It EXPIREs
