@@ -8,6 +8,10 @@ the small parser below, so a small file that would decode to a huge bitmap (a de
 is refused before anything is allocated; a header that cannot be read is refused as truncated or
 corrupt rather than handed to the decoder. services.watchlist.enrol then decodes one image at a time
 and refuses one whose decoded shape differs from its header.
+
+The decoded bytes of an image are its width x height x 3 (the decoder's output). Decoding one image
+takes about twice that at its peak (OpenCV's temporary bitmap), and a progressive JPEG up to a further
+width x height x components x 2 (its coefficients): bounded by ``max_image_pixels``, one image at a time.
 """
 
 from __future__ import annotations
