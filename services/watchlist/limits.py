@@ -96,8 +96,7 @@ def image_format(data: bytes) -> str:
         return "PNM"
     if data[4:8] == b"ftyp":
         return "HEIF/AVIF"
-    head = data[:256].lstrip().lower()
-    if head.startswith((b"<?xml", b"<svg", b"<!doctype svg")) or b"<svg" in head:
+    if b"<svg" in data[:1024].lower():
         return "SVG"
     return "not an image format this service knows"
 
