@@ -31,7 +31,7 @@ from services.console.feed import AlertFeed, visible
 from services.console.health import HealthReader, fetch_text, parse, split
 from services.console.platform import Platform
 from services.console.roles import VIEW_ORDER, may, may_view, views_for
-from services.console.sessions import COOKIE, Session, SessionStore, SignInThrottle
+from services.console.sessions import COOKIE, Session, SessionStore, SignInThrottle, client_address
 from services.console.users import UsersFileError, UsersSource, authenticate, password_hashes
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ async def login(request: web.Request) -> web.Response:
     c = _console(request)
     form = await request.post()
     username, password = str(form.get("username", ""))[:64], str(form.get("password", ""))[:1024]
-    address = request.remote
+    address = client_address(request.remote, request.headers.get("X-Forwarded-For"), c.options.login.trusted_proxies)
     wait_s = await c.throttle.attempt(username, address)  # counted before the password is checked
     if wait_s:
         if c.logins is not None:

@@ -7,7 +7,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from services.common.errors import SetupError
 from services.common.settings import RedisSettings, Section, ServiceSettings
@@ -49,6 +49,20 @@ class LoginThrottle(Section):
     max_failures_per_address: int = Field(20, ge=1, le=100_000,
                                           description="failed sign-ins per client address per window")
     window_s: int = Field(900, ge=10, le=86_400, description="the counting window (from the first failure)")
+    trusted_proxies: tuple[str, ...] = Field(
+        (), max_length=64,
+        description="networks (CIDR) of reverse proxies in front of the console: from them the client address is "
+                    "the rightmost X-Forwarded-For entry outside these networks; empty: the peer address")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as e:
+                raise ValueError(f"console.login.trusted_proxies: {net!r} is not a network (CIDR): {e}") from e
+        return value
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})

@@ -160,6 +160,27 @@ def address_key(address: str | None) -> str:
     return str(ip)
 
 
+def client_address(peer: str | None, forwarded_for: str | None, trusted_proxies: tuple[str, ...]) -> str | None:
+    """The address sign-ins are counted against: the peer, or behind trusted proxies the rightmost
+    X-Forwarded-For entry that is not one of them (entries left of it can be forged by the client)."""
+    nets = [ipaddress.ip_network(n, strict=False) for n in trusted_proxies]
+
+    def trusted(addr: str | None) -> bool:
+        try:
+            ip = ipaddress.ip_address((addr or "").strip())
+        except ValueError:
+            return False
+        return any(ip in net for net in nets)
+
+    if not nets or not trusted(peer) or not forwarded_for:
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not trusted(hop):
+            return hop
+    return hops[0] if hops else peer
+
+
 class SignInThrottle:
     """Sign-in attempts counted per user name and per client address in fixed windows."""
 

@@ -20,7 +20,7 @@ from services.console import sessions as sessions_mod
 from services.console.config import DEV_USERS_FILE, ConsoleOptions, LoginThrottle, is_loopback
 from services.console.feed import AlertFeed, LiveAlert, visible
 from services.console.platform import ON_BEHALF_OF, ROLES, identity_metadata
-from services.console.sessions import Session, SessionStore, SignInThrottle, address_key
+from services.console.sessions import Session, SessionStore, SignInThrottle, address_key, client_address
 from services.console.users import (UsersFile, UsersFileError, UsersSource, authenticate, hash_password,
                                     password_hashes, verify_password)
 
@@ -163,6 +163,15 @@ async def test_sign_in_throttle_per_user_and_per_address() -> None:
     assert await t.attempt("w", "10.0.0.9") == 900  # 21st counted attempt from the address
     assert address_key("2001:db8::1") == address_key("2001:db8::ffff") == "2001:db8::/64"
     assert address_key("::ffff:10.0.0.1") == "10.0.0.1" and address_key(None) == "unknown"
+    # behind a trusted reverse proxy: the rightmost forwarded hop it did not add; otherwise the peer
+    proxies = ("10.9.0.0/16",)
+    assert client_address("10.9.0.5", "1.2.3.4, 5.6.7.8", proxies) == "5.6.7.8"  # 1.2.3.4: forgeable
+    assert client_address("10.9.0.5", "5.6.7.8, 10.9.0.7", proxies) == "5.6.7.8"
+    assert client_address("5.6.7.8", "1.2.3.4", proxies) == "5.6.7.8"  # not from a proxy: the header is ignored
+    assert client_address("10.9.0.5", "1.2.3.4", ()) == "10.9.0.5" and client_address("10.9.0.5", None, proxies) \
+        == "10.9.0.5"
+    with pytest.raises(ValueError, match="not a network"):
+        LoginThrottle(trusted_proxies=("10.0.0.0/33",))
 
 
 def test_cookie_secure_and_development_users_outside_loopback(tmp_path: Path) -> None:
