@@ -25,7 +25,8 @@ or a service credential with Write on the topic):
   :class:`Checkpoint` (topic, seq, hash, time, service) after its first append,
   every ``checkpoint_every_records`` appends or ``checkpoint_every_s`` seconds,
   and at close, into a directory outside Kafka (:class:`CheckpointStore`,
-  ``audit.checkpoint_dir``, one append-only file per service and topic).
+  ``audit.checkpoint_dir``, one append-only file per topic, service and replica: replicas of a service may
+  share the directory, e.g. one ReadWriteMany volume, without appending to the same file).
   Verify fails when the log ends before the newest checkpoint, when a record
   has another hash than a checkpoint says, and on any checkpoint whose
   signature does not hold;
@@ -67,6 +68,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -79,7 +81,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from lfr.v1 import audit_pb2
 
 from services.common.kafka import AUDIT_TOPIC, client_kwargs, make_headers, start_producer
-from services.common.settings import AuditSettings, KafkaSettings
+from services.common.settings import AuditSettings, KafkaSettings, host_instance
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,7 @@ CHECKPOINT_SUFFIX = ".checkpoints"
 PROGRESS = "progress"  # checkpoint kinds (see Checkpoint)
 ARCHIVE = "archive"
 MAX_CHECKPOINT_LINE = 4096
+INSTANCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")  # a host name: one file name, never a path
 
 
 def may_write(service: str, action: str) -> bool:
@@ -276,12 +279,24 @@ class Checkpoint:
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointStore:
-    """``<root>/<topic>/<service>.checkpoints``: one JSON checkpoint a line, appended with O_APPEND."""
+    """``<root>/<topic>/<service>.<instance>.checkpoints``: one JSON checkpoint a line, appended with O_APPEND.
+
+    ``instance`` (the replica's host name, i.e. its pod name) keeps the replicas of one service out of each
+    other's files: O_APPEND is not atomic across the clients of a network file system. Without it (tools,
+    tests) the file is ``<service>.checkpoints``. :meth:`load` reads every file of the topic's directory and
+    takes each checkpoint's service from its signature, never from the file's name."""
 
     root: Path
+    instance: str = ""
+
+    def __post_init__(self) -> None:
+        if self.instance and not INSTANCE_NAME.fullmatch(self.instance):
+            raise AuditError(f"audit checkpoint instance {self.instance[:80]!r} is not a host name "
+                             "(letters, digits, '.', '_', '-'; set LFR_INSTANCE)")
 
     def file(self, topic: str, service: str) -> Path:
-        return self.root / topic / f"{service}{CHECKPOINT_SUFFIX}"
+        name = f"{service}.{self.instance}" if self.instance else service
+        return self.root / topic / f"{name}{CHECKPOINT_SUFFIX}"
 
     def append(self, checkpoint: Checkpoint) -> None:
         path = self.file(checkpoint.topic, checkpoint.service)
@@ -640,13 +655,15 @@ class AuditWriter:
 
     @classmethod
     def from_settings(cls, kafka: KafkaSettings, service: str, settings: AuditSettings, *, topic: str = AUDIT_TOPIC,
-                      redis: Any = None, on_record: Any = None) -> "AuditWriter":
+                      redis: Any = None, on_record: Any = None, instance: str | None = None) -> "AuditWriter":
         """``service``'s writer: its key from ``signing_key_file`` (default the dev PKI's), checkpoints into
-        ``checkpoint_dir`` (default ``<state>/audit/checkpoints``). AuditError when the key cannot be loaded."""
+        ``checkpoint_dir`` (default ``<state>/audit/checkpoints``), in this replica's own file (``instance``,
+        default the host name). AuditError when the key cannot be loaded."""
         from services.common.grpc_client import cert_paths, state_dir
 
         signer = AuditSigner.load(service, settings.signing_key_file or cert_paths().audit_key(service))
-        store = CheckpointStore(settings.checkpoint_dir or default_checkpoint_dir(state_dir()))
+        store = CheckpointStore(settings.checkpoint_dir or default_checkpoint_dir(state_dir()),
+                                instance=host_instance() if instance is None else instance)
         return cls(kafka, signer, topic=topic, redis=redis, checkpoints=store,
                    checkpoint_every_records=settings.checkpoint_every_records,
                    checkpoint_every_s=settings.checkpoint_every_s, on_record=on_record)

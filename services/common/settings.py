@@ -296,6 +296,11 @@ class AuditSettings(Section):
         60.0, ge=0.1, le=86_400, description="... and at most this long after an append it has not checkpointed")
 
 
+def host_instance() -> str:
+    """This replica's default instance name: the host name (the pod name in Kubernetes)."""
+    return os.uname().nodename
+
+
 def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
@@ -352,7 +357,7 @@ class ServiceSettings(BaseSettings):
     section_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
-    instance: str = Field(default_factory=lambda: os.uname().nodename, min_length=1, description="instance name")
+    instance: str = Field(default_factory=host_instance, min_length=1, description="instance name")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings, description="Kafka connection")
     grpc: GrpcServerSettings = Field(default_factory=GrpcServerSettings, description="gRPC server")
     metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus /metrics")

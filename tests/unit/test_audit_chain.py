@@ -217,6 +217,47 @@ def test_checkpoint_of_another_service_key_is_refused(tmp_path: Path) -> None:
     assert good == [] and len(problems) == 1
 
 
+def test_replicas_of_a_service_checkpoint_into_their_own_files_and_load_maps_by_signature(tmp_path: Path) -> None:
+    recs = chain(4)
+    pod_a = CheckpointStore(tmp_path, "lfr-watchlist-7c9d-a1b2c")
+    pod_b = CheckpointStore(tmp_path, "lfr-watchlist-7c9d-x9y8z")
+    pod_a.append(checkpoint(recs[1]))
+    pod_b.append(checkpoint(recs[3]))
+    CheckpointStore(tmp_path, "lfr-officers-55f-q").append(checkpoint(recs[2], OFFICERS))
+    files = sorted(p.name for p in (tmp_path / TOPIC).iterdir())
+    assert files == ["officers.lfr-officers-55f-q.checkpoints", "watchlist.lfr-watchlist-7c9d-a1b2c.checkpoints",
+                     "watchlist.lfr-watchlist-7c9d-x9y8z.checkpoints"]  # no two replicas append to one file
+    # verification (no instance of its own) reads every file of the topic; a file's name proves nothing:
+    # watchlist's checkpoints renamed as if officers wrote them still count as watchlist's
+    pod_b.file(TOPIC, "watchlist").rename(tmp_path / TOPIC / "officers.renamed.checkpoints")
+    good, problems = CheckpointStore(tmp_path).load(TOPIC, KEYRING)
+    assert problems == [] and sorted((c.service, c.seq) for c in good) == [
+        ("officers", 2), ("watchlist", 1), ("watchlist", 3)]
+    assert verify_chain(as_log(recs), keyring=KEYRING, checkpoints=good).ok
+    cut = verify_chain(as_log(recs[:3]), keyring=KEYRING, checkpoints=good)  # the newest replica's seq is missing
+    assert not cut.ok and cut.missing == 1
+    for bad in ("../escape", "a/b", ".hidden", "x" * 300):
+        with pytest.raises(AuditError, match="not a host name"):
+            CheckpointStore(tmp_path, bad)
+
+
+def test_writer_from_settings_checkpoints_as_its_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.common.audit import AuditWriter
+    from services.common.settings import AuditSettings, KafkaSettings
+
+    key = tmp_path / "signing.key"
+    paths = CertPaths(tmp_path / "certs")
+    ensure_audit_key(paths, "ingest")
+    key.write_bytes(paths.audit_key("ingest").read_bytes())
+    settings = AuditSettings(signing_key_file=key, checkpoint_dir=tmp_path / "cp")
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "lfr-ingest-6d4-abcde", "", "", "")))
+    writer = AuditWriter.from_settings(KafkaSettings(), "ingest", settings)
+    own = writer._checkpoints.file(TOPIC, "ingest")  # noqa: SLF001
+    assert own == tmp_path / "cp" / TOPIC / "ingest.lfr-ingest-6d4-abcde.checkpoints"
+    named = AuditWriter.from_settings(KafkaSettings(), "ingest", settings, instance="ingest-2")
+    assert named._checkpoints.file(TOPIC, "ingest").name == "ingest.ingest-2.checkpoints"  # noqa: SLF001
+
+
 def test_dev_pki_audit_keys_are_idempotent_and_private(tmp_path: Path) -> None:
     paths = CertPaths(tmp_path)
     assert ensure_audit_key(paths, "watchlist") is True
