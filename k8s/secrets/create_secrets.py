@@ -5,8 +5,8 @@ the values live only in SRC (keep it off git, mode 0700) and in the cluster.
 
     k8s/secrets/create_secrets.py SRC --namespace lfr | kubectl apply -f -
 
-SRC layout (certificates from your PKI; passwords, Milvus tokens and the device-token key are
-generated into SRC, mode 0600, when missing, so a rerun yields the same Secrets):
+SRC layout (certificates from your PKI; passwords, Milvus tokens, the device-token key and the audit
+signing keys are generated into SRC, mode 0600, when missing, so a rerun yields the same Secrets):
 
     SRC/grpc-ca.crt                       CA of the services' gRPC certificates and of the callers'
     SRC/redis/tls.crt, tls.key, ca.crt    Redis server certificate (names lfr-redis,
@@ -19,10 +19,15 @@ generated into SRC, mode 0600, when missing, so a rerun yields the same Secrets)
     SRC/console/redis-password                    [generated: the console's sessions, lfr:console:* only]
     SRC/{matcher,watchlist}/milvus-token          [generated: lfr-<service>:<random>]
     SRC/officers/device-token.key                 [generated: HMAC key of device tokens]
+    SRC/<service>/audit-signing.key               [generated: the service's own Ed25519 audit signing key]
+    SRC/audit-keyring/<service>.pub               [written from those keys: the public keys verification
+                                                   trusts; give a copy to the auditor (lfr audit verify --keyring)]
 
 Secrets rendered (stdlib only, no PyYAML needed):
     lfr-<service>-secrets   per service, mounted by k8s/components/secure-services
     lfr-console-secrets     the console's redis-password and redis-ca.crt (LFR_CONSOLE__REDIS__PASSWORD_FILE)
+    lfr-audit-keyring       a ConfigMap (public keys only): <service>.pub of every service that audits, mounted
+                            by the watchlist service (AuditService.Verify, its re-verification)
     lfr-redis-acl           users.acl (deploy/redis/users.acl.template, SHA-256 hashes only) and the
                             probe/replication/sentinel passwords (k8s/components/redis-secure)
     lfr-redis-tls           tls.crt, tls.key, ca.crt
@@ -47,6 +52,8 @@ ACL_TEMPLATE = ROOT / "deploy" / "redis" / "users.acl.template"
 SERVICES = ("ingest", "recognizer", "matcher", "alerts", "watchlist", "officers")
 MILVUS_USERS = ("matcher", "watchlist")
 DEVICE_TOKEN_SERVICES = ("officers",)
+AUDIT_SERVICES = SERVICES  # every gRPC service audits the calls it refuses (api.refused) with its own key
+AUDIT_KEYRING = "audit-keyring"
 REDIS_SYSTEM_USERS = ("probe", "replication", "sentinel", "admin")
 REDIS_CLIENTS = ("console",)  # Redis users without a gRPC service of their own
 PLACEHOLDER = re.compile(r"<SHA256:([a-z]+)>")
@@ -76,6 +83,19 @@ def redis_password(src: Path, user: str) -> str:
     """The Redis password of a service (``ingest``...) or a system user (``probe``...)."""
     path = src / "redis" / f"{user}-password" if user in REDIS_SYSTEM_USERS else src / user / "redis-password"
     return _generated(path, secrets.token_urlsafe(32))
+
+
+def audit_key(src: Path, service: str) -> tuple[bytes, str]:
+    """(private key PEM, public key PEM) of ``service``'s audit signing key: made (Ed25519, 0600) when missing;
+    the public key is (re)written to ``SRC/audit-keyring/<service>.pub``."""
+    from services.common.pki import ensure_ed25519_key
+
+    key_file, pub_file = src / service / "audit-signing.key", src / AUDIT_KEYRING / f"{service}.pub"
+    try:
+        ensure_ed25519_key(key_file, pub_file)
+    except ValueError as e:
+        raise SecretsError(f"{key_file}: {e} (remove it to have a new one made)") from None
+    return key_file.read_bytes(), pub_file.read_text(encoding="utf-8")
 
 
 def render_users_acl(template: str, passwords: dict[str, str]) -> str:
@@ -113,6 +133,8 @@ def service_secret_data(src: Path, service: str) -> dict[str, bytes | str]:
         data["milvus-token"] = _generated(d / "milvus-token", f"lfr-{service}:{secrets.token_urlsafe(24)}")
     if service in DEVICE_TOKEN_SERVICES:
         data["device-token.key"] = _generated(d / "device-token.key", secrets.token_hex(32))
+    if service in AUDIT_SERVICES:
+        data["audit-signing.key"] = audit_key(src, service)[0]
     return data
 
 
@@ -130,6 +152,10 @@ def build(src: Path, namespace: str, template: str | None = None) -> dict[str, o
         "users.acl": acl, **{f"{u}-password": passwords[u] for u in ("probe", "replication", "sentinel")}}))
     items.append(_secret("lfr-redis-tls", namespace, {
         k: _required(src / "redis" / k) for k in ("tls.crt", "tls.key", "ca.crt")}))
+    items.append({"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": "lfr-audit-keyring", "namespace": namespace,
+                               "labels": {"app.kubernetes.io/part-of": "lfr"}},
+                  "data": {f"{s}.pub": audit_key(src, s)[1] for s in AUDIT_SERVICES}})
     return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
@@ -139,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--namespace", default="lfr", help="namespace of the Secrets (default lfr)")
     parser.add_argument("-o", "--output", type=Path, help="write here (mode 0600) instead of stdout")
     args = parser.parse_args(argv)
+    if str(ROOT) not in sys.path:  # run as a script: services.common.pki (the audit keys) from this checkout
+        sys.path.insert(0, str(ROOT))
     try:
         text = json.dumps(build(args.src, args.namespace), indent=1) + "\n"
     except (SecretsError, OSError) as e:

@@ -241,7 +241,13 @@ def _init_locked(paths: CertPaths, clients: tuple[ClientSpec, ...], services: tu
 def ensure_audit_key(paths: CertPaths, service: str) -> bool:
     """``service``'s Ed25519 audit signing key and its public key in the keyring; True when the key was made.
     A missing public key is rewritten from the private key (never a new key for an existing one)."""
-    key_file, pub_file = paths.audit_key(service), paths.audit_pub(service)
+    return ensure_ed25519_key(paths.audit_key(service), paths.audit_pub(service))
+
+
+def ensure_ed25519_key(key_file: Path, pub_file: Path) -> bool:
+    """An Ed25519 private key (PKCS#8 PEM, 0600) at ``key_file``, made when missing (True then), and its
+    public key (SubjectPublicKeyInfo PEM) at ``pub_file``, rewritten when missing or different. Also used by
+    k8s/secrets/create_secrets.py for the production audit keys."""
     created = not key_file.is_file()
     if created:
         _write_private(key_file, ed25519.Ed25519PrivateKey.generate().private_bytes(

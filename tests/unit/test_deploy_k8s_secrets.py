@@ -7,6 +7,9 @@
   no secretKeyRef env);
 - k8s/secrets/create_secrets.py renders every key the Deployments and Redis mount, and users.acl
   carries hashes only;
+- the audit log (issue 16): every service that audits mounts its own Ed25519 signing key and nobody
+  else's, the shared checkpoint claim (ReadWriteMany) and the watchlist service the keyring ConfigMap
+  (public keys only) that create_secrets.py renders; a key mounted in one service cannot sign for another;
 - the prod Redis runs deploy/redis/redis.conf (TLS + ACL file) with the ACL/TLS Secrets mounted.
 """
 
@@ -28,6 +31,8 @@ from deploy_support import ROOT, run, tool
 SERVICES = ("ingest", "recognizer", "matcher", "alerts", "watchlist", "officers")
 MOUNT = "/var/run/secrets/lfr"
 MILVUS = {"matcher", "watchlist"}
+CHECKPOINTS = "/var/lib/lfr/audit-checkpoints"
+KEYRING = "/etc/lfr/audit-keyring"
 
 
 def _render(overlay: str) -> tuple[str, list[dict]]:
@@ -108,7 +113,23 @@ def test_prod_service_mounts_its_secret_and_reads_files(prod, service: str, monk
         want["LFR_MILVUS__TOKEN_FILE"] = f"{MOUNT}/milvus/token"
     if service == "officers":
         want["LFR_GRPC__AUTH__DEVICE_TOKEN_KEY_FILE"] = f"{MOUNT}/grpc/device-token.key"
+    # the audit log: its own signing key, the checkpoint volume; the keyring where verification runs
+    want["LFR_AUDIT__SIGNING_KEY_FILE"] = f"{MOUNT}/audit/signing.key"
+    want["LFR_AUDIT__CHECKPOINT_DIR"] = CHECKPOINTS
+    if service == "watchlist":
+        want["LFR_AUDIT__KEYRING_DIR"] = KEYRING
     assert {k: env.get(k) for k in want} == want
+    assert paths["audit/signing.key"] == (f"lfr-{service}-secrets", "audit-signing.key")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    assert volumes[mounts[CHECKPOINTS]["name"]]["persistentVolumeClaim"] == {"claimName": "lfr-audit-checkpoints"}
+    assert not mounts[CHECKPOINTS].get("readOnly")
+    if service == "watchlist":
+        assert mounts[KEYRING]["readOnly"] is True
+        keyring = volumes[mounts[KEYRING]["name"]]["configMap"]
+        assert keyring["name"] == "lfr-audit-keyring" and keyring["optional"] is False
+    else:
+        assert KEYRING not in mounts and "LFR_AUDIT__KEYRING_DIR" not in env
     # every file a setting names is really in the mount
     for key, value in env.items():
         if value.startswith(MOUNT + "/"):
@@ -132,6 +153,25 @@ def test_prod_service_mounts_its_secret_and_reads_files(prod, service: str, monk
     assert s.grpc.tls.cert_file == Path(f"{MOUNT}/grpc/tls.crt") and s.grpc.tls.require_client_cert
     if service in MILVUS:
         assert s.milvus.token_file == Path(f"{MOUNT}/milvus/token") and s.milvus.token is None
+    assert s.audit.signing_key_file == Path(f"{MOUNT}/audit/signing.key")
+    assert s.audit.checkpoint_dir == Path(CHECKPOINTS)
+    assert s.audit.keyring_dir == (Path(KEYRING) if service == "watchlist" else None)
+
+
+def test_every_auditing_service_is_deployed_with_its_key(prod) -> None:
+    """Every service that writes to the audit log (WRITERS; every gRPC service audits api.refused) gets a key
+    from create_secrets.py, and the checkpoint claim is ReadWriteMany (several pods of several services)."""
+    from services.common.audit import WRITERS
+
+    cs = _load_create_secrets()
+    assert set(WRITERS) <= set(cs.AUDIT_SERVICES) == set(SERVICES)
+    _, docs = prod
+    claim = _one(docs, "PersistentVolumeClaim", "lfr-audit-checkpoints")["spec"]
+    assert claim["accessModes"] == ["ReadWriteMany"]
+    users = {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"
+             and any(v.get("persistentVolumeClaim", {}).get("claimName") == "lfr-audit-checkpoints"
+                     for v in d["spec"]["template"]["spec"].get("volumes", []))}
+    assert users == {f"lfr-{s}" for s in SERVICES}
 
 
 @pytest.mark.parametrize("overlay", ["dev", "prod"])
@@ -183,7 +223,7 @@ def test_create_secrets_renders_every_mounted_key(prod, tmp_path: Path) -> None:
     src = _fake_src(tmp_path)
     out = cs.build(src, "lfr")
     secrets = {i["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in i["data"].items()}
-               for i in out["items"]}
+               for i in out["items"] if i["kind"] == "Secret"}
     assert cs.build(src, "lfr") == out  # generated values are kept in SRC: a rerun is stable
     for s in SERVICES:
         pod = _one(docs, "Deployment", f"lfr-{s}")["spec"]["template"]["spec"]
@@ -209,6 +249,53 @@ def test_create_secrets_renders_every_mounted_key(prod, tmp_path: Path) -> None:
     for key in ("replication-password", "sentinel-password"):
         assert f"/etc/redis/acl/{key}" in sentinel_script["init.sh"]
     assert "/etc/redis/acl/probe-password" in str(_one(docs, "StatefulSet", "lfr-redis"))
+
+
+def test_create_secrets_gives_each_service_its_own_audit_key_and_a_public_keyring(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from services.common.audit import AuditSigner, Keyring, build_record, verify_chain
+
+    cs = _load_create_secrets()
+    src = _fake_src(tmp_path)
+    out = cs.build(src, "lfr")
+    secrets = {i["metadata"]["name"]: {k: base64.b64decode(v) for k, v in i["data"].items()}
+               for i in out["items"] if i["kind"] == "Secret"}
+    (keyring,) = [i for i in out["items"] if i["kind"] == "ConfigMap"]
+    assert keyring["metadata"] == {"name": "lfr-audit-keyring", "namespace": "lfr",
+                                   "labels": {"app.kubernetes.io/part-of": "lfr"}}
+    assert set(keyring["data"]) == {f"{s}.pub" for s in SERVICES}
+    assert not any("PRIVATE" in pem for pem in keyring["data"].values())  # public keys only
+    signers: dict[str, AuditSigner] = {}
+    for s in SERVICES:
+        pem = secrets[f"lfr-{s}-secrets"]["audit-signing.key"]
+        key_file = src / s / "audit-signing.key"
+        assert pem == key_file.read_bytes() and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        # its own key, in its own Secret only
+        assert [name for name, data in secrets.items() if any(pem in v for v in data.values())] == [f"lfr-{s}-secrets"]
+        signers[s] = AuditSigner.load(s, key_file)
+        assert (src / "audit-keyring" / f"{s}.pub").read_text() == keyring["data"][f"{s}.pub"]
+    assert len({s.key_id.split(":")[1] for s in signers.values()}) == len(SERVICES)  # six different keys
+    # the ConfigMap as the watchlist pod sees it: verification trusts exactly these keys
+    mounted = tmp_path / "audit-keyring"
+    mounted.mkdir()
+    for name, pem in keyring["data"].items():
+        (mounted / name).write_text(pem)
+    ring = Keyring.load(mounted)
+    assert {service for service, _ in ring.keys.values()} == set(SERVICES)
+
+    def verdict(service: str, signer: AuditSigner, action: str = "watchlist.enrol") -> str:
+        rec = build_record(seq=0, prev_hash=b"", action=action, actor="attacker", service=service, signer=signer)
+        result = verify_chain([(0, rec.SerializeToString())], keyring=ring)
+        return "ok" if result.ok else result.reason
+
+    assert verdict("watchlist", signers["watchlist"]) == "ok"
+    # a stolen ingest credential (its mounted key) cannot write as the watchlist service
+    ingest_key = serialization.load_pem_private_key(secrets["lfr-ingest-secrets"]["audit-signing.key"], None)
+    assert "unknown key" in verdict("watchlist", AuditSigner("watchlist", ingest_key))
+    assert "signed by ingest's key" in verdict("watchlist", signers["ingest"])
+    assert "may not write" in verdict("ingest", signers["ingest"])
+    assert verdict("ingest", signers["ingest"], "api.refused") == "ok"
 
 
 def test_create_secrets_refuses_an_incomplete_src(tmp_path: Path) -> None:
