@@ -1,6 +1,7 @@
 """docker-compose.secure.yml (issue 8) over docker-compose.yml, loaded offline with compose-go
 (deploy/tools/composecheck): every service gets its own credentials as compose secrets (files) at
-the k8s paths and the *_FILE settings that read them, its settings class accepts the environment,
+the k8s paths and the *_FILE settings that read them (its own audit signing key among them, the audit
+checkpoint volume, the keyring where verification runs), its settings class accepts the environment,
 no secret value is in an environment value, Redis runs deploy/redis/redis.conf, Kafka runs with
 SCRAM over TLS, default-deny ACLs and the generated ACL script."""
 
@@ -72,6 +73,21 @@ def test_service_reads_its_own_secret_files(project: dict, service: str, monkeyp
     s = cls()
     assert s.kafka.sasl_password is None and str(s.kafka.sasl_password_file) == f"{MOUNT}/kafka/password"
     assert s.redis.password is None and str(s.redis.password_file) == f"{MOUNT}/redis/password"
+
+    # the audit log (issue 16): its own signing key, the checkpoint volume, the keyring where Verify runs
+    key = f"{MOUNT}/audit/signing.key"
+    assert str(s.audit.signing_key_file) == key and mounted[key] == f"{service}-audit-signing-key"
+    assert project["secrets"][mounted[key]]["file"] == f"/srv/lfr-secrets/{service}/audit-signing.key"
+    volumes = {v["target"]: v for v in svc.get("volumes", [])}
+    checkpoints = volumes[str(s.audit.checkpoint_dir)]
+    assert checkpoints["type"] == "volume" and checkpoints["source"] == "audit-checkpoints"
+    assert not checkpoints.get("read_only") and "audit-checkpoints" in project["volumes"]
+    if service == "watchlist":
+        ring = volumes[str(s.audit.keyring_dir)]
+        assert ring["type"] == "bind" and ring["read_only"] is True
+        assert ring["source"] == "/srv/lfr-secrets/audit-keyring"  # public keys only (create_secrets.py)
+    else:
+        assert s.audit.keyring_dir is None
 
 
 def test_infrastructure_is_secured(project: dict) -> None:
