@@ -141,9 +141,11 @@ class RefusalRecorder:
     """The refusal hook of every service's gRPC server (``services/common/service.py``)."""
 
     def __init__(self, service: str, kafka: KafkaSettings, redis: RedisSettings, topic: str, metrics: Any,
-                 settings: GrpcRefusalSettings | None = None, audit: AuditSettings | None = None) -> None:
+                 settings: GrpcRefusalSettings | None = None, audit: AuditSettings | None = None,
+                 instance: str | None = None) -> None:
         self.service = service
         self.audit_settings = audit or AuditSettings()  # the service's audit signing key and checkpoints
+        self.instance = instance  # this replica's checkpoint file (default the host name)
         self.kafka = kafka
         self.redis_settings = redis
         self.topic = topic
@@ -167,7 +169,7 @@ class RefusalRecorder:
 
                 self._redis = await clients.connect_redis(self.redis_settings)
                 writer = AuditWriter.from_settings(self.kafka, self.service, self.audit_settings, topic=self.topic,
-                                                   redis=self._redis)
+                                                   redis=self._redis, instance=self.instance)
                 await writer.start()
                 self._writer = writer
             return self._writer

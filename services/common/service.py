@@ -138,7 +138,7 @@ async def serve(
     redis_settings = getattr(settings, "redis", None)
     refusals = RefusalRecorder(name, settings.kafka, redis_settings if isinstance(redis_settings, RedisSettings)
                                else RedisSettings(), settings.grpc.auth.audit_topic, factory, settings.grpc.refusals,
-                               audit=settings.audit)
+                               audit=settings.audit, instance=settings.instance)
     try:
         grpc_server = GrpcServer(settings.grpc, on_refused=refusals)
     except SetupError as e:  # e.g. a device token key too short to sign with: nothing has started yet

@@ -378,7 +378,8 @@ class CameraIngestor(RedisUser, KafkaWorker):
                 self.sealer = FrameSealer(self.redis, self.options.frame_keys)
             if self.audit is None:
                 audit = AuditWriter.from_settings(self.kafka, self.ctx.name, self.ctx.settings.audit,
-                                                  topic=self.options.audit_topic, redis=self.redis)
+                                                  topic=self.options.audit_topic, redis=self.redis,
+                                                  instance=self.ctx.settings.instance)
                 try:
                     await audit.start()
                 except BaseException:

@@ -203,6 +203,7 @@ class Officers(RedisUser, KafkaWorker):
         if self.audit is None:
             audit = AuditWriter.from_settings(self.kafka, self.ctx.name, self.ctx.settings.audit,
                                               topic=self.options.audit_topic, redis=self.redis,
+                                              instance=self.ctx.settings.instance,
                                               on_record=lambda action: self.audit_records.labels(action).inc())
             try:
                 await audit.start()

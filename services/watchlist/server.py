@@ -150,7 +150,7 @@ class WatchlistRuntime:
         await self.triton.wait_ready(list(FACE_MODELS), timeout_s=s.triton.timeout_s)
         if self.audit is None:
             self.audit = AuditWriter.from_settings(s.kafka, "watchlist", s.audit, topic=s.watchlist.audit_topic,
-                                                   redis=self.redis, on_record=self._on_record)
+                                                   redis=self.redis, on_record=self._on_record, instance=s.instance)
         await self.audit.start()
         store = Store(self.milvus, s.milvus.timeout_s, s.watchlist.local_engine_file, s.watchlist.compact_wait_s)
         await asyncio.to_thread(store.ensure)

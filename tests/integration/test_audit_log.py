@@ -7,8 +7,12 @@ write), and an empty log (unless declared new)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -238,30 +242,35 @@ def test_empty_topic_fails_unless_new(topics: tuple[str, str], trust: tuple[Cert
     assert missing.returncode != 0 and "does not exist" in missing.stdout + missing.stderr
 
 
-def test_a_real_service_signs_what_it_audits(topics: tuple[str, str], tmp_path: Path) -> None:
-    """The officers service, started as the launchers start it (its key from the dev PKI), audits a refused call;
-    its records and checkpoints verify against the dev keyring, and a record forged after them does not."""
-    import os
-    import signal
-    import time
+@contextlib.contextmanager
+def _officers(audit: str, alerts: str, grpc_port: int, log: Path, **env_extra: str) -> Iterator[None]:
+    """The real officers service (mTLS with the dev PKI), auditing to ``audit``; stopped with SIGTERM (exit 0)."""
+    from services.common.grpc_client import dev_server_env
 
-    import grpc
-
-    from lfr.v1 import officers_pb2, officers_pb2_grpc
-    from services.common.grpc_client import ClientTls, dev_server_env, sync_channel
-
-    audit, alerts = topics
-    grpc_port, metrics_port = 50956, 9956
     env = {k: v for k, v in os.environ.items() if not k.startswith("LFR_")}
-    env |= {"LFR_GRPC__PORT": str(grpc_port), "LFR_METRICS__PORT": str(metrics_port),
+    env |= {"LFR_GRPC__PORT": str(grpc_port), "LFR_METRICS__PORT": str(grpc_port - 41000),
             "LFR_OFFICERS__AUDIT_TOPIC": audit, "LFR_OFFICERS__ALERTS_TOPIC": alerts,
-            "LFR_OFFICERS__GROUP_ID": f"itest-audit-{audit}", **dev_server_env("officers", audit_topic=audit)}
-    log = tmp_path / "officers.log"
+            "LFR_OFFICERS__GROUP_ID": f"itest-audit-{audit}", **dev_server_env("officers", audit_topic=audit),
+            **env_extra}
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "services.officers"], cwd=REPO, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
     try:
-        channel = sync_channel(f"127.0.0.1:{grpc_port}", tls=ClientTls.for_identity("auditor"))
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+
+
+def _refused(grpc_port: int, log: Path) -> None:
+    """An auditor's GoOnDuty: refused PERMISSION_DENIED, which the service audits as api.refused."""
+    import grpc
+
+    from lfr.v1 import officers_pb2, officers_pb2_grpc
+    from services.common.grpc_client import ClientTls, sync_channel
+
+    channel = sync_channel(f"127.0.0.1:{grpc_port}", tls=ClientTls.for_identity("auditor"))
+    try:
         grpc.channel_ready_future(channel).result(timeout=60)
         code = None
         deadline = time.monotonic() + 30
@@ -273,12 +282,85 @@ def test_a_real_service_signs_what_it_audits(topics: tuple[str, str], tmp_path: 
                 code = e.code()
             time.sleep(0.2)
         assert code == grpc.StatusCode.PERMISSION_DENIED, log.read_text()[-3000:]
-        channel.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+        channel.close()
+
+
+def test_a_real_service_signs_what_it_audits(topics: tuple[str, str], tmp_path: Path) -> None:
+    """The officers service, started as the launchers start it (its key from the dev PKI), audits a refused call;
+    its records and checkpoints verify against the dev keyring, and a record forged after them does not."""
+    audit, alerts = topics
+    log = tmp_path / "officers.log"
+    with _officers(audit, alerts, 50956, log):
+        _refused(50956, log)
     run = lfr("audit", "verify", "--topic", audit)  # the dev keyring and checkpoint directory
     assert run.returncode == 0 and "audit chain OK" in run.stdout, run.stdout + run.stderr + log.read_text()[-3000:]
     asyncio.run(_forge(audit, "watchlist.close", "watchlist", None))
     forged = lfr("audit", "verify", "--topic", audit)
     assert forged.returncode == 1 and "unsigned" in forged.stdout, forged.stdout + forged.stderr
+
+
+def _production_layout(tmp_path: Path) -> tuple[Path, Path]:
+    """k8s/secrets/create_secrets.py run on an operator's SRC: (the officers Secret's audit-signing.key as the
+    projected volume mounts it, the lfr-audit-keyring ConfigMap as the watchlist pod mounts it)."""
+    import base64
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("create_secrets", REPO / "k8s" / "secrets" / "create_secrets.py")
+    assert spec is not None and spec.loader is not None
+    cs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cs)
+    src = tmp_path / "src"
+    (src / "redis").mkdir(parents=True)
+    (src / "grpc-ca.crt").write_text("not used here")
+    for name in ("tls.crt", "tls.key", "ca.crt"):
+        (src / "redis" / name).write_text("not used here")
+    for service in cs.SERVICES:
+        (src / service).mkdir()
+        for name in ("grpc-tls.crt", "grpc-tls.key", "probe-client.crt", "probe-client.key"):
+            (src / service / name).write_text("not used here")
+    items = cs.build(src, "lfr")["items"]
+    (secret,) = [i for i in items if i["metadata"]["name"] == "lfr-officers-secrets"]
+    (keyring,) = [i for i in items if i["kind"] == "ConfigMap" and i["metadata"]["name"] == "lfr-audit-keyring"]
+    key = tmp_path / "mounted" / "audit" / "signing.key"
+    key.parent.mkdir(parents=True)
+    key.write_bytes(base64.b64decode(secret["data"]["audit-signing.key"]))
+    key.chmod(0o440)
+    ring = tmp_path / "audit-keyring"
+    ring.mkdir()
+    for name, pem in keyring["data"].items():
+        (ring / name).write_text(pem)
+    return key, ring
+
+
+def test_replicas_deployed_as_in_production_sign_with_their_key_into_their_own_checkpoint_files(
+        topics: tuple[str, str], tmp_path: Path) -> None:
+    """Two replicas of the real officers service, configured as the k8s prod overlay configures them (their key
+    from create_secrets.py via LFR_AUDIT__SIGNING_KEY_FILE, one shared LFR_AUDIT__CHECKPOINT_DIR, each its own
+    instance name), audit refused calls: each keeps its own checkpoint file, the log verifies against the rendered
+    keyring ConfigMap and not against the dev keyring, and a rogue Kafka administrator who deletes and re-creates
+    the topic is caught by the replicas' checkpoints."""
+    audit, alerts = topics
+    key, ring = _production_layout(tmp_path)
+    shared = tmp_path / "audit-checkpoints"  # the ReadWriteMany claim lfr-audit-checkpoints
+    prod = {"LFR_AUDIT__SIGNING_KEY_FILE": str(key), "LFR_AUDIT__CHECKPOINT_DIR": str(shared)}
+    logs = [tmp_path / "officers-a.log", tmp_path / "officers-b.log"]
+    with _officers(audit, alerts, 50957, logs[0], LFR_INSTANCE="lfr-officers-5d9c-aaaaa", **prod), \
+            _officers(audit, alerts, 50958, logs[1], LFR_INSTANCE="lfr-officers-5d9c-bbbbb", **prod):
+        _refused(50957, logs[0])
+        _refused(50958, logs[1])
+    files = sorted(p.name for p in (shared / audit).iterdir())
+    assert files == ["officers.lfr-officers-5d9c-aaaaa.checkpoints", "officers.lfr-officers-5d9c-bbbbb.checkpoints"]
+
+    def verify_prod(*keyring: str) -> subprocess.CompletedProcess[str]:
+        return lfr("audit", "verify", "--topic", audit, "--checkpoints", str(shared), *keyring)
+
+    run = verify_prod("--keyring", str(ring))
+    assert run.returncode == 0 and "audit chain OK: 2 records" in run.stdout, (
+        run.stdout + run.stderr + logs[0].read_text()[-2000:] + logs[1].read_text()[-2000:])
+    dev = verify_prod()  # the dev PKI's keyring does not hold the production key
+    assert dev.returncode != 0 and "unknown key" in dev.stdout + dev.stderr, dev.stdout + dev.stderr
+
+    asyncio.run(_recreate(audit))  # the rogue Kafka administrator hides the history
+    gone = verify_prod("--keyring", str(ring))
+    assert gone.returncode == 1 and "missing at the tail" in gone.stdout, gone.stdout + gone.stderr
