@@ -198,7 +198,6 @@ async def nothing(request: web.Request) -> web.Response:
 
 async def alerts_view(request: web.Request) -> web.Response:
     session = await _require(request, "alerts")
-    c = _console(request)
     csrf = session.csrf
     return _html(views.page(session, csrf, "alerts", views.alerts_body(), scripts=["alerts.js"], main_attrs={
         "data-csrf": csrf, "data-can-adjudicate": "1" if may(session.roles, "adjudicate") else "0"}))

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from rig_support import free_port
 import redis.asyncio as aioredis
 import yaml
 
@@ -48,12 +49,6 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 NOWHERE = "127.0.0.1:1"  # the platform's APIs: nothing listens (the console's feed retries quietly)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class ConsoleProc:
     url: str
@@ -65,7 +60,7 @@ class ConsoleProc:
 
 
 def _config(tmp: Path, users_file: Path | None, **console: object) -> tuple[Path, int, int, str]:
-    port, metrics = _free_port(), _free_port()
+    port, metrics = free_port(), free_port()
     prefix = f"lfr:console:it-{secrets.token_hex(4)}:"
     cfg = {"console": {"http_port": port, "users_file": str(users_file) if users_file else None, "key_prefix": prefix,
                        "session_recheck_s": 0.5, "redis": {"url": REDIS_URL},

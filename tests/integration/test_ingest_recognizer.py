@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import string
 import time
 from collections.abc import AsyncIterator
@@ -17,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import grpc
 import numpy as np
 import pytest
+from rig_support import BOOTSTRAP, free_port, health, private_topics
 from google.protobuf.message import DecodeError
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from lfr.v1 import dlq_pb2, faces_pb2, frames_pb2
 from services.common.cameras import Camera
@@ -30,7 +29,7 @@ from services.common.kafka import record_key, start_producer
 from services.common.sealing import open_sealed, redis_key
 from services.common.service import ServiceContext, serve
 from services.common.settings import KafkaSettings
-from services.common.topics import DLQ, FACES, FRAMES, ensure_topics
+from services.common.topics import DLQ, FACES, FRAMES
 from services.ingest.camera import stream_file
 from services.ingest.config import IngestOptions
 from services.recognizer.config import RecognizerSettings
@@ -41,44 +40,20 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP = (REPO.parent / "shared" / "data" / "video" / "hamilton_white_house_short_clip.mp4").resolve()
-BOOTSTRAP = "127.0.0.1:9092"
 STREAM_S = 4.0
 FPS = 5.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def topics() -> AsyncIterator[dict[str, str]]:
-    from aiokafka.admin import AIOKafkaAdminClient
-
     tag = "".join(random.choices(string.ascii_lowercase, k=10))
     names = {"frames": f"lfr.test.{tag}.frames.v1", "faces": f"lfr.test.{tag}.faces.v1",
              "dlq": f"lfr.test.{tag}.dlq.v1", "tag": tag}
     specs = (FRAMES.model_copy(update={"name": names["frames"], "partitions": 2}),
              FACES.model_copy(update={"name": names["faces"], "partitions": 2}),
              DLQ.model_copy(update={"name": names["dlq"]}))
-    await ensure_topics(BOOTSTRAP, specs)
-    yield names
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        await admin.delete_topics([s.name for s in specs])
-    finally:
-        await admin.close()
-
-
-async def _health(port: int) -> int | None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-        except grpc.RpcError:
-            return None
-        return int(reply.status)
+    async with private_topics(specs):
+        yield names
 
 
 async def _consume(topic: str, want: Any, timeout_s: float, what: str, partitions: int = 2) -> list[Any]:
@@ -130,7 +105,7 @@ async def test_clip_to_sealed_observations_and_bad_input_to_the_dlq(topics: dict
         f"  - {{id: {camera.id}, zone: {camera.zone}, deployment_id: {camera.deployment_id}, "
         f"source: '{CLIP}', fps: {FPS}, loop: true}}\n"
     )
-    grpc_port = _free_port()
+    grpc_port = free_port()
     settings = RecognizerSettings(
         kafka={"dlq_topic": topics["dlq"], "auto_offset_reset": "earliest"},
         recognizer={"frames_topic": topics["frames"], "faces_topic": topics["faces"],
@@ -152,7 +127,7 @@ async def test_clip_to_sealed_observations_and_bad_input_to_the_dlq(topics: dict
     redis = Redis.from_url("redis://127.0.0.1:6379/0")
     try:
         deadline = time.monotonic() + 60
-        while await _health(grpc_port) != health_pb2.HealthCheckResponse.SERVING:
+        while await health(grpc_port) != health_pb2.HealthCheckResponse.SERVING:
             assert not service.done(), f"recognizer exited: {service.result()}"
             assert time.monotonic() < deadline, "recognizer not SERVING (Kafka, Redis, Triton + models up?)"
             await asyncio.sleep(0.25)
@@ -243,7 +218,7 @@ async def test_clip_to_sealed_observations_and_bad_input_to_the_dlq(topics: dict
         seqs = {faces_pb2.FaceObservation.FromString(r.value).frame.seq for r in after}
         assert 10_003 not in seqs, "the frame published in clear was analysed"  # same key: it came before 20_001
         assert not service.done()
-        assert await _health(grpc_port) == health_pb2.HealthCheckResponse.SERVING
+        assert await health(grpc_port) == health_pb2.HealthCheckResponse.SERVING
     finally:
         stop.set()
         code = await asyncio.wait_for(service, timeout=30)

@@ -12,11 +12,11 @@ creation is idempotent. Locally, resources nobody declared (tests' private topic
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from pathlib import Path
 
 import pytest
+from rig_support import free_ports
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError, KafkaError, TopicAuthorizationFailedError
 
@@ -27,23 +27,12 @@ from services.stack.kafka import KafkaComponent, KafkaSettings
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory):
     shared = StackPaths.default(Path(__file__).resolve().parents[2])
     paths = StackPaths(cache=shared.cache, state=tmp_path_factory.mktemp("kafka-acl-state"))
     k = KafkaComponent(paths, KafkaSettings(kafka_heap="384m"))
-    k.broker_port, k.controller_port, k.scram_port = _free_ports(3)
+    k.broker_port, k.controller_port, k.scram_port = free_ports(3)
     if not k.libs.is_dir():
         pytest.fail("the Kafka jars are not installed — fix: lfr stack install --only kafka")
     try:

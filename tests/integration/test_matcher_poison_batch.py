@@ -13,66 +13,41 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import string
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rig_support import BOOTSTRAP, free_port, health, private_topics
+from grpc_health.v1 import health_pb2
 from lfr.v1 import common_pb2, dlq_pb2, faces_pb2
 
 from services.common.kafka import record_key, start_producer
 from services.common.sealing import redis_key, seal
 from services.common.service import ServiceContext, serve
 from services.common.settings import KafkaSettings
-from services.common.topics import DLQ, FACES, MATCHES, ensure_topics
+from services.common.topics import DLQ, FACES, MATCHES
 from services.matcher.config import MatcherSettings
 from services.matcher.worker import Matcher
 from services.watchlist.schema import EMBEDDING_DIM
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-BOOTSTRAP = "127.0.0.1:9092"
 FACES_COUNT = 4
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 async def topics() -> AsyncIterator[dict[str, str]]:
-    from aiokafka.admin import AIOKafkaAdminClient
-
     tag = "".join(random.choices(string.ascii_lowercase, k=10))
     names = {"faces": f"lfr.test.{tag}.faces.v1", "matches": f"lfr.test.{tag}.matches.v1",
              "dlq": f"lfr.test.{tag}.dlq.v1", "tag": tag}
     specs = (FACES.model_copy(update={"name": names["faces"], "partitions": 1}),
              MATCHES.model_copy(update={"name": names["matches"], "partitions": 1}),
              DLQ.model_copy(update={"name": names["dlq"]}))
-    await ensure_topics(BOOTSTRAP, specs)
-    yield names
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        await admin.delete_topics([s.name for s in specs])
-    finally:
-        await admin.close()
-
-
-async def _health(port: int) -> int | None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-        except grpc.RpcError:
-            return None
-        return int(reply.status)
+    async with private_topics(specs):
+        yield names
 
 
 async def _dead_letters(topic: str, count: int, timeout_s: float) -> list[tuple[Any, dlq_pb2.DeadLetter]]:
@@ -105,7 +80,7 @@ async def test_a_failed_batch_is_shredded_before_it_is_dead_lettered(topics: dic
     camera = f"it-poison-{topics['tag']}"
     registry = tmp_path / "cameras.yaml"
     registry.write_text(f"cameras:\n  - {{id: {camera}, zone: it-zone, deployment_id: it-op, source: x.mp4}}\n")
-    grpc_port = _free_port()
+    grpc_port = free_port()
     settings = MatcherSettings(
         kafka={"dlq_topic": topics["dlq"], "auto_offset_reset": "earliest"},
         matcher={"faces_topic": topics["faces"], "matches_topic": topics["matches"],
@@ -125,7 +100,7 @@ async def test_a_failed_batch_is_shredded_before_it_is_dead_lettered(topics: dic
     keys: list[str] = []
     try:
         deadline = time.monotonic() + 60
-        while await _health(grpc_port) != health_pb2.HealthCheckResponse.SERVING:
+        while await health(grpc_port) != health_pb2.HealthCheckResponse.SERVING:
             assert not service.done(), f"matcher exited: {service.result()}"
             assert time.monotonic() < deadline, "matcher not SERVING (Kafka, Redis, Milvus up?)"
             await asyncio.sleep(0.25)

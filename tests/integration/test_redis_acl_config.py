@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rig_support import free_port
 import redis.exceptions
 
 from services.common.clients import connect_redis
@@ -31,12 +32,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 REPO = Path(__file__).resolve().parents[2]
 USERS = ("ingest", "recognizer", "matcher", "alerts", "watchlist", "officers", "console", "probe", "replication",
          "sentinel", "admin")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _create_secrets():
@@ -58,7 +53,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     passwords = {u: secrets.token_urlsafe(24) for u in USERS}
     acl = _create_secrets().render_users_acl((REPO / "deploy" / "redis" / "users.acl.template").read_text(), passwords)
     (tmp / "users.acl").write_text(acl)
-    port = _free_port()
+    port = free_port()
     conf = (REPO / "deploy" / "redis" / "redis.conf").read_text()
     for old, new in (("bind 0.0.0.0", "bind 127.0.0.1"), ("tls-port 6379", f"tls-port {port}"),
                      ("/etc/redis/tls/tls.crt", str(cert)), ("/etc/redis/tls/tls.key", str(key)),

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rig_support import free_port
 import redis.asyncio as aioredis
 import redis.exceptions
 import yaml
@@ -53,12 +54,6 @@ REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "deploy" / "redis" / "users.acl.template"
 USERS = tuple(sorted(set(re.findall(r"<SHA256:([a-z]+)>", TEMPLATE.read_text()))))  # every ACL user of the template
 RENAMED_AWAY = (("SAVE",), ("BGSAVE",), ("BGREWRITEAOF",), ("SHUTDOWN", "SAVE"), ("DEBUG", "RELOAD"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclasses.dataclass
@@ -145,7 +140,7 @@ def _production(tmp: Path, name: str, extra: str = "") -> Node:
     cert, key, ca, client_cert, client_key = (tmp / "tls").read_text().splitlines()
     # the dev PKI's server certificates are for serverAuth only; in production lfr-redis-tls is both
     extra += f"\ntls-client-cert-file {client_cert}\ntls-client-key-file {client_key}\n"
-    port = _free_port()
+    port = free_port()
     data = tmp / name / "data"
     conf = _replace((REPO / "deploy" / "redis" / "redis.conf").read_text(), [
         ("bind 0.0.0.0", "bind 127.0.0.1"), ("tls-port 6379", f"tls-port {port}"),
@@ -160,7 +155,7 @@ def _production(tmp: Path, name: str, extra: str = "") -> Node:
 def _k8s_base(tmp: Path) -> Node:
     docs = yaml.safe_load_all((REPO / "k8s" / "base" / "redis" / "redis.yaml").read_text())
     conf = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["redis.conf"]
-    port, data = _free_port(), tmp / "data"
+    port, data = free_port(), tmp / "data"
     conf = _replace(conf, [("bind 0.0.0.0", "bind 127.0.0.1"), ("port 6379", f"port {port}"), ("dir /data", f"dir {data}")])
     (tmp / "redis.conf").write_text(conf)
     return _start([_binary(), str(tmp / "redis.conf")], port, data, tmp / "redis.log")
@@ -169,7 +164,7 @@ def _k8s_base(tmp: Path) -> Node:
 def _compose(tmp: Path) -> Node:
     command = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["redis"]["command"]
     assert command[0] == "redis-server"
-    port, data = _free_port(), tmp / "data"
+    port, data = free_port(), tmp / "data"
     # the container's /data (a tmpfs there) is a plain directory here: the scan shows nothing is written
     argv = [_binary(), *command[1:], "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data)]
     return _start(argv, port, data, tmp / "redis.log")
@@ -182,7 +177,7 @@ class _LocalRedis(RedisComponent):
 
 
 def _local_stack(tmp: Path) -> Node:
-    component = _LocalRedis(StackPaths(cache=tmp / "cache", state=tmp / "state"), _free_port())
+    component = _LocalRedis(StackPaths(cache=tmp / "cache", state=tmp / "state"), free_port())
     argv, _ = component.command()
     data = component.paths.data_dir(component.name)
     return _start(argv, component.port, data, tmp / "redis.log")

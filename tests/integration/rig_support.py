@@ -1,0 +1,58 @@
+"""What the integration tests that start their own servers or services share: free ports, a gRPC health
+probe, and private Kafka topics made for one test and deleted after it (on the real broker)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.topics import TopicSpec, ensure_topics
+
+BOOTSTRAP = "127.0.0.1:9092"
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports that were free a moment ago (all bound at once, then released)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+async def health(port: int) -> int | None:
+    """The serving status of a plaintext gRPC server on ``port``, None while it does not answer."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+        except grpc.RpcError:
+            return None
+        return int(reply.status)
+
+
+@contextlib.asynccontextmanager
+async def private_topics(specs: Sequence[TopicSpec], bootstrap: str = BOOTSTRAP) -> AsyncIterator[None]:
+    """Create ``specs`` on the real broker for the block, delete them after it."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    await ensure_topics(bootstrap, tuple(specs))
+    try:
+        yield
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        await admin.start()
+        try:
+            await admin.delete_topics([s.name for s in specs])
+        finally:
+            await admin.close()
