@@ -21,12 +21,14 @@ RUN /opt/venv/bin/pip install --no-deps . \
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG SERVICE
-# /var/lib/lfr/audit-checkpoints: LFR_AUDIT__CHECKPOINT_DIR of docker-compose.secure.yml; a fresh named volume
-# mounted there takes this owner, so the service (10001) can append its signed checkpoints
+# /var/lib/lfr/audit-checkpoints: LFR_AUDIT__CHECKPOINT_DIR of docker-compose.yml and .secure.yml; a fresh named
+# volume mounted there takes this owner, so the service (10001) can append its signed checkpoints.
+# /var/lib/lfr/dev-certs: where docker-compose.yml's audit-keys-init writes the development audit keys
+# (`lfr audit keys init`) into the volume dev-audit-keys, likewise owned by 10001
 RUN test -n "${SERVICE}" || (echo "build arg SERVICE is required (ingest|recognizer|matcher|alerts|watchlist|officers)" >&2; exit 1) \
  && groupadd --system --gid 10001 lfr \
  && useradd --system --uid 10001 --gid lfr --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lfr \
- && install -d -o 10001 -g 10001 -m 0750 /var/lib/lfr/audit-checkpoints
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/lfr/audit-checkpoints /var/lib/lfr/dev-certs
 COPY --from=build /opt/venv /opt/venv
 COPY deploy/docker/grpc_health_probe.py /opt/lfr/grpc_health_probe.py
 ENV PATH=/opt/venv/bin:$PATH \

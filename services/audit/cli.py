@@ -1,4 +1,4 @@
-"""`lfr audit verify|tail`: check and follow the hash-chained audit log.
+"""`lfr audit verify|tail|keys init`: check and follow the hash-chained audit log.
 
 ``verify`` reads the topic from its start offset, recomputes every hash, checks
 every record's signature against the keyring (``--keyring``) and that its service
@@ -9,6 +9,9 @@ log fails unless ``--new``. Exit 0 when intact, 1 when not; a topic or keyring
 that cannot be read is an error (exit 2).
 ``tail`` prints records (one line each: offset, seq, time, action, actor, ids)
 and, with ``--follow``, keeps printing new ones until Ctrl-C.
+``keys init --dir DIR`` makes each service's audit signing key and the keyring
+(DIR/audit/<service>.key, DIR/audit/pub) when missing: the one-shot step of the
+development deployments, which share one volume of keys.
 """
 
 from __future__ import annotations
@@ -51,6 +54,17 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--json", action="store_true", help="one JSON object per record")
     t.set_defaults(func=_tail)
 
+    k = asub.add_parser("keys", help="the services' audit signing keys (development deployments)")
+    ksub = k.add_subparsers(dest="keys_command", required=True)
+    ki = ksub.add_parser("init", help="make each service's Ed25519 audit key and the keyring when missing "
+                                      "(idempotent; keys never printed)")
+    ki.add_argument("--dir", type=Path, required=True,
+                    help="certs directory: keys go to DIR/audit/<service>.key (0600), public keys to DIR/audit/pub "
+                         "(the layout of `lfr certs init`)")
+    ki.add_argument("--service", action="append", default=None,
+                    help="only this service (repeatable; default every service: each audits api.refused)")
+    ki.set_defaults(func=_keys_init)
+
 
 def _kafka(args: argparse.Namespace) -> Any:
     from services.common.settings import KafkaSettings
@@ -87,6 +101,26 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         print(f"{args.topic}: {result.summary()}")
     return 0 if result.ok else 1
+
+
+def _keys_init(args: argparse.Namespace) -> int:
+    """Development deployments only (docker-compose.yml, k8s/components/dev-audit-keys): every service that
+    mounts DIR can read every key. Production gives each service its own key (k8s/secrets/create_secrets.py)."""
+    from services.common.errors import SetupError
+    from services.common.pki import SERVICES, CertPaths, init_audit_keys
+
+    unknown = sorted(set(args.service or ()) - set(SERVICES))
+    if unknown:
+        raise SetupError(f"unknown service(s) {', '.join(unknown)}", f"name one of {', '.join(SERVICES)}")
+    paths = CertPaths(args.dir)
+    try:
+        report = init_audit_keys(paths, tuple(args.service or SERVICES))
+    except (OSError, ValueError) as e:
+        raise SetupError(f"cannot make the audit keys in {args.dir}: {type(e).__name__}: {e}",
+                         "pass a --dir this user can write (a volume owned by uid 10001 in the images)") from e
+    print(f"audit keys in {paths.audit_keyring.parent}: created {len(report['created'])} "
+          f"({', '.join(report['created']) or '-'}), kept {len(report['kept'])}")
+    return 0
 
 
 def format_record(offset: int, value: bytes | None, as_json: bool) -> str:

@@ -227,15 +227,33 @@ def _init_locked(paths: CertPaths, clients: tuple[ClientSpec, ...], services: tu
         _write_private(key_file, key)
         _write_public(cert_file, cert)
         report["created"].append(f"client/{spec.principal}")
-    for service in services:
-        name = f"audit/{service}.key"
-        report["created" if ensure_audit_key(paths, service) else "kept"].append(name)
+    _audit_keys_locked(paths, services, report)
     if paths.device_token_key.is_file():
         report["kept"].append("device-token.key")
     else:
         _write_private(paths.device_token_key, secrets.token_hex(32).encode())
         report["created"].append("device-token.key")
     return report
+
+
+def init_audit_keys(paths: CertPaths, services: tuple[str, ...] = SERVICES) -> dict[str, list[str]]:
+    """Only the audit signing keys of ``services`` (``<root>/audit/<service>.key``) and their keyring
+    (``<root>/audit/pub``), made when missing: what ``lfr audit keys init`` writes into the shared volume of
+    the development deployments (docker-compose.yml, k8s/components/dev-audit-keys). Returns
+    ``{"created": [...], "kept": [...]}``; safe from several processes at once (the flock of :func:`init`)."""
+    import fcntl
+
+    paths.root.mkdir(parents=True, exist_ok=True)
+    report: dict[str, list[str]] = {"created": [], "kept": []}
+    with open(paths.root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _audit_keys_locked(paths, services, report)
+    return report
+
+
+def _audit_keys_locked(paths: CertPaths, services: tuple[str, ...], report: dict[str, list[str]]) -> None:
+    for service in services:
+        report["created" if ensure_audit_key(paths, service) else "kept"].append(f"audit/{service}.key")
 
 
 def ensure_audit_key(paths: CertPaths, service: str) -> bool:

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("LFR_CACHE", Path.home() / ".cache" / "lfr"))
@@ -21,6 +22,27 @@ BIN = CACHE / "bin"
 SCHEMAS = CACHE / "deploy-schemas"
 INSTALL_HINT = "run deploy/tools/install-tools.sh (make test's setup does)"
 CATALOG = ROOT / "deploy" / "prometheus" / "metrics-catalog.txt"
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads compose's merge tags (``!override``, ``!reset``) as plain values."""
+
+
+def _untagged(loader: yaml.SafeLoader, node: yaml.Node) -> object:
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+ComposeLoader.add_constructor("!override", _untagged)
+ComposeLoader.add_constructor("!reset", _untagged)
+
+
+def load_compose_file(name: str) -> dict:
+    """A compose file of the repository as written (no merge with others: compose-go does that, composecheck)."""
+    return yaml.load((ROOT / name).read_text(encoding="utf-8"), Loader=ComposeLoader)  # noqa: S506 (a SafeLoader)
 
 
 def versions() -> dict[str, str]:

@@ -7,7 +7,9 @@ compose-spec JSON-schema validation, interpolation, anchors/merge keys and refer
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import re
 
 import pytest
@@ -32,7 +34,8 @@ def project() -> dict:
 
 
 def test_compose_file_is_valid(project: dict) -> None:
-    infra = {"kafka", "kafka-init", "redis", "etcd", "minio", "milvus", "models-init", "triton", "prometheus", "grafana"}
+    infra = {"kafka", "kafka-init", "redis", "etcd", "minio", "milvus", "models-init", "triton", "prometheus", "grafana",
+             "audit-keys-init"}
     assert set(project["services"]) == infra | set(SERVICES)
 
 
@@ -95,3 +98,61 @@ def test_dockerfiles_are_non_root() -> None:
         users = re.findall(r"^USER\s+(\S+)", text, flags=re.M)
         assert users and users[-1].split(":")[0] not in ("root", "0"), dockerfile.name
         assert re.search(r"python:3\.11[\w.-]*-slim", text), dockerfile.name  # slim base
+
+
+DEV_CERTS = "/var/lib/lfr/dev-certs"
+CHECKPOINTS = "/var/lib/lfr/audit-checkpoints"
+
+
+def test_every_auditing_service_gets_its_audit_key_keyring_and_checkpoints(project: dict, tmp_path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16 (audit log) out of the box: without a signing key every audited action fails and the watchlist
+    service never becomes ready (AuditWriter.from_settings: "audit signing key ... cannot be read"). The one-shot
+    audit-keys-init makes each service's key in dev-audit-keys before any service starts; each service signs with
+    its own file, keeps checkpoints on the audit-checkpoints volume, and the watchlist service (AuditService.Verify)
+    trusts the keyring. The keys it writes are the ones the settings name, and they sign records that verify."""
+    from services.audit.cli import _keys_init
+    from services.common.audit import WRITERS, AuditSigner, Keyring, build_record, verify_chain
+    from services.common.pki import SERVICES as AUDITING  # every gRPC service audits api.refused
+    from test_deploy_settings import settings_class
+
+    assert set(WRITERS) <= set(AUDITING) == set(SERVICES)
+    s = project["services"]
+    init = s["audit-keys-init"]
+    assert init["entrypoint"] == ["python", "-m", "services.cli.main", "audit", "keys", "init", "--dir", DEV_CERTS]
+    assert init["build"]["dockerfile"] == "deploy/docker/service.Dockerfile" and init["user"] == "10001:10001"
+    assert init["network_mode"] == "none" and init["read_only"] is True and init["restart"] == "no"
+    (out,) = init["volumes"]
+    assert (out["source"], out["target"]) == ("dev-audit-keys", DEV_CERTS) and not out.get("read_only")
+    assert {"dev-audit-keys", "audit-checkpoints"} <= set(project["volumes"])
+    dockerfile = (ROOT / "deploy" / "docker" / "service.Dockerfile").read_text(encoding="utf-8")
+    # fresh named volumes take the owner of the image's directory: 10001 may write both
+    assert re.search(rf"install -d -o 10001 -g 10001 -m 0750 .*{CHECKPOINTS}.*{DEV_CERTS}", dockerfile)
+
+    # run what the init container runs, into a directory standing for the volume
+    _keys_init(argparse.Namespace(dir=tmp_path, service=None))
+    keyring = Keyring.load(tmp_path / "audit" / "pub")
+    for name in AUDITING:
+        svc = s[name]
+        assert svc["depends_on"]["audit-keys-init"]["condition"] == "service_completed_successfully", name
+        env = svc["environment"]
+        key = env["LFR_AUDIT__SIGNING_KEY_FILE"]
+        assert key == f"{DEV_CERTS}/audit/{name}.key", name
+        assert env["LFR_AUDIT__CHECKPOINT_DIR"] == CHECKPOINTS, name
+        if name == "watchlist":
+            assert env["LFR_AUDIT__KEYRING_DIR"] == f"{DEV_CERTS}/audit/pub"
+        else:
+            assert "LFR_AUDIT__KEYRING_DIR" not in env, name
+        mounts = {v["target"]: v for v in svc["volumes"]}
+        assert mounts[DEV_CERTS]["source"] == "dev-audit-keys" and mounts[DEV_CERTS]["read_only"] is True, name
+        assert mounts[CHECKPOINTS]["source"] == "audit-checkpoints" and not mounts[CHECKPOINTS].get("read_only"), name
+        # the service's settings class reads these paths, and the key made there signs what verifies
+        for var in [k for k in os.environ if k.upper().startswith("LFR_")]:
+            monkeypatch.delenv(var)
+        for var, value in env.items():
+            monkeypatch.setenv(var, str(value))
+        settings = settings_class(name)()
+        assert str(settings.audit.signing_key_file) == key and str(settings.audit.checkpoint_dir) == CHECKPOINTS
+        signer = AuditSigner.load(name, tmp_path / key.removeprefix(DEV_CERTS + "/"))
+        record = build_record(seq=0, prev_hash=b"", action="api.refused", actor="x", service=name, signer=signer)
+        assert verify_chain([(0, record.SerializeToString())], keyring=keyring).ok, name

@@ -79,6 +79,9 @@ def test_service_reads_its_own_secret_files(project: dict, service: str, monkeyp
     assert str(s.audit.signing_key_file) == key and mounted[key] == f"{service}-audit-signing-key"
     assert project["secrets"][mounted[key]]["file"] == f"/srv/lfr-secrets/{service}/audit-signing.key"
     volumes = {v["target"]: v for v in svc.get("volumes", [])}
+    # docker-compose.yml's dev-audit-keys (every service's development key) is not mounted (!override)
+    assert all(v.get("source") != "dev-audit-keys" for v in volumes.values())
+    assert set(volumes) == {str(s.audit.checkpoint_dir)} | ({str(s.audit.keyring_dir)} if s.audit.keyring_dir else set())
     checkpoints = volumes[str(s.audit.checkpoint_dir)]
     assert checkpoints["type"] == "volume" and checkpoints["source"] == "audit-checkpoints"
     assert not checkpoints.get("read_only") and "audit-checkpoints" in project["volumes"]

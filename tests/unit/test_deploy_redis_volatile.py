@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy_support import ROOT
+from deploy_support import ROOT, load_compose_file
 from services.stack.base import StackPaths
 from services.stack.redis import NO_DISK_ARGS, RedisComponent
 
@@ -92,6 +92,6 @@ def test_no_redis_gets_a_disk() -> None:
     assert "volumes" not in redis and redis["tmpfs"] == ["/data:size=16m"]
     top = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))["volumes"]
     assert "redis-data" not in top
-    secure = yaml.safe_load((ROOT / "docker-compose.secure.yml").read_text(encoding="utf-8"))["services"]["redis"]
+    secure = load_compose_file("docker-compose.secure.yml")["services"]["redis"]  # its !override tags
     assert secure["command"] == ["redis-server", "/etc/redis/redis.conf"]
     assert all(v["target"] != "/data" for v in secure["volumes"])
