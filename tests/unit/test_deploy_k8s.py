@@ -220,3 +220,75 @@ def test_redis_is_sentinel_in_prod(rendered) -> None:
         assert sts["spec"]["replicas"] == 3 and "sentinel" in names
     else:
         assert sts["spec"]["replicas"] == 1 and names == ["redis"]
+
+
+DEV_CERTS = "/var/lib/lfr/dev-certs"
+CHECKPOINTS = "/var/lib/lfr/audit-checkpoints"
+
+
+def _mount_of(container: dict, path: str) -> dict:
+    """The volume mount that holds ``path`` (the longest mountPath above it)."""
+    holding = [m for m in container["volumeMounts"] if path == m["mountPath"] or path.startswith(m["mountPath"] + "/")]
+    assert holding, path
+    return max(holding, key=lambda m: len(m["mountPath"]))
+
+
+def test_every_auditing_service_has_its_audit_key_keyring_and_checkpoints(rendered, monkeypatch) -> None:
+    """Issue 16 (audit log) in every overlay: without a signing key every audited action fails and the watchlist
+    service never becomes ready. dev (components/dev-audit-keys): an init container makes every key on a shared
+    claim, mounted read-only, each service naming its own; prod (components/secure-services): its own key only,
+    from its Secret, and nothing of the dev component. Checkpoints on lfr-audit-checkpoints, read-write; the
+    keyring where AuditService.Verify runs (watchlist); each service's settings class reads these paths."""
+    import os
+
+    from services.common.audit import WRITERS
+    from services.common.pki import SERVICES as AUDITING  # every gRPC service audits api.refused
+    from test_deploy_settings import settings_class
+
+    overlay, text, docs = rendered
+    assert set(WRITERS) <= set(AUDITING) == set(SERVICES)
+    config_maps = {n: d.get("data", {}) for n, d in by_kind(docs, "ConfigMap").items()}
+    claims = by_kind(docs, "PersistentVolumeClaim")
+    assert "lfr-audit-checkpoints" in claims
+    if overlay == "prod":
+        assert "lfr-dev-audit-keys" not in text and DEV_CERTS not in text  # never both components
+    for name in AUDITING:
+        pod = by_kind(docs, "Deployment")[f"lfr-{name}"]["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        env: dict[str, str] = {}
+        for ref in c["envFrom"]:
+            env.update(config_maps[ref["configMapRef"]["name"]])
+        key, checkpoints = env["LFR_AUDIT__SIGNING_KEY_FILE"], env["LFR_AUDIT__CHECKPOINT_DIR"]
+        assert checkpoints == CHECKPOINTS
+        cp = _mount_of(c, checkpoints)
+        assert cp["mountPath"] == CHECKPOINTS and not cp.get("readOnly"), name
+        assert volumes[cp["name"]]["persistentVolumeClaim"] == {"claimName": "lfr-audit-checkpoints"}, name
+        key_mount = _mount_of(c, key)
+        assert key_mount["readOnly"] is True, name
+        if name == "watchlist":
+            assert _mount_of(c, env["LFR_AUDIT__KEYRING_DIR"])["readOnly"] is True
+        else:
+            assert "LFR_AUDIT__KEYRING_DIR" not in env, name
+        if overlay == "dev":
+            assert key == f"{DEV_CERTS}/audit/{name}.key", name
+            assert volumes[key_mount["name"]]["persistentVolumeClaim"] == {"claimName": "lfr-dev-audit-keys"}, name
+            (init,) = pod["initContainers"]
+            assert init["image"] == c["image"], name  # the service's own image, run before it
+            assert init["command"] == ["python", "-m", "services.cli.main", "audit", "keys", "init", "--dir", DEV_CERTS]
+            (out,) = [m for m in init["volumeMounts"] if m["mountPath"] == DEV_CERTS]
+            assert out["name"] == key_mount["name"] and not out.get("readOnly"), name
+            sc = init["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, name
+            assert pod["securityContext"]["runAsUser"] == 10001, name
+        else:
+            assert not pod.get("initContainers"), name
+            sources = volumes[key_mount["name"]]["projected"]["sources"]
+            own = {(s["secret"]["name"], i["key"], i["path"]) for s in sources for i in s["secret"]["items"]}
+            assert (f"lfr-{name}-secrets", "audit-signing.key", "audit/signing.key") in own, name
+        for var in [k for k in os.environ if k.upper().startswith("LFR_")]:
+            monkeypatch.delenv(var)
+        for var, value in env.items():
+            monkeypatch.setenv(var, value)
+        s = settings_class(name)()
+        assert str(s.audit.signing_key_file) == key and str(s.audit.checkpoint_dir) == CHECKPOINTS, name
