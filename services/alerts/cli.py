@@ -11,7 +11,7 @@ import asyncio
 import json
 from typing import Any
 
-from services.common.grpc_client import aio_channel
+from services.common.grpc_client import aio_channel, unreachable
 from services.common.ids import cli_id
 
 ALERTS_ADDR = "127.0.0.1:50054"
@@ -61,8 +61,10 @@ def _run(coro: Any, addr: str) -> Any:
     try:
         return asyncio.run(coro)
     except grpc.aio.AioRpcError as e:
+        if (why := unreachable(e, "service", addr, "start it or pass --addr")) is not None:
+            raise why from e
         if e.code() == grpc.StatusCode.UNAVAILABLE:
-            raise SetupError(f"service at {addr} unavailable: {e.details()}", "start it or pass --addr") from e
+            raise SetupError(f"service at {addr} unavailable: {e.details()}", "retry later") from e
         raise SetupError(f"{e.code().name}: {e.details()}", "check the alert id and the officer") from e
 
 

@@ -19,6 +19,7 @@ import grpc
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.errors import SetupError
 from services.common.pki import CertPaths, default_paths
 
 MAX_MESSAGE = 16 * 1024 * 1024
@@ -111,6 +112,36 @@ def sync_channel(target: str, identity: str | None = None, tls: ClientTls | None
     if material is None:
         return grpc.insecure_channel(target, options=_options(s.max_message_bytes))
     return grpc.secure_channel(target, material.credentials(), options=_options(s.max_message_bytes))
+
+
+_TLS_FAILURE = ("handshake", "ssl_error", "ssl routines", "certificate", "tsi_")
+
+
+def unreachable(error: grpc.RpcError, what: str, address: str, start: str) -> SetupError | None:
+    """The :class:`SetupError` for a call that never reached ``what`` at ``address`` (UNAVAILABLE while
+    connecting), naming why: a TLS mismatch (the handshake failed, or the server closed the connection at
+    once: it expects TLS and got plaintext) or nothing listening (``start`` says how to start it).
+    None for any other error (the server answered)."""
+    if error.code() != grpc.StatusCode.UNAVAILABLE:
+        return None
+    details = error.details() or ""
+    low = details.lower()
+    if any(marker in low for marker in _TLS_FAILURE):
+        return SetupError(
+            f"TLS mismatch with the {what} at {address}: it is listening but the TLS handshake failed ({details})",
+            "run the server and this client with the same PKI: a server started by hand picks up the development "
+            "PKI (.lfr/certs) unless LFR_GRPC__TLS__* or LFR_GRPC__DEV_PKI=false say otherwise; restart it, or give "
+            "this client the server's CA and certificate (LFR_CLIENT__CA_FILE, LFR_CLIENT__CERT_FILE, "
+            "LFR_CLIENT__KEY_FILE)")
+    if "socket closed" in low or "connection reset" in low:
+        return SetupError(
+            f"TLS mismatch with the {what} at {address}: it closed the connection before answering, as a TLS "
+            f"server does to a plaintext client ({details})",
+            "drop LFR_CLIENT__INSECURE and let this client use the development PKI (lfr certs init), or give it "
+            "the server's CA (LFR_CLIENT__CA_FILE)")
+    if "failed to connect" in low or "connection refused" in low:
+        return SetupError(f"cannot reach the {what} at {address}: nothing answers there ({details})", start)
+    return None
 
 
 def token_metadata(settings: ClientSettings | None = None) -> tuple[tuple[str, str], ...]:

@@ -27,6 +27,7 @@ from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+S = TypeVar("S", bound=ServiceSettings)
 
 DEPENDENCY_CHECK_INTERVAL_S = 5.0
 DRAIN_TIMEOUT_S = 10.0
@@ -219,13 +220,40 @@ async def _drain(tasks: list[asyncio.Task[Any]]) -> None:
         await asyncio.wait(still, timeout=2)
 
 
+def with_dev_pki(name: str, settings: S) -> S:
+    """``settings`` of a service started by hand (``python -m services.<name>``) where the development PKI
+    exists (``<state>/certs``, ``lfr certs init``): its gRPC server on mTLS with the service's dev certificate,
+    client certificates required and authentication on, the settings ``lfr up`` gives it
+    (:func:`services.common.grpc_client.server_env`), so the CLI's mTLS channel reaches it. Unchanged when
+    any ``grpc.tls`` setting is given (explicit settings win; auth settings given are kept too), when
+    ``grpc.dev_pki`` is false, or when the PKI or the service's server certificate does not exist
+    (production images carry no dev PKI)."""
+    from services.common.grpc_client import cert_paths
+    from services.common.settings import GrpcTlsSettings
+
+    grpc_settings = settings.grpc
+    paths = cert_paths()
+    cert, key = paths.server(name)
+    if (not grpc_settings.dev_pki or "tls" in grpc_settings.model_fields_set or not paths.exists()
+            or not cert.is_file() or not key.is_file()):
+        return settings
+    auth = grpc_settings.auth
+    auth_update: dict[str, Any] = {}
+    if "require_authentication" not in auth.model_fields_set:
+        auth_update["require_authentication"] = True
+    if "device_token_key_file" not in auth.model_fields_set:
+        auth_update["device_token_key_file"] = paths.device_token_key
+    tls = GrpcTlsSettings(cert_file=cert, key_file=key, ca_file=paths.ca, require_client_cert=True)
+    grpc_settings = grpc_settings.model_copy(update={"tls": tls, "auth": auth.model_copy(update=auth_update)})
+    log.info("gRPC on mTLS with the development PKI", extra={"service": name, "certs": str(paths.root)})
+    return settings.model_copy(update={"grpc": grpc_settings})
+
+
 def run_service(name: str, settings: ServiceSettings, setup: Callable[[ServiceContext], Awaitable[None]]) -> int:
-    """Entry point for ``python -m services.<name>``: returns the process exit code."""
+    """Entry point for ``python -m services.<name>``: returns the process exit code. A service started by
+    hand uses the development PKI where it exists (:func:`with_dev_pki`)."""
     configure_logging(level=getattr(logging, settings.log_level.upper()))
-    return asyncio.run(serve(name, settings, setup))
-
-
-S = TypeVar("S", bound=ServiceSettings)
+    return asyncio.run(serve(name, with_dev_pki(name, settings), setup))
 
 
 def load_settings(cls: type[S]) -> S:

@@ -266,6 +266,10 @@ class GrpcServerSettings(Section):
                     "on an idle alert stream pings every 30 s); gRPC core's default, 300 s, answers faster pings "
                     "with GOAWAY too_many_pings and drops the stream")
     tls: GrpcTlsSettings = Field(default_factory=GrpcTlsSettings, description="TLS/mTLS (off by default)")
+    dev_pki: bool = Field(
+        True, description="a service started by hand (python -m services.<name>) where the development PKI exists "
+                          "(<state>/certs, lfr certs init) and no grpc.tls setting is given serves mTLS with its dev "
+                          "certificate and requires authentication, as lfr up runs it; false: plaintext")
     auth: GrpcAuthSettings = Field(default_factory=GrpcAuthSettings, description="per-call authentication")
     limits: GrpcLimitSettings = Field(default_factory=GrpcLimitSettings, description="per-caller rate limits")
     refusals: GrpcRefusalSettings = Field(

@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from services.common.grpc_client import aio_channel
+from services.common.grpc_client import aio_channel, unreachable
 from services.common.ids import cli_id
 from services.officers.demo import OFFICERS_ADDR
 
@@ -92,9 +92,11 @@ def _run(coro: Any, addr: str) -> Any:
     try:
         return asyncio.run(coro)
     except grpc.aio.AioRpcError as e:
+        if (why := unreachable(e, "officers service", addr,
+                               "start it (python -m services.officers) or pass --addr")) is not None:
+            raise why from e
         if e.code() == grpc.StatusCode.UNAVAILABLE:
-            raise SetupError(f"officers service at {addr} unavailable: {e.details()}",
-                             "start it (python -m services.officers) or pass --addr") from e
+            raise SetupError(f"officers service at {addr} unavailable: {e.details()}", "retry later") from e
         raise SetupError(f"{e.code().name}: {e.details()}", "check the ids and the officer's state") from e
 
 

@@ -110,14 +110,14 @@ def _stub(args: argparse.Namespace) -> Any:
 def _call(args: argparse.Namespace, method: Any, request: Any) -> Any:
     import grpc
 
-    from services.common.errors import SetupError
+    from services.common.grpc_client import unreachable
 
     try:
         return method(request, timeout=args.timeout)
     except grpc.RpcError as e:
-        if e.code() == grpc.StatusCode.UNAVAILABLE and "connect" in (e.details() or "").lower():
-            raise SetupError(f"cannot reach the watchlist service at {args.address}",
-                             "start it (python -m services.watchlist) or pass --address") from e
+        if (why := unreachable(e, "watchlist service", args.address,
+                               "start it (python -m services.watchlist) or pass --address")) is not None:
+            raise why from e
         print(f"lfr: {e.code().name}: {e.details()}", file=sys.stderr)
         raise SystemExit(1) from e
 
