@@ -54,7 +54,12 @@ class Console:
         """``redis``: a redis.asyncio client (default: one for ``options.redis``, connected on first use)."""
         options.check_exposure()
         self.options = options
-        # outside the local stack a users file holding the development users' hashes is refused, copied or not
+        # outside the local stack a users file holding the development users' hashes is refused, copied or not;
+        # without the development file to compare against (an image built without it) nothing is served
+        if not options.dev_users and not DEV_USERS_FILE.is_file():
+            raise UsersFileError(f"the development users file {DEV_USERS_FILE} is missing, so a users file holding "
+                                 "the development users (published passwords) could not be refused; the console "
+                                 "image must contain it (deploy/docker/service.Dockerfile)")
         self.users = UsersSource(options.users_path,
                                  frozenset() if options.dev_users else password_hashes(DEV_USERS_FILE))
         if redis is None:
@@ -130,6 +135,12 @@ def _check_csrf(session: Session, token: str | None) -> None:
 
 
 # --- login ----------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The probes' page (compose healthcheck, k8s startup/readiness/liveness): the server answers. No session, no
+    data, nothing from Redis or the platform."""
+    return web.Response(text="ok\n")
 
 
 async def login_form(request: web.Request) -> web.Response:
@@ -404,7 +415,8 @@ def build_app(console: Console) -> web.Application:
     app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
     app[CONSOLE_KEY] = console
     app.add_routes([
-        web.get("/", index), web.get("/login", login_form), web.post("/login", login), web.post("/logout", logout),
+        web.get("/", index), web.get("/healthz", healthz), web.get("/login", login_form), web.post("/login", login),
+        web.post("/logout", logout),
         web.get("/nothing", nothing),
         web.get("/alerts", alerts_view), web.get("/cameras", cameras_view), web.get("/watchlists", watchlists_view),
         web.post("/watchlists/{watchlist_id}/close", close_watchlist), web.get("/audit", audit_view),
