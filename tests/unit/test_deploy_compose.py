@@ -36,7 +36,7 @@ def project() -> dict:
 def test_compose_file_is_valid(project: dict) -> None:
     infra = {"kafka", "kafka-init", "redis", "etcd", "minio", "milvus", "models-init", "triton", "prometheus", "grafana",
              "audit-keys-init"}
-    assert set(project["services"]) == infra | set(SERVICES)
+    assert set(project["services"]) == infra | set(SERVICES) | {"console"}
 
 
 def test_composecheck_rejects_a_broken_file(tmp_path) -> None:
@@ -156,3 +156,41 @@ def test_every_auditing_service_gets_its_audit_key_keyring_and_checkpoints(proje
         signer = AuditSigner.load(name, tmp_path / key.removeprefix(DEV_CERTS + "/"))
         record = build_record(seq=0, prev_hash=b"", action="api.refused", actor="x", service=name, signer=signer)
         assert verify_chain([(0, record.SerializeToString())], keyring=keyring).ok, name
+
+
+def test_console_ships_hardened_with_a_users_file_of_its_own(project: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console: the shared image (SERVICE=console), hardened like the services, HTTP published on loopback
+    only, probed on /healthz, its users from a compose secret (not the development users, which it refuses off
+    loopback), sessions in Redis, only the three gRPC APIs it calls; its settings class accepts this environment
+    and the exposure checks pass (Secure cookie, no development users)."""
+    from services.console.config import ConsoleSettings
+
+    svc = project["services"]["console"]
+    assert svc["build"]["dockerfile"] == "deploy/docker/service.Dockerfile" and svc["build"]["args"]["SERVICE"] == "console"
+    assert svc["image"].startswith("lfr/console:") and svc["user"] == "10001:10001"
+    assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"] and "no-new-privileges:true" in svc["security_opt"]
+    assert [(p["host_ip"], p["published"], p["target"]) for p in svc["ports"]] == [("127.0.0.1", "8080", 8080)]
+    assert "/healthz" in " ".join(svc["healthcheck"]["test"])
+    # the console signs nothing: not the anchor's audit volumes (every service's development key among them)
+    assert [v["target"] for v in svc["volumes"]] == ["/etc/lfr/cameras.yaml"] and svc["volumes"][0]["read_only"]
+    (users,) = svc["secrets"]
+    assert project["secrets"][users["source"]]["file"].endswith("/.lfr/console/users.yaml")
+    env = svc["environment"]
+    assert env["LFR_CONSOLE__USERS_FILE"] == users["target"] and "LFR_CONSOLE__DEV_USERS" not in env
+    assert {env[f"LFR_CONSOLE__PLATFORM__{api}"] for api in ("ALERTS", "WATCHLIST", "OFFICERS")} == {
+        "alerts:50054", "watchlist:50055", "officers:50056"}
+    assert {k: v["condition"] for k, v in svc["depends_on"].items()} == {
+        "redis": "service_healthy", "alerts": "service_healthy", "watchlist": "service_healthy",
+        "officers": "service_healthy"}
+    for var in [k for k in os.environ if k.upper().startswith("LFR_")]:
+        monkeypatch.delenv(var)
+    for var, value in env.items():
+        monkeypatch.setenv(var, str(value))
+    settings = ConsoleSettings()
+    opts = settings.console
+    assert (opts.http_host, opts.http_port, settings.metrics.host, settings.metrics.port) == ("0.0.0.0", 8080,
+                                                                                            "0.0.0.0", 9107)
+    assert opts.redis.url == "redis://redis:6379/0" and opts.prometheus_url == "http://prometheus:9090"
+    assert str(opts.cameras_file) == "/etc/lfr/cameras.yaml" and (ROOT / "deploy/local/cameras.yaml").is_file()
+    opts.check_exposure()  # a users file, no development users
+    assert opts.secure_cookie and not opts.dev_users

@@ -121,3 +121,38 @@ def test_infrastructure_is_secured(project: dict) -> None:
         assert proc.returncode == 0, proc.stderr
     (user_yaml,) = [v for v in s["milvus"]["volumes"] if v["target"] == "/milvus/configs/user.yaml"]
     assert "authorizationEnabled: true" in open(user_yaml["source"], encoding="utf-8").read()
+
+
+def test_console_reads_its_own_secret_files(project: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console over the secure file: its Redis ACL user lfr-console (rediss), its mTLS client certificate
+    for the gRPC APIs, its users file, each a compose secret of its own under SECRETS_DIR/console/ (or a shared
+    CA); no secret in an environment value; the settings class reads them."""
+    from services.console.config import ConsoleSettings
+
+    svc = project["services"]["console"]
+    mounted = {s["target"]: s["source"] for s in svc["secrets"]}
+    for target, source in mounted.items():
+        assert target.startswith(MOUNT + "/")
+        file = project["secrets"][source]["file"]
+        assert source in ("grpc-ca", "redis-ca") or (source.startswith("console-")
+                                                     and file.startswith("/srv/lfr-secrets/console/")), source
+    assert project["secrets"][mounted[f"{MOUNT}/console/users.yaml"]]["file"] == "/srv/lfr-secrets/console/users.yaml"
+    env = svc["environment"]
+    for key, value in env.items():
+        if key.endswith("_FILE") and key != "LFR_CONSOLE__CAMERAS_FILE":
+            assert value in mounted, key  # every file a setting names is mounted
+        if re.search(r"PASSWORD|TOKEN|SECRET", key):
+            assert key.endswith("_FILE"), key
+    for key in [k for k in os.environ if k.upper().startswith("LFR_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value))
+    opts = ConsoleSettings().console
+    assert opts.redis.url.startswith("rediss://") and opts.redis.username == "lfr-console"
+    assert str(opts.redis.password_file) == f"{MOUNT}/redis/password" and opts.redis.password is None
+    p = opts.platform
+    assert (str(p.ca_file), str(p.cert_file), str(p.key_file)) == (
+        f"{MOUNT}/grpc/ca.crt", f"{MOUNT}/grpc/client.crt", f"{MOUNT}/grpc/client.key")
+    assert mounted[str(p.cert_file)] == "console-grpc-client-crt" and mounted[str(p.key_file)] == "console-grpc-client-key"
+    assert str(opts.users_file) == f"{MOUNT}/console/users.yaml"
+    opts.check_exposure()
