@@ -32,7 +32,7 @@ start=$(date +%s)
 STATE="${LFR_STATE:-$ROOT/.lfr}"
 if [ -d "$STATE/logs" ]; then
   rm -rf "$STATE/logs/previous" && mkdir -p "$STATE/logs/previous"
-  find "$STATE/logs" -maxdepth 1 -name '*.log' ! -name redis.log ! -name kafka.log ! -name milvus.log \
+  find "$STATE/logs" -maxdepth 1 -name '*.log' ! -name redis.log ! -name kafka.log ! -name milvus.log ! -name prometheus.log \
     ! -name triton.log -exec mv -t "$STATE/logs/previous" {} +
 fi
 if ! "$LFR" stack up; then

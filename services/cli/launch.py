@@ -14,11 +14,13 @@ streamed so far has gone through")."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Literal
@@ -28,24 +30,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.cameras import Camera
 from services.common.errors import SetupError
+from services.common.ports import SERVICE_PORTS
 from services.stack.base import port_in_use
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ServiceName = Literal["ingest", "recognizer", "matcher", "alerts", "watchlist", "officers"]
 # gRPC and metrics ports of the brief (before the layout's offset)
-BASE_PORTS: dict[str, tuple[int, int]] = {
-    "ingest": (50051, 9101),
-    "recognizer": (50052, 9102),
-    "matcher": (50053, 9103),
-    "alerts": (50054, 9104),
-    "watchlist": (50055, 9105),
-    "officers": (50056, 9106),
-}
+BASE_PORTS = SERVICE_PORTS
 # start order: the consumers and the watchlist first, ingest (which starts streaming at once) last
 PIPELINE_ORDER: tuple[ServiceName, ...] = ("watchlist", "recognizer", "matcher", "alerts")
 # the officers service (availability, routing alerts to devices): started by lfr demo / lfr up and by the e2e
 # tests that need devices; after ingest, stopped before the pipeline's consumers
 OFFICERS: ServiceName = "officers"
+# the operator console (lfr up): HTTP and metrics ports (before the layout's offset); stopped first
+CONSOLE = "console"
+CONSOLE_PORTS: tuple[int, int] = (8080, 9107)
 
 
 def state_dir() -> Path:
@@ -134,6 +133,33 @@ class PipelineLayout(BaseModel):
             env |= {"LFR_OFFICERS__ALERTS_TOPIC": t.alerts, "LFR_OFFICERS__AUDIT_TOPIC": t.audit,
                     "LFR_OFFICERS__GROUP_ID": self.group(service),
                     "LFR_OFFICERS__CAMERAS_FILE": str(self.cameras_file)}
+        return env
+
+    def console_port(self) -> int:
+        return CONSOLE_PORTS[0] + self.port_offset
+
+    def console_env(self, prometheus_url: str | None = None) -> dict[str, str]:
+        """The operator console's LFR_* settings for this layout: on loopback with the DEVELOPMENT users
+        (deploy/local/console-users.yaml), the layout's gRPC APIs over mTLS as ``console`` (dev PKI), the
+        services' /metrics, or Prometheus when ``prometheus_url`` is given."""
+        targets = {name: f"http://127.0.0.1:{self.metrics_port(name)}/metrics" for name in BASE_PORTS}
+        env = {
+            "LFR_METRICS__PORT": str(CONSOLE_PORTS[1] + self.port_offset),
+            "LFR_CONSOLE__HTTP_HOST": "127.0.0.1",
+            "LFR_CONSOLE__HTTP_PORT": str(self.console_port()),
+            "LFR_CONSOLE__DEV_USERS": "true",
+            "LFR_CONSOLE__CAMERAS_FILE": str(self.cameras_file),
+            "LFR_CONSOLE__PLATFORM__ALERTS": f"127.0.0.1:{self.grpc_port('alerts')}",
+            "LFR_CONSOLE__PLATFORM__WATCHLIST": f"127.0.0.1:{self.grpc_port('watchlist')}",
+            "LFR_CONSOLE__PLATFORM__OFFICERS": f"127.0.0.1:{self.grpc_port(OFFICERS)}",
+            "LFR_CONSOLE__METRICS_TARGETS": json.dumps(targets),
+        }
+        if prometheus_url is not None:
+            env["LFR_CONSOLE__PROMETHEUS_URL"] = prometheus_url
+        if self.tls:
+            from services.common.grpc_client import console_env
+
+            env |= console_env()
         return env
 
     def consumer_groups(self) -> list[tuple[str, str]]:
@@ -236,6 +262,52 @@ class ServiceProcess:
         if pid_file is not None:
             pid_file.unlink(missing_ok=True)
         return self.proc.returncode
+
+
+class ConsoleProcess(ServiceProcess):
+    """The operator console as a child (``python -m services.console``): ready when its sign-in page answers."""
+
+    def __init__(self, layout: PipelineLayout, prometheus_url: str | None = None) -> None:
+        self.name = CONSOLE
+        self.layout = layout
+        self.env = layout.console_env(prometheus_url)
+        self.log_file = layout.log_file(CONSOLE)
+        self.proc = None
+
+    @property
+    def grpc_port(self) -> int:  # the console serves HTTP, no gRPC: its one listening port
+        return self.layout.console_port()
+
+    @property
+    def metrics_port(self) -> int:
+        return CONSOLE_PORTS[1] + self.layout.port_offset
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.grpc_port}/"
+
+    async def wait_serving(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if (why := self.died()) is not None:
+                raise SetupError(why, f"read {self.log_file}")
+            if await asyncio.to_thread(_http_answers, f"{self.url}login"):
+                return
+            if time.monotonic() > deadline:
+                raise SetupError(f"the console does not answer {self.url}login after {timeout_s:.0f} s",
+                                 f"read {self.log_file}")
+            await asyncio.sleep(0.5)
+
+
+def _http_answers(url: str) -> bool:
+    """True when an HTTP server answers ``url`` (any status)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1.0):  # noqa: S310 (loopback)
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
 
 
 def ensure_certs() -> None:
@@ -353,11 +425,13 @@ class Pipeline:
         self.services: dict[str, ServiceProcess] = {}
 
     async def start(self, names: tuple[str, ...] = PIPELINE_ORDER, timeout_s: float = 120.0,
-                    ingest_cameras: Path | None = None) -> None:
-        """Start ``names`` (all at once: they load in parallel) and wait until each is SERVING."""
-        started = []
+                    ingest_cameras: Path | None = None, prometheus_url: str | None = None) -> None:
+        """Start ``names`` (all at once: they load in parallel) and wait until each is SERVING
+        (``console``: the operator console, reading Prometheus at ``prometheus_url`` when given)."""
+        started: list[ServiceProcess] = []
         for name in names:
-            svc = ServiceProcess(name, self.layout, ingest_cameras if name == "ingest" else None)
+            svc = (ConsoleProcess(self.layout, prometheus_url) if name == CONSOLE else
+                   ServiceProcess(name, self.layout, ingest_cameras if name == "ingest" else None))
             self.services[name] = svc
             svc.start()
             started.append(svc)
@@ -371,7 +445,7 @@ class Pipeline:
 
     def stop(self, names: tuple[str, ...] | None = None) -> dict[str, int | None]:
         """Stop ``names`` (default: all, ingest first), return their exit codes."""
-        order = ["ingest", OFFICERS, *reversed(PIPELINE_ORDER)]
+        order = [CONSOLE, "ingest", OFFICERS, *reversed(PIPELINE_ORDER)]
         codes = {}
         for name in order:
             if name in self.services and (names is None or name in names):

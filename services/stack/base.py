@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +21,8 @@ import time
 from pathlib import Path
 
 from services.common.errors import SetupError
+
+log = logging.getLogger("lfr.stack")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +110,36 @@ def _pgid_of(pid: int) -> int | None:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
     except (OSError, ValueError, IndexError):
         return None
+
+
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
+
+
+def apt_install(package: str, binary: str) -> str:
+    """Install Debian's ``package`` with apt-get (update first) unless ``binary`` is on PATH; return its path.
+
+    Idempotent; the local stack runs as root on the dev/CI machine. SetupError with the fix otherwise."""
+    if found := shutil.which(binary):
+        return found
+    if os.geteuid() != 0:
+        raise SetupError(f"{binary} is not installed and installing it needs root",
+                         f"run 'sudo apt-get install -y {package}'")
+    log.info("installing %s with apt-get", package)
+    env = {**os.environ, **APT_ENV}
+    for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", package]):
+        try:
+            res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise SetupError(f"'{' '.join(argv)}' failed: {e}",
+                             "check the Debian apt mirror is reachable, then rerun 'lfr stack install'") from e
+        if res.returncode != 0:
+            last = (res.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SetupError(f"'{' '.join(argv)}' exited {res.returncode}: {last}",
+                             "check the Debian apt mirror is reachable, then rerun 'lfr stack install'")
+    if not (found := shutil.which(binary)):
+        raise SetupError(f"apt-get installed {package} but {binary} is not on PATH",
+                         f"add /usr/bin to PATH or install {package} by hand")
+    return found
 
 
 class Component(abc.ABC):

@@ -11,7 +11,7 @@ log = logging.getLogger("lfr.stack")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("stack", help="the local stack of real servers: Kafka, Redis, Milvus, Triton")
+    p = sub.add_parser("stack", help="the local stack of real servers: Kafka, Redis, Milvus, Triton, Prometheus")
     p.add_argument("action", choices=["install", "up", "down", "status"])
     p.add_argument("--only", action="append", help="limit to a component (repeatable)")
     p.add_argument("--json", action="store_true", help="machine-readable status")
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "up":
         for h in manager.up(comps):
-            print(f"{h.name:8s} up    pid={h.pid} {h.endpoint} {h.detail}", file=sys.stderr)
+            print(f"{h.name:10s} up    pid={h.pid} {h.endpoint} {h.detail}", file=sys.stderr)
         return 0
     if args.action == "down":
         left = manager.down(comps)
@@ -44,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
                           "components": {h.name: h.as_dict() for h in health}}, indent=2))
     else:
         for h in health:
-            print(f"{h.name:8s} {'healthy' if h.healthy else 'DOWN':8s} pid={h.pid} {h.endpoint} {h.detail}")
+            print(f"{h.name:10s} {'healthy' if h.healthy else 'DOWN':8s} pid={h.pid} {h.endpoint} {h.detail}")
     return 0 if all(h.healthy for h in health) else 1

@@ -1,4 +1,4 @@
-"""The local stack: the four real servers, started and stopped in order."""
+"""The local stack: the real servers (Redis, Kafka, Milvus, Triton, Prometheus), started and stopped in order."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ COMPONENTS: tuple[str, ...] = (
     "services.stack.kafka:KafkaComponent",
     "services.stack.milvus:MilvusComponent",
     "services.stack.triton:TritonComponent",
+    "services.stack.prometheus:PrometheusComponent",  # last: scrapes the others
 )
 
 

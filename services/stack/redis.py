@@ -8,17 +8,11 @@ face or officer-availability entries and alert crops must never reach disk.
 
 from __future__ import annotations
 
-import logging
-import os
 import shutil
-import subprocess
 
 from services.common.errors import SetupError
-from services.stack.base import Component, Health
+from services.stack.base import Component, Health, apt_install
 
-log = logging.getLogger("lfr.stack.redis")
-
-APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 # The never-persist lines of the shipped configs (deploy/redis/redis.conf, issue 16): no AOF, no RDB,
 # no dump at shutdown, diskless replication, and the commands that write a dump on demand renamed away.
 NO_DISK_ARGS: tuple[str, ...] = (
@@ -48,26 +42,7 @@ class RedisComponent(Component):
         return shutil.which("redis-server")
 
     def install(self) -> None:
-        if self.binary():
-            return
-        if os.geteuid() != 0:
-            raise SetupError("redis-server is not installed and installing it needs root",
-                             "run 'sudo apt-get install -y redis-server'")
-        log.info("installing redis-server with apt-get")
-        env = {**os.environ, **APT_ENV}
-        for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "redis-server"]):
-            try:
-                res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
-            except (OSError, subprocess.TimeoutExpired) as e:
-                raise SetupError(f"'{' '.join(argv)}' failed: {e}",
-                                 "check the Debian apt mirror is reachable, then rerun 'lfr stack install'") from e
-            if res.returncode != 0:
-                last = (res.stderr.strip().splitlines() or ["no output"])[-1]
-                raise SetupError(f"'{' '.join(argv)}' exited {res.returncode}: {last}",
-                                 "check the Debian apt mirror is reachable, then rerun 'lfr stack install'")
-        if not self.binary():
-            raise SetupError("apt-get installed redis-server but it is not on PATH",
-                             "add /usr/bin to PATH or install redis-server by hand")
+        apt_install("redis-server", "redis-server")
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         binary = self.binary()

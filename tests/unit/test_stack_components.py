@@ -174,3 +174,21 @@ def test_manager_unknown_and_missing_components(paths: StackPaths, monkeypatch: 
     assert not h.healthy and "not installed" in h.detail
     with pytest.raises(SetupError, match="component not installed"):
         comps[0].start()
+
+
+def test_prometheus_runs_on_loopback_with_short_retention(paths: StackPaths, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.stack.prometheus import PrometheusComponent, PrometheusSettings
+
+    monkeypatch.setattr("services.stack.prometheus.shutil.which", lambda name: f"/usr/bin/{name}")
+    comp = PrometheusComponent(paths)
+    comp.prepare()
+    argv, _ = comp.command()
+    assert argv[0] == "/usr/bin/prometheus"
+    assert "--web.listen-address=127.0.0.1:9090" in argv and "--storage.tsdb.retention.time=1d" in argv
+    assert f"--storage.tsdb.path={paths.data_dir('prometheus') / 'tsdb'}" in argv
+    assert comp.config_file.is_relative_to(paths.state) and comp.ports == (9090,)
+    assert manager.component_names()[-1] == "prometheus"  # started after what it scrapes, stopped first
+    with pytest.raises(ValidationError):
+        PrometheusSettings(retention="forever")
+    with pytest.raises(ValidationError):
+        PrometheusSettings(surprise=1)  # type: ignore[call-arg]
