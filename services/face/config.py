@@ -53,7 +53,7 @@ class DetectorConfig(BaseModel):
         description="where the 5 alignment points come from. facemesh: MediaPipe Face Mesh on the kept face (468 "
                     "points; eye-contour centres, nose tip, mouth corners). onet: O-Net's own 5 points (pass 1). "
                     "Measured on lfw_dev (TPIR at zero false alerts / at FPIR 1e-2): onet 0.70 / 0.84, facemesh "
-                    "0.925 / 0.96 with the 192-d MobileFaceNet (README, Face models).")
+                    "0.925 / 0.96 with the 192-d MobileFaceNet (docs/accuracy.md).")
     mesh_passes: int = Field(
         2, ge=1, le=3,
         description="Face Mesh runs per face: pass 1 crops the O-Net box enlarged by mesh_crop_scale, each later "

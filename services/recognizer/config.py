@@ -48,7 +48,7 @@ class RecognizerOptions(Section):
         1, ge=1, le=8,
         description="chunks of ``batch_frames`` of one partition batch analysed at once (one chunk's detection "
         "overlaps another's embedding on Triton); observations are still published in chunk order; "
-        "1 = one chunk after the other. Measured on the 2-core CPU box (README, Pipeline benchmark: 4 cameras "
+        "1 = one chunk after the other. Measured on the 2-core CPU box (docs/benchmarks.md, pipeline: 4 cameras "
         "x 5 fps, saturated): 2 analysed 5.5-9.9 frames/s against 9.6-10.7 with 1, because there the models "
         "already compete for the same two cores with ingest, Kafka and the services; try 2 where Triton runs "
         "the models on a GPU and measure",

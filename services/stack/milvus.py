@@ -54,8 +54,8 @@ def erase_freed_pages(db: Path) -> None:
     SQLite keeps the freed pages, bytes intact, on its free list until a later insert reuses them:
     a closed watchlist's vectors and image refs stayed readable in the file. With ``FULL`` every
     commit that frees pages moves the file's last pages into the holes and truncates the file, so
-    the freed bytes leave the file in the delete's own transaction (measured: README, "Watchlist
-    search at 10,000 subjects"). The mode is stored in the file; VACUUM applies it to an existing
+    the freed bytes leave the file in the delete's own transaction (measured: docs/design.md, "Destroyed at
+    once"). The mode is stored in the file; VACUUM applies it to an existing
     file (and drops the free pages it already holds). A new file is created in this mode. Bytes of
     deleted rows inside pages that keep live rows stay: the watchlist service VACUUMs the file after
     its deletes for those (services/watchlist/config.py ``local_engine_file``)."""

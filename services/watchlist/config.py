@@ -37,7 +37,7 @@ class WatchlistOptions(Section):
                           "(<state>/data/milvus/milvus.db), VACUUMed after every delete of faces (close, subject "
                           "removal, expiry) so that the destroyed rows' bytes leave the file at once: the engine "
                           "cannot compact and leaves them in its pages. Unset with a Milvus standalone/cluster "
-                          "(compaction there; README, 'Watchlist search at 10,000 subjects')")
+                          "(compaction there; docs/design.md, erasure)")
     compact_wait_s: float = Field(
         5.0, ge=0, le=600,
         description="a Milvus standalone/cluster (local_engine_file unset): after every delete of faces (close, "

@@ -57,7 +57,7 @@ def search_active(client: Any, embeddings: np.ndarray | Sequence[Sequence[float]
     returned, and the search itself asks Milvus for ids and scores only; the subject fields of
     the rows that pass are read afterwards in ONE query for the whole call (none when no probe
     reaches it, the usual case in a crowd). Output fields cost Milvus ~0.1-0.3 ms per probe
-    at 10k rows (README, Watchlist search), so a non-match costs the search alone. A row
+    at 10k rows (docs/benchmarks.md, watchlist search), so a non-match costs the search alone. A row
     deleted between the two calls (a watchlist closed meanwhile) is not returned."""
     data = np.asarray(embeddings, dtype=np.float32)
     if data.ndim == 1:

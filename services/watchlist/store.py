@@ -134,7 +134,7 @@ class Store:
 
         A Milvus server keeps a deleted row in its sealed segment (a delete log hides it) until a
         compaction rewrites the segment without it: :meth:`compact`. The old segment files then
-        go at the server's garbage collection (k8s/base/milvus/milvus.yaml, README).
+        go at the server's garbage collection (k8s/base/milvus/milvus.yaml, docs/design.md).
 
         Returns what was done (Deletion.erasure)."""
         if self.engine_file is None:

@@ -6,7 +6,7 @@ The still: frame ENROL_FRAME (the three have stopped, faces frontal); her face i
 the leftmost of the three the FacePipeline finds. The enrolment image is the
 frame cropped around her face only (the watchlist refuses an image with several
 faces), at its native resolution. The test reports her best score and whether
-she alerted (for the README); the man must not alert: with only her enrolled,
+she alerted (for docs/accuracy.md); the man must not alert: with only her enrolled,
 a man's alert would be a match of HIS face to her, so every match candidate's
 box must lie on her (left) half of the frame.
 

@@ -22,7 +22,7 @@
    - the services' logs (.lfr/logs/*.log): no embedding (no run of 16+ floats),
      no base64 run, no JPEG bytes, no observation's sealed bytes.
 
-The bound (the README states it): retention.ms of lfr.frames.v1/lfr.faces.v1 (60 s)
+The bound (docs/design.md states it): retention.ms of lfr.frames.v1/lfr.faces.v1 (60 s)
 + their segment.ms (10 s: a record can sit in a segment whose newest record is
 up to 10 s younger; Kafka deletes whole segments by their newest timestamp)
 + the broker's log.retention.check.interval.ms (5 s, services/stack/kafka.py)
@@ -60,7 +60,7 @@ def privacy_bound_s() -> float:
             + int(worst.extra.get("file.delete.delay.ms", "60000")) / 1000)
 
 
-# THE stated bound (README): seconds from a non-matching face's arrival in Kafka until
+# THE stated bound (docs/design.md): seconds from a non-matching face's arrival in Kafka until
 # no byte of its frame or sealed payload is left anywhere.
 PRIVACY_BOUND_S = 76.0
 NEEDLE = 48
@@ -69,7 +69,7 @@ BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{200,}={0,2}")
 
 
 def test_the_bound_is_the_config() -> None:
-    assert privacy_bound_s() == PRIVACY_BOUND_S, "the topic/broker config changed: update PRIVACY_BOUND_S and the README"
+    assert privacy_bound_s() == PRIVACY_BOUND_S, "the topic/broker config changed: update PRIVACY_BOUND_S, docs/design.md and the README"
 
 
 def _middle(data: bytes) -> bytes:
