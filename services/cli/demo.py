@@ -399,7 +399,7 @@ class StackHandle:
     def __init__(self) -> None:
         self.started: list[Any] = []
         self.already_running: list[str] = []
-        self.names: list[str] = []  # every component of the stack, up
+        self.components: dict[str, Any] = {}  # every component of the stack (up), by name
 
     def up(self, say: Callable[[str], None]) -> None:
         from services.stack import manager
@@ -409,8 +409,7 @@ class StackHandle:
             health = comp.start()
             if not health.healthy:
                 raise SetupError(f"{comp.name} is not healthy: {health.detail}", "run `lfr stack status`")
-            if comp.name not in self.names:
-                self.names.append(comp.name)
+            self.components[comp.name] = comp
             if not running:
                 self.started.append(comp)
             elif comp.name not in self.already_running:

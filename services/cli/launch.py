@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.cameras import Camera
 from services.common.errors import SetupError
-from services.common.ports import SERVICE_PORTS
+from services.common.ports import CONSOLE_HTTP_PORT, CONSOLE_METRICS_PORT, SERVICE_PORTS
 from services.stack.base import port_in_use
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ PIPELINE_ORDER: tuple[ServiceName, ...] = ("watchlist", "recognizer", "matcher",
 OFFICERS: ServiceName = "officers"
 # the operator console (lfr up): HTTP and metrics ports (before the layout's offset); stopped first
 CONSOLE = "console"
-CONSOLE_PORTS: tuple[int, int] = (8080, 9107)
+CONSOLE_PORTS: tuple[int, int] = (CONSOLE_HTTP_PORT, CONSOLE_METRICS_PORT)
 
 
 def state_dir() -> Path:

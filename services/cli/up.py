@@ -52,7 +52,6 @@ WATCH_INTERVAL_S = 1.0
 STATUS_TTY_S = 2.0  # the live line's refresh on a terminal
 STATUS_PIPE_S = 10.0  # ... and its period as a new line when stdout is a pipe or a file
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-PROMETHEUS_URL = "http://127.0.0.1:9090"  # the local stack's Prometheus (component "prometheus")
 DEV_LOGIN = "operator"  # development user shown in the block (password "<username>-dev")
 
 
@@ -210,9 +209,8 @@ async def _new_watchlist(client: WatchlistClient, deployment: str, enrolments: l
 
 
 async def run_up(video: Path, enrolments: list[Enrolment], as_json: bool, stack: StackHandle,
-                 stop: asyncio.Event, out: Output | None = None) -> int:
+                 stop: asyncio.Event, out: Output) -> int:
     layout = default_layout()
-    out = out or Output(layout.log_dir / "up.log")
     progress = sys.stderr if as_json else None
 
     def say(msg: str) -> None:
@@ -241,7 +239,8 @@ async def run_up(video: Path, enrolments: list[Enrolment], as_json: bool, stack:
         ingest_registry = write_registry(state_dir() / "demo" / "ingest-cameras.yaml", [camera])
         say(f"services: starting (logs in {layout.log_dir})")
         await _until(stop, pipeline.start((*PIPELINE_ORDER, OFFICERS)))
-        prometheus = PROMETHEUS_URL if "prometheus" in stack.names else None
+        prom = stack.components.get("prometheus")  # the local stack's Prometheus, where the stack has one
+        prometheus: str | None = prom.url if prom is not None else None
         say("console: starting")
         await _until(stop, pipeline.start((CONSOLE,), prometheus_url=prometheus))
         client = WatchlistClient(layout.grpc_port("watchlist"))
@@ -296,11 +295,19 @@ async def run_up(video: Path, enrolments: list[Enrolment], as_json: bool, stack:
         out.error(e.one_line())
         code = 1
     finally:
+        # each step on its own: one that fails is reported and the rest still run (the services and the
+        # stack components this run started are stopped whatever happened before)
+        async def step(what: str, action: Any) -> None:
+            try:
+                await action
+            except Exception as e:  # noqa: BLE001 - report and go on stopping everything
+                say(f"lfr: warning: {what} failed: {type(e).__name__}: {e}")
+
         if device is not None:
-            await device.stop()
+            await step("stopping the device stream", device.stop())
         if listener is not None:
-            await listener.stop()
-        await officer.stop()
+            await step("stopping the alert stream", listener.stop())
+        await step("taking the demo officer off duty", officer.stop())
         if client is not None:
             for wl in watchlists:
                 try:
@@ -308,7 +315,7 @@ async def run_up(video: Path, enrolments: list[Enrolment], as_json: bool, stack:
                     say(f"watchlist {wl} closed: {resp.vectors_deleted} vector(s) destroyed")
                 except Exception as e:  # report and go on stopping everything
                     say(f"lfr: warning: could not close watchlist {wl}: {e}")
-            await client.close_channel()
+            await step("closing the watchlist channel", client.close_channel())
         codes = await asyncio.to_thread(pipeline.stop)
         say("services stopped" + (f" (exit codes {codes})" if any(c not in (0, None) for c in codes.values())
                                   else ""))
