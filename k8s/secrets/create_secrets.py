@@ -17,15 +17,19 @@ signing keys are generated into SRC, mode 0600, when missing, so a rerun yields 
     SRC/<service>/probe-client.crt, probe-client.key   client certificate of its health probe
     SRC/<service>/redis-password                  [generated]
     SRC/console/redis-password                    [generated: the console's sessions, lfr:console:* only]
+    SRC/console/grpc-client.crt, grpc-client.key  the console's gRPC client certificate (CN console, OU console)
+    SRC/console/users.yaml                        the console's users (python -m services.console.users add);
+                                                  refused when it holds the development users
     SRC/{matcher,watchlist}/milvus-token          [generated: lfr-<service>:<random>]
     SRC/officers/device-token.key                 [generated: HMAC key of device tokens]
     SRC/<service>/audit-signing.key               [generated: the service's own Ed25519 audit signing key]
     SRC/audit-keyring/<service>.pub               [written from those keys: the public keys verification
                                                    trusts; give a copy to the auditor (lfr audit verify --keyring)]
 
-Secrets rendered (stdlib only, no PyYAML needed):
+Secrets rendered (run with the project's Python: the audit keys and the console's users file use its code):
     lfr-<service>-secrets   per service, mounted by k8s/components/secure-services
-    lfr-console-secrets     the console's redis-password and redis-ca.crt (LFR_CONSOLE__REDIS__PASSWORD_FILE)
+    lfr-console-secrets     the console's users.yaml, redis-password, redis-ca.crt, grpc-client.crt, grpc-client.key,
+                            grpc-ca.crt (k8s/components/secure-services/console-patch.yaml)
     lfr-audit-keyring       a ConfigMap (public keys only): <service>.pub of every service that audits, mounted
                             by the watchlist service (AuditService.Verify, its re-verification)
     lfr-redis-acl           users.acl (deploy/redis/users.acl.template, SHA-256 hashes only) and the
@@ -138,6 +142,32 @@ def service_secret_data(src: Path, service: str) -> dict[str, bytes | str]:
     return data
 
 
+def console_users(path: Path) -> bytes:
+    """The console's users file, checked as the console checks it: valid, and not holding the development users
+    (published passwords; deploy/local/console-users.yaml), copied or not."""
+    from services.console.config import DEV_USERS_FILE
+    from services.console.users import UsersFileError, UsersSource, password_hashes
+
+    data = _required(path)
+    try:
+        UsersSource(path, password_hashes(DEV_USERS_FILE))
+    except UsersFileError as e:
+        raise SecretsError(f"{e} (make your own: python -m services.console.users add {path} USER ROLE...)") from None
+    return data
+
+
+def console_secret_data(src: Path) -> dict[str, bytes | str]:
+    d = src / "console"
+    return {
+        "users.yaml": console_users(d / "users.yaml"),
+        "redis-password": redis_password(src, "console"),
+        "redis-ca.crt": _required(src / "redis" / "ca.crt"),
+        "grpc-client.crt": _required(d / "grpc-client.crt"),
+        "grpc-client.key": _required(d / "grpc-client.key"),
+        "grpc-ca.crt": _required(src / "grpc-ca.crt"),
+    }
+
+
 def build(src: Path, namespace: str, template: str | None = None) -> dict[str, object]:
     """The Kubernetes List of every Secret."""
     if not src.is_dir():
@@ -145,7 +175,8 @@ def build(src: Path, namespace: str, template: str | None = None) -> dict[str, o
     items = [_secret(f"lfr-{s}-secrets", namespace, service_secret_data(src, s)) for s in SERVICES]
     items += [_secret(f"lfr-{c}-secrets", namespace, {"redis-password": redis_password(src, c),
                                                       "redis-ca.crt": _required(src / "redis" / "ca.crt")})
-              for c in REDIS_CLIENTS]
+              for c in REDIS_CLIENTS if c != "console"]
+    items.append(_secret("lfr-console-secrets", namespace, console_secret_data(src)))
     passwords = {u: redis_password(src, u) for u in (*REDIS_SYSTEM_USERS, *SERVICES, *REDIS_CLIENTS)}
     acl = render_users_acl(template if template is not None else ACL_TEMPLATE.read_text(encoding="utf-8"), passwords)
     items.append(_secret("lfr-redis-acl", namespace, {

@@ -153,7 +153,85 @@ def test_network_policies_default_deny_then_data_flow(rendered) -> None:
     # every service has a Redis section (and its own ACL user): all may reach Redis, nothing else
     redis_from = {p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
                   for p in policies["allow-redis-ingress"]["spec"]["ingress"][0]["from"]}
-    assert redis_from == set(SERVICES)
+    assert redis_from == set(SERVICES) | {"console"}  # the console: sessions (ACL user lfr-console)
+
+
+CONSOLE_POD = {"app.kubernetes.io/name": "console", "app.kubernetes.io/component": "console",
+               "app.kubernetes.io/part-of": "lfr"}
+
+
+def _selects(policy: dict, labels: dict[str, str]) -> bool:
+    selector = policy["spec"]["podSelector"]
+    for expr in selector.get("matchExpressions", []):
+        if expr["operator"] != "In" or labels.get(expr["key"]) not in expr["values"]:
+            return False
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def test_console_network_policy_only_grpc_apis_redis_dns_and_the_ingress_controller(rendered) -> None:
+    """Every policy that selects the console's pods, together: out only to the three gRPC APIs it calls, Redis
+    and DNS (no Kafka, Milvus, Triton, no other port, nothing outside); in only from the Ingress controller on
+    its HTTP port, and Prometheus (namespace monitoring) on its metrics port."""
+    _, _, docs = rendered
+    (dep,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "lfr-console"]
+    assert dep["spec"]["template"]["metadata"]["labels"] == CONSOLE_POD
+    policies = [p for p in by_kind(docs, "NetworkPolicy").values() if _selects(p, CONSOLE_POD)]
+    egress, ingress = set(), set()
+    for p in policies:
+        for rule in p["spec"].get("egress", []):
+            assert rule.get("to"), p["metadata"]["name"]  # no rule open to every destination
+            for peer in rule["to"]:
+                pods = peer.get("podSelector", {}).get("matchLabels", {})
+                ns = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name", "")
+                for port in rule["ports"]:
+                    egress.add((ns, pods.get("app.kubernetes.io/name") or pods.get("k8s-app"), port["port"]))
+        for rule in p["spec"].get("ingress", []):
+            assert rule.get("from"), p["metadata"]["name"]
+            for peer in rule["from"]:
+                ns = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name", "")
+                pods = peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+                ingress |= {(ns, pods, port["port"]) for port in rule["ports"] if port["port"] in (8080, 9107)}
+    assert egress == {("", "alerts", 50054), ("", "watchlist", 50055), ("", "officers", 50056), ("", "redis", 6379),
+                      ("kube-system", "kube-dns", 53)}
+    assert ingress == {("ingress-nginx", "ingress-nginx", 8080), ("monitoring", None, 9107)}
+    # and the other side lets it in: the gRPC APIs are public (authenticated), Redis admits it by name
+    assert "allow-services-to-kafka" not in {p["metadata"]["name"] for p in policies}
+
+
+def test_console_deployment_is_hardened_and_probed_on_healthz(rendered) -> None:
+    overlay, _, docs = rendered
+    dep = by_kind(docs, "Deployment")["lfr-console"]
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "lfr-console"
+    (c,) = pod["containers"]
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(c["resources"]["limits"])
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "metrics": 9107}
+    assert [e["configMapRef"]["name"] for e in c["envFrom"]] == ["lfr-console"]  # no Kafka, no service sections
+    assert c["image"].startswith("lfr/console:")
+    assert "/tmp" in {m["mountPath"] for m in c["volumeMounts"]}
+    svc = by_kind(docs, "Service")["lfr-console"]
+    assert svc["spec"]["selector"] == {"app.kubernetes.io/name": "console"}
+    ingresses = by_kind(docs, "Ingress")
+    if overlay == "prod":
+        assert not c["image"].endswith(":dev") and dep["spec"]["replicas"] >= 2
+        ing = ingresses["lfr-console"]["spec"]
+        (tls,) = ing["tls"]
+        (rule,) = ing["rules"]
+        assert rule["host"] in tls["hosts"] and tls["secretName"]
+        (path,) = rule["http"]["paths"]
+        assert path["backend"]["service"] == {"name": "lfr-console", "port": {"name": "http"}}
+        annotations = ingresses["lfr-console"]["metadata"]["annotations"]
+        assert annotations["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+        assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"  # the live alert stream (SSE)
+    else:
+        assert "lfr-console" not in ingresses  # dev: kubectl port-forward
 
 
 def test_strimzi_resources_structure(rendered) -> None:

@@ -197,10 +197,15 @@ def test_no_secret_value_in_rendered_yaml(overlay: str, prod, dev) -> None:
 
 
 def test_dev_overlay_needs_no_secret(dev) -> None:
+    """No Secret but the console's users file: in a pod the console refuses the development users (published
+    passwords), so even dev needs users of its own (lfr-console-secrets, key users.yaml, and nothing else)."""
     _, docs = dev
     for d in docs:
         if d["kind"] in ("Deployment", "StatefulSet"):
             for v in d["spec"]["template"]["spec"].get("volumes", []):
+                if d["metadata"]["name"] == "lfr-console" and v["name"] == "lfr-secrets":
+                    assert _projected_paths(v) == {"console/users.yaml": ("lfr-console-secrets", "users.yaml")}
+                    continue
                 assert "secret" not in v and "projected" not in v, d["metadata"]["name"]
 
 
@@ -214,6 +219,13 @@ def _fake_src(tmp_path: Path) -> Path:
         (src / s).mkdir()
         for name in ("grpc-tls.crt", "grpc-tls.key", "probe-client.crt", "probe-client.key"):
             (src / s / name).write_text(f"{s} {name}")
+    (src / "console").mkdir()
+    for name in ("grpc-client.crt", "grpc-client.key"):
+        (src / "console" / name).write_text(f"console {name}")
+    from services.console.users import hash_password
+
+    (src / "console" / "users.yaml").write_text(
+        f"users:\n- username: ann\n  password: '{hash_password('pw-ann', n=2**10)}'\n  roles: [operator]\n")
     return src
 
 
@@ -232,6 +244,10 @@ def test_create_secrets_renders_every_mounted_key(prod, tmp_path: Path) -> None:
         assert wanted == set(secrets[f"lfr-{s}-secrets"]), s
         pw = src / s / "redis-password"
         assert stat.S_IMODE(pw.stat().st_mode) == 0o600
+    pod = _one(docs, "Deployment", "lfr-console")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "lfr-secrets"]
+    assert {key for _, key in _projected_paths(volume).values()} == set(secrets["lfr-console-secrets"])
+    assert secrets["lfr-console-secrets"]["users.yaml"] == (src / "console" / "users.yaml").read_text()
     for s in MILVUS:
         user, _, password = secrets[f"lfr-{s}-secrets"]["milvus-token"].partition(":")
         assert user == f"lfr-{s}" and len(password) >= 24
@@ -350,3 +366,59 @@ def test_prod_keda_lag_triggers_authenticate_as_the_consumer_they_scale(prod: tu
         assert _env(docs, container)[user_env["name"]] == f"lfr-{service}"
         acl = next(a for a in ACLS if a.service == service)
         assert meta["consumerGroup"] in acl.groups and meta["topic"] in acl.reads  # Read implies Describe
+
+
+def test_prod_console_mounts_its_secret_and_reads_files(prod, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console in prod: only its own Secret (users file, Redis password of lfr-console, its gRPC client
+    certificate), no Kafka credential and no audit key; ConsoleSettings accepts the environment, every file it
+    names is in the mount, and the exposure checks pass (Secure cookie, a users file, no development users)."""
+    from services.console.config import ConsoleSettings
+
+    _, docs = prod
+    pod = _one(docs, "Deployment", "lfr-console")["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == MOUNT]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["projected"]["defaultMode"] == 0o440
+    paths = _projected_paths(volume)
+    assert {name for name, _ in paths.values()} == {"lfr-console-secrets"}
+    assert not [m for m in c["volumeMounts"] if m["mountPath"] == CHECKPOINTS]  # it signs nothing
+    env = _env(docs, c)
+    for key in [k for k in os.environ if k.upper().startswith("LFR_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = ConsoleSettings()
+    opts = settings.console
+    assert opts.redis.url.startswith("rediss://lfr-redis:") and opts.redis.username == "lfr-console"
+    files = {"users": opts.users_file, "redis password": opts.redis.password_file, "redis ca": opts.redis.ssl_ca_file,
+             "grpc ca": opts.platform.ca_file, "client cert": opts.platform.cert_file,
+             "client key": opts.platform.key_file}
+    for what, path in files.items():
+        assert path is not None and str(path).startswith(MOUNT + "/"), what
+        assert str(path).removeprefix(MOUNT + "/") in paths, what  # mounted
+    assert paths["grpc/client.crt"] == ("lfr-console-secrets", "grpc-client.crt")
+    assert (opts.platform.alerts, opts.platform.watchlist, opts.platform.officers) == (
+        "lfr-alerts:50054", "lfr-watchlist:50055", "lfr-officers:50056")
+    assert not settings.kafka.sasl_password_file and "LFR_KAFKA__BOOTSTRAP" not in env
+    opts.check_exposure()
+    assert opts.secure_cookie and opts.login.trusted_proxies  # behind the Ingress: the real client address
+
+
+def test_create_secrets_refuses_the_development_console_users(tmp_path: Path) -> None:
+    """An operator who copies the development users (published passwords) into SRC gets no Secret."""
+    from services.console.config import DEV_USERS_FILE
+
+    cs = _load_create_secrets()
+    src = _fake_src(tmp_path)
+    users = src / "console" / "users.yaml"
+    users.write_text(DEV_USERS_FILE.read_text())
+    with pytest.raises(cs.SecretsError, match="DEVELOPMENT users"):
+        cs.build(src, "lfr")
+    users.write_text("users:\n- username: ann\n  password: plain-text-password-here\n  roles: [operator]\n")
+    with pytest.raises(cs.SecretsError, match="scrypt hash"):
+        cs.build(src, "lfr")
+    users.unlink()
+    with pytest.raises(cs.SecretsError, match="console/users.yaml is missing"):
+        cs.build(src, "lfr")

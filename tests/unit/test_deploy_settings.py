@@ -61,3 +61,24 @@ def test_service_accepts_its_environment(service: str, source: str, monkeypatch:
     assert settings.grpc.host == "0.0.0.0" and settings.metrics.host == "0.0.0.0"
     assert settings.grpc.port == int(env["LFR_GRPC__PORT"]) and settings.metrics.port == int(env["LFR_METRICS__PORT"])
     assert settings.kafka.bootstrap == env["LFR_KAFKA__BOOTSTRAP"]
+
+
+@pytest.mark.parametrize("source", ["compose", "k8s"])
+def test_console_accepts_its_environment(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console (no gRPC server, no Kafka): its environment of docker-compose.yml and of the k8s base, and
+    what a pod needs to serve: all interfaces, a users file of its own, the Secure cookie, the three gRPC APIs."""
+    from services.console.config import ConsoleSettings
+
+    env = compose_env("console") if source == "compose" else k8s_env("console")
+    for key in [k for k in list(__import__("os").environ) if k.upper().startswith("LFR_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = ConsoleSettings()
+    opts = settings.console
+    assert opts.http_host == "0.0.0.0" and settings.metrics.host == "0.0.0.0" and settings.metrics.port == 9107
+    assert opts.users_file is not None and not opts.dev_users and opts.secure_cookie
+    opts.check_exposure()
+    prefix = "" if source == "compose" else "lfr-"
+    assert (opts.platform.alerts, opts.platform.watchlist, opts.platform.officers) == (
+        f"{prefix}alerts:50054", f"{prefix}watchlist:50055", f"{prefix}officers:50056")
