@@ -51,6 +51,7 @@ def e2e() -> Iterator[E2E]:
     cam("dlq", "dlq", VIDEO / "hamilton_white_house_short_clip.mp4")
     cam("device", "device", VIDEO / "hamilton_white_house_short_clip.mp4")  # test_demo_device.py
     cam("metrics", "metrics", VIDEO / "hamilton_white_house_short_clip.mp4")  # test_metrics_exported.py
+    cam("prometheus", "prometheus", VIDEO / "hamilton_white_house_short_clip.mp4")  # test_prometheus_live.py
     # the operator console's tests: a zone of its own (gated off until the test puts an officer on duty)
     cams["console"] = cams["dlq"].model_copy(update={"id": f"e2e-{tag}-console", "zone": f"e2e-{tag}-console-zone",
                                                      "deployment_id": f"e2e-{tag}-console"})
