@@ -33,6 +33,9 @@ THROUGHPUT: tuple[tuple[str, str, str], ...] = (
     ("dead letters", "lfr_dlq_messages_total", "reason"),
 )
 QUANTILES = (0.5, 0.95)
+# what the Prometheus mode reports as up or down: the platform's scrape jobs (services/stack/prometheus.py,
+# deploy/prometheus/prometheus.yml) and Triton
+UP_QUERY = 'up{job=~"lfr-.+|triton"}'
 
 
 def fetch_text(url: str, timeout_s: float = 2.0) -> str:
@@ -164,7 +167,16 @@ class HealthReader:
         lag: list[dict[str, Any]] = []
         deps: list[dict[str, Any]] = []
         chain: float | None = None
+        up: dict[str, bool] = {}
         try:
+            rows = self._query(UP_QUERY)
+            names = [r["metric"].get("service") or r["metric"].get("job", "?") for r in rows]
+            for r, name in zip(rows, names):
+                if names.count(name) > 1:  # one service scraped at several addresses: say which
+                    name = f"{name} {r['metric'].get('instance', '')}"
+                up[name] = float(r["value"][1]) == 1
+                if not up[name]:
+                    errors[name] = "Prometheus cannot scrape its /metrics (up == 0)"
             for stage, metric, by in THROUGHPUT:
                 grouping = f" by ({by})" if by else ""
                 totals = {r["metric"].get(by, ""): float(r["value"][1])
@@ -188,7 +200,8 @@ class HealthReader:
             chain = float(res[0]["value"][1]) if res else None
         except (OSError, ValueError, KeyError) as e:
             errors["prometheus"] = f"{type(e).__name__}: {str(e)[:200]}"
-        return HealthReport(source=f"Prometheus {self.prometheus_url}", up={"prometheus": not errors}, errors=errors,
+        return HealthReport(source=f"Prometheus {self.prometheus_url}",
+                            up={"prometheus": "prometheus" not in errors, **up}, errors=errors,
                             throughput=throughput, latency=latency, lag=lag, dependencies=deps, audit_chain_ok=chain)
 
 

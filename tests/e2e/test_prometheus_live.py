@@ -10,7 +10,8 @@ with ``POST /-/reload``; both are removed (and Prometheus reloaded) at the end. 
 2. after the Hamilton clip streams (Lin-Manuel Miranda enrolled), ``lfr_frame_to_alert_seconds`` has samples,
    as many as the alerts raised at least;
 3. the officers service is killed (SIGKILL, as a crash): LfrServiceDown fires for it, and the project's rule
-   with its real ``for: 1m`` is at least pending.
+   with its real ``for: 1m`` is at least pending; the console's health view, reading this Prometheus, shows the
+   killed service down and the others up.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import yaml
 from e2e_support import E2E, FACES_DIR, REPO
 from services.cli.demo import Enrolment
 from services.cli.launch import OFFICERS, PIPELINE_ORDER
+from services.console.health import HealthReader
 from services.stack.base import Component
 from services.stack.manager import load_components
 from services.stack.prometheus import PrometheusComponent, file_sd_entry
@@ -172,5 +174,11 @@ async def test_prometheus_scrapes_the_pipeline_sees_latency_and_alerts_on_a_kill
         assert float(live.query(f'up{{instance="{killed}"}}')[0]["value"][1]) == 0
         others = live.query(f'up{{pipeline="{live.label}", instance!="{killed}"}} == 0')
         assert others == [], f"only the killed service is down: {others}"
+
+        # the console's health page, reading this Prometheus (LFR_CONSOLE__PROMETHEUS_URL), says the same
+        rep = await HealthReader({}, live.prom.url).report()
+        assert rep.up["prometheus"] and rep.up[f"officers {killed}"] is False, rep.up
+        assert rep.up[f"alerts 127.0.0.1:{e2e.layout.metrics_port('alerts')}"] is True, rep.up
+        assert rep.latency["frame_to_alert"]["p95"] is not None
     finally:
         e2e.pipeline.stop((OFFICERS,))  # reaps the killed process (or stops it if the test failed before)
