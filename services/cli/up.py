@@ -261,6 +261,7 @@ async def run_up(video: Path, enrolments: list[Enrolment], as_json: bool, stack:
         say(ready_block(f"http://127.0.0.1:{layout.console_port()}/", prometheus, watchlists[-1],
                         camera.deployment_id, [e.name for e in enrolments], camera.zone, camera.id, video))
         live = LiveStatus(layout)
+        await asyncio.to_thread(live.line)  # the baseline: the first line shown has a rate
         status_every = STATUS_TTY_S if out.tty else STATUS_PIPE_S
         next_status = time.monotonic() + STATUS_TTY_S  # the first line soon, then at its pace
         next_persist = 0.0  # the log file gets the line every STATUS_PIPE_S
