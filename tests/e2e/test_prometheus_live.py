@@ -60,6 +60,11 @@ class Live:
     def query(self, promql: str) -> list[dict[str, Any]]:
         return list(self.get("/api/v1/query", query=promql)["result"])
 
+    def gone(self, label: str) -> bool:
+        """No active target carries ``pipeline=label``."""
+        active = self.get("/api/v1/targets", state="active")["activeTargets"]
+        return not [t for t in active if t["labels"].get("pipeline") == label]
+
     def reload(self) -> None:
         req = urllib.request.Request(f"{self.prom.url}/-/reload", method="POST")
         with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 (loopback)
@@ -106,7 +111,9 @@ def live(e2e: E2E) -> Iterator[Live]:
         out.reload()
         yield out
     finally:
+        # the targets first, and wait until they are gone (a reload at the same moment loses the file's removal)
         targets.unlink(missing_ok=True)
+        wait_for(f"the targets of {label} dropped", lambda: out.gone(label) or None, timeout_s=30)
         rules.unlink(missing_ok=True)
         out.reload()
 
