@@ -269,7 +269,8 @@ class GrpcServerSettings(Section):
     dev_pki: bool = Field(
         True, description="a service started by hand (python -m services.<name>) where the development PKI exists "
                           "(<state>/certs, lfr certs init) and no grpc.tls setting is given serves mTLS with its dev "
-                          "certificate and requires authentication, as lfr up runs it; false: plaintext")
+                          "certificate and requires authentication, as lfr up runs it (the console: calls the platform over "
+                          "mTLS as console); false: plaintext")
     auth: GrpcAuthSettings = Field(default_factory=GrpcAuthSettings, description="per-call authentication")
     limits: GrpcLimitSettings = Field(default_factory=GrpcLimitSettings, description="per-caller rate limits")
     refusals: GrpcRefusalSettings = Field(

@@ -16,7 +16,7 @@ from services.common.logs import configure_logging
 from services.common.metrics import MetricsFactory, serve_metrics
 from services.common.service import load_settings
 from services.console.app import Console, build_app
-from services.console.config import ConsoleSettings
+from services.console.config import ConsoleSettings, with_dev_pki
 from services.console.users import DevelopmentUsersError
 
 log = logging.getLogger("services.console")
@@ -83,7 +83,7 @@ async def serve(settings: ConsoleSettings) -> int:
 
 
 def main() -> int:
-    settings = load_settings(ConsoleSettings)
+    settings = with_dev_pki(load_settings(ConsoleSettings))  # by hand on a dev machine: the dev PKI
     configure_logging(level=getattr(logging, settings.log_level.upper()))
     try:
         return asyncio.run(serve(settings))

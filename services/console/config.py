@@ -177,3 +177,21 @@ def read_secret(path: Path | None) -> SecretStr | None:
     if path is None:
         return None
     return SecretStr(path.read_text().strip())
+
+
+def with_dev_pki(settings: ConsoleSettings) -> ConsoleSettings:
+    """The console started by hand (``python -m services.console``) where the development PKI exists
+    (``<state>/certs``, ``lfr certs init``): its calls to the platform over mTLS with the PKI's ``console``
+    client certificate, as ``lfr up`` runs it (grpc_client.console_env), since the services started there
+    serve mTLS. Unchanged when any console.platform TLS file is given, when grpc.dev_pki is false, or when
+    the PKI or the console's certificate does not exist (production)."""
+    from services.common.grpc_client import cert_paths
+
+    platform = settings.console.platform
+    paths = cert_paths()
+    cert, key = paths.client("console")
+    given = {"ca_file", "cert_file", "key_file"} & platform.model_fields_set
+    if given or not settings.grpc.dev_pki or not paths.ca.is_file() or not cert.is_file() or not key.is_file():
+        return settings
+    platform = platform.model_copy(update={"ca_file": paths.ca, "cert_file": cert, "key_file": key})
+    return settings.model_copy(update={"console": settings.console.model_copy(update={"platform": platform})})

@@ -16,6 +16,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from services.common.grpc_client import ClientTls, aio_channel, cert_paths, unreachable
 from services.common.pki import init
 from services.common.service import with_dev_pki
+from services.console import config as console_config
+from services.console.config import ConsoleSettings
 from services.watchlist.config import WatchlistSettings
 
 
@@ -24,7 +26,8 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("LFR_STATE", str(tmp_path))
     for key in ("LFR_GRPC__TLS__CERT_FILE", "LFR_GRPC__TLS__KEY_FILE", "LFR_GRPC__TLS__CA_FILE",
                 "LFR_GRPC__TLS__REQUIRE_CLIENT_CERT", "LFR_GRPC__AUTH__REQUIRE_AUTHENTICATION",
-                "LFR_GRPC__DEV_PKI", "LFR_CONFIG", "LFR_CLIENT__INSECURE"):
+                "LFR_GRPC__DEV_PKI", "LFR_CONFIG", "LFR_CLIENT__INSECURE", "LFR_CONSOLE__PLATFORM__CA_FILE",
+                "LFR_CONSOLE__PLATFORM__CERT_FILE", "LFR_CONSOLE__PLATFORM__KEY_FILE"):
         monkeypatch.delenv(key, raising=False)
     yield tmp_path
 
@@ -63,6 +66,23 @@ def test_explicit_settings_win(state: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("LFR_GRPC__AUTH__REQUIRE_AUTHENTICATION", "false")
     s = with_dev_pki("watchlist", WatchlistSettings())
     assert s.grpc.tls.enabled and not s.grpc.auth.require_authentication
+
+
+def test_a_hand_started_console_calls_the_platform_over_the_dev_pki(state: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    assert console_config.with_dev_pki(ConsoleSettings()).console.platform.ca_file is None  # no PKI: unchanged
+    init(cert_paths())
+    platform = console_config.with_dev_pki(ConsoleSettings()).console.platform
+    cert, key = cert_paths().client("console")
+    assert (platform.ca_file, platform.cert_file, platform.key_file) == (cert_paths().ca, cert, key)
+    own = state / "ca.pem"
+    own.write_bytes(cert_paths().ca.read_bytes())
+    monkeypatch.setenv("LFR_CONSOLE__PLATFORM__CA_FILE", str(own))  # explicit settings win
+    platform = console_config.with_dev_pki(ConsoleSettings()).console.platform
+    assert platform.ca_file == own and platform.cert_file is None
+    monkeypatch.delenv("LFR_CONSOLE__PLATFORM__CA_FILE")
+    monkeypatch.setenv("LFR_GRPC__DEV_PKI", "false")
+    assert console_config.with_dev_pki(ConsoleSettings()).console.platform.ca_file is None
 
 
 async def _server(tls: bool) -> tuple[grpc.aio.Server, int]:
