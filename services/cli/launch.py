@@ -106,6 +106,8 @@ class PipelineLayout(BaseModel):
             from services.common.grpc_client import server_env
 
             env |= server_env(service, audit_topic=t.audit)
+        else:
+            env["LFR_GRPC__DEV_PKI"] = "false"  # plaintext, even where the dev PKI exists
         if service == "ingest":
             env |= {"LFR_INGEST__FRAMES_TOPIC": t.frames, "LFR_INGEST__AUDIT_TOPIC": t.audit,
                     "LFR_INGEST__CAMERAS_FILE": str(ingest_cameras or self.cameras_file)}
@@ -160,6 +162,8 @@ class PipelineLayout(BaseModel):
             from services.common.grpc_client import console_env
 
             env |= console_env()
+        else:
+            env["LFR_GRPC__DEV_PKI"] = "false"
         return env
 
     def consumer_groups(self) -> list[tuple[str, str]]:
