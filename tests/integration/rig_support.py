@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.topics import TopicSpec, ensure_topics
@@ -29,6 +33,22 @@ def free_ports(n: int) -> list[int]:
 
 def free_port() -> int:
     return free_ports(1)[0]
+
+
+def wait_listening(proc: subprocess.Popen[bytes] | subprocess.Popen[str], port: int, log: Path, what: str,
+                   timeout_s: float = 20.0) -> None:
+    """Return once ``port`` accepts connections; kill ``proc`` and fail with its log's tail when it exits or
+    ``timeout_s`` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"{what} did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
 
 
 async def health(port: int) -> int | None:

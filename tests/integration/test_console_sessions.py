@@ -24,7 +24,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from rig_support import free_port
+from rig_support import free_port, wait_listening
 import redis.asyncio as aioredis
 import yaml
 
@@ -83,16 +82,7 @@ def _start(tmp: Path, users_file: Path, **console: object) -> ConsoleProc:
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "services.console"], cwd=REPO, env=_env(config, metrics),
                                 stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"the console did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    wait_listening(proc, port, log, "the console", timeout_s=60)
     return ConsoleProc(f"http://127.0.0.1:{port}", users_file, prefix, metrics, proc, log)
 
 

@@ -14,13 +14,11 @@ from __future__ import annotations
 import importlib.util
 import secrets
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from rig_support import free_port
+from rig_support import free_port, wait_listening
 import redis.exceptions
 
 from services.common.clients import connect_redis
@@ -65,15 +63,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     log = (tmp / "redis.log").open("w")
     proc = subprocess.Popen([binary, str(tmp / "redis.conf")], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"redis-server did not start: {(tmp / 'redis.log').read_text()[-2000:]}")
-                time.sleep(0.1)
+        wait_listening(proc, port, tmp / "redis.log", "redis-server")
         yield port, pki, passwords, tmp
     finally:
         proc.terminate()

@@ -30,7 +30,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rig_support import free_port
+from rig_support import free_port, wait_listening
 import redis.asyncio as aioredis
 import redis.exceptions
 import yaml
@@ -91,16 +90,8 @@ def _start(argv: list[str], port: int, data: Path, log: Path, **kw: Any) -> Node
     data.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=data)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return Node(proc, port, data, log, **kw)
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"redis-server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
+    wait_listening(proc, port, log, "redis-server")
+    return Node(proc, port, data, log, **kw)
 
 
 def _binary() -> str:
