@@ -34,6 +34,19 @@ def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
 
 
+
+def _hardened(pod: dict) -> dict:
+    """The pod's one container, after checking the hardening every LFR workload has."""
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["automountServiceAccountToken"] is False
+    (c,) = pod["containers"]
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(c["resources"]["limits"])
+    return c
+
 def test_kubeconform_strict(rendered, tmp_path) -> None:
     overlay, text, _ = rendered
     k8s = SCHEMAS / f"k8s-{versions()['KUBERNETES_SCHEMA_VERSION']}"
@@ -73,14 +86,7 @@ def test_service_deployments_are_hardened(rendered) -> None:
     for name, port in SERVICES.items():
         dep = deployments[f"lfr-{name}"]
         pod = dep["spec"]["template"]["spec"]
-        assert pod["securityContext"]["runAsNonRoot"] is True
-        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-        assert pod["automountServiceAccountToken"] is False
-        (c,) = pod["containers"]
-        sc = c["securityContext"]
-        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
-        assert sc["capabilities"]["drop"] == ["ALL"]
-        assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(c["resources"]["limits"])
+        c = _hardened(pod)
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             if overlay == "prod":  # mTLS: the image's probe (test_deploy_k8s_secrets.py)
                 assert c[probe]["exec"]["command"][-1].endswith("grpc_health_probe.py"), (name, probe)
@@ -202,14 +208,8 @@ def test_console_deployment_is_hardened_and_probed_on_healthz(rendered) -> None:
     overlay, _, docs = rendered
     dep = by_kind(docs, "Deployment")["lfr-console"]
     pod = dep["spec"]["template"]["spec"]
-    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
-    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-    assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "lfr-console"
-    (c,) = pod["containers"]
-    sc = c["securityContext"]
-    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
-    assert sc["capabilities"]["drop"] == ["ALL"]
-    assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(c["resources"]["limits"])
+    assert pod["securityContext"]["runAsUser"] == 10001 and pod["serviceAccountName"] == "lfr-console"
+    c = _hardened(pod)
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "metrics": 9107}

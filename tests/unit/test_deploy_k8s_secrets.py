@@ -65,6 +65,16 @@ def _env(docs: list[dict], container: dict) -> dict[str, str]:
     return env
 
 
+
+def _secrets_mount(pod: dict) -> tuple[dict, dict]:
+    """The pod's container and the files of its one read-only 0440 projected volume at MOUNT."""
+    (c,) = pod["containers"]
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == MOUNT]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["projected"]["defaultMode"] == 0o440
+    return c, _projected_paths(volume)
+
 def _projected_paths(volume: dict) -> dict[str, tuple[str, str]]:
     """path inside the mount -> (Secret name, key)."""
     out = {}
@@ -86,12 +96,7 @@ def _load_create_secrets():
 def test_prod_service_mounts_its_secret_and_reads_files(prod, service: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _, docs = prod
     pod = _one(docs, "Deployment", f"lfr-{service}")["spec"]["template"]["spec"]
-    (c,) = pod["containers"]
-    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == MOUNT]
-    assert mount["readOnly"] is True
-    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    assert volume["projected"]["defaultMode"] == 0o440
-    paths = _projected_paths(volume)
+    c, paths = _secrets_mount(pod)
     secrets = {name for name, _ in paths.values()}
     # its own Secret, Strimzi's KafkaUser Secret and cluster CA, and nobody else's
     assert secrets == {f"lfr-{service}-secrets", f"lfr-{service}", "lfr-cluster-ca-cert"}
@@ -376,12 +381,7 @@ def test_prod_console_mounts_its_secret_and_reads_files(prod, monkeypatch: pytes
 
     _, docs = prod
     pod = _one(docs, "Deployment", "lfr-console")["spec"]["template"]["spec"]
-    (c,) = pod["containers"]
-    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == MOUNT]
-    assert mount["readOnly"] is True
-    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    assert volume["projected"]["defaultMode"] == 0o440
-    paths = _projected_paths(volume)
+    c, paths = _secrets_mount(pod)
     assert {name for name, _ in paths.values()} == {"lfr-console-secrets"}
     assert not [m for m in c["volumeMounts"] if m["mountPath"] == CHECKPOINTS]  # it signs nothing
     env = _env(docs, c)
