@@ -8,9 +8,10 @@ terminal's foreground job), its stdout and stderr into one pipe read by `cat` (t
    URL (when the stack has one), the demo watchlist and officer, how to stop;
 2. then the live status line (a line every 10 s, stdout being a pipe): frames/s
    analysed, faces, alerts, consumer lag;
-3. headless Chromium opens the console at the printed URL, signs in with the printed
+3. Prometheus at the printed URL has every target up (every service, the console, Triton, itself);
+4. headless Chromium opens the console at the printed URL, signs in with the printed
    login and sees the demo's alert (Lin-Manuel Miranda, demo-cam-1);
-4. the reader of the pipe is killed first (Ctrl-C reaches `tee` too), then SIGINT
+5. the reader of the pipe is killed first (Ctrl-C reaches `tee` too), then SIGINT
    goes to lfr up's process group: every process this run started (the six
    services and the console) is gone and their ports are free; the stack it found
    running is left running. Before the teardown stopped depending on stdout, the
@@ -26,9 +27,11 @@ import asyncio
 import os
 import re
 import signal
+import json
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -55,6 +58,22 @@ def _wait_text(path: Path, pattern: str, proc: subprocess.Popen[bytes], timeout_
         time.sleep(0.5)
     raise AssertionError(f"no {pattern!r} in lfr up's output after {timeout_s:.0f} s:\n"
                          f"{path.read_text(errors='replace')[-4000:]}")
+
+
+def _targets_all_up(prometheus: str, timeout_s: float) -> str:
+    """Wait until every active target of the Prometheus at ``prometheus`` is up (each service, the console,
+    Triton, Prometheus itself); a summary line, or AssertionError naming the ones that are not."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with urllib.request.urlopen(f"{prometheus}/api/v1/targets?state=active", timeout=5) as reply:
+            targets = json.load(reply)["data"]["activeTargets"]
+        down = {t["scrapeUrl"]: t["health"] + (f" ({t['lastError']})" if t.get("lastError") else "")
+                for t in targets if t["health"] != "up"}
+        if targets and not down:
+            return f"prometheus: {len(targets)} targets, all up: " + ", ".join(sorted(t["labels"]["job"] for t in targets))
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Prometheus targets not up after {timeout_s:.0f} s: {down or 'none'}")
+        time.sleep(2)
 
 
 def _alive(pid: int) -> bool:
@@ -93,6 +112,8 @@ def test_lfr_up_console_status_line_and_ctrl_c_through_a_dead_pipe(tmp_path: Pat
         assert "demo-officer" in block and "demo-cam-1" in block and "Ctrl-C" in block, block
         pids = {name: int((PIDS / f"{name}.pid").read_text()) for name in NAMES}
         assert all(_alive(pid) for pid in pids.values()), pids
+        prometheus = re.search(r"prometheus\s+(http://\S+?)/?\s", block).group(1)  # type: ignore[union-attr]
+        print(_targets_all_up(prometheus, timeout_s=60))
         status = _wait_text(seen, r"^live: +[\d.]+ frames/s analysed \| \d+ faces \| \d+ alerts \| consumer lag \d+$",
                             up, 30).group(0)
         print(status)
