@@ -68,10 +68,11 @@ def test_alerts_have_severity_and_runbook() -> None:
             assert f'<a id="{anchor}">' in ops or f"# {anchor.replace('-', ' ')}" in ops, f"runbook anchor {anchor} missing"
 
 
-def test_scrape_config_covers_every_service_and_triton() -> None:
+def test_scrape_config_covers_every_service_the_console_and_triton() -> None:
     config = yaml.safe_load((PROM / "prometheus.yml").read_text(encoding="utf-8"))
     targets = {t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
-    expected = {"ingest:9101", "recognizer:9102", "matcher:9103", "alerts:9104", "watchlist:9105", "officers:9106", "triton:8002"}
+    expected = {"ingest:9101", "recognizer:9102", "matcher:9103", "alerts:9104", "watchlist:9105", "officers:9106", "console:9107",
+                "triton:8002"}
     assert expected <= targets
     mounted = {"/etc/prometheus/rules/" + f.name for f in RULE_FILES}
     assert set(config["rule_files"]) == mounted
