@@ -15,15 +15,9 @@ import re
 import pytest
 
 from deploy_support import ROOT, run, tool
+from services.common.ports import SERVICE_PORTS
 
-SERVICES = {
-    "ingest": (50051, 9101),
-    "recognizer": (50052, 9102),
-    "matcher": (50053, 9103),
-    "alerts": (50054, 9104),
-    "watchlist": (50055, 9105),
-    "officers": (50056, 9106),
-}
+SERVICES = SERVICE_PORTS  # the platform's one ports table: compose must publish these
 
 
 @pytest.fixture(scope="module")
