@@ -327,6 +327,13 @@ def _production_layout(tmp_path: Path) -> tuple[Path, Path]:
         (src / service).mkdir()
         for name in ("grpc-tls.crt", "grpc-tls.key", "probe-client.crt", "probe-client.key"):
             (src / service / name).write_text("not used here")
+    (src / "console").mkdir()  # the console's Secret is built too: a users file of its own (not the dev one)
+    for name in ("grpc-client.crt", "grpc-client.key"):
+        (src / "console" / name).write_text("not used here")
+    from services.console.users import hash_password
+
+    (src / "console" / "users.yaml").write_text(
+        f"users:\n- username: ann\n  password: '{hash_password('pw-ann', n=2**10)}'\n  roles: [operator]\n")
     items = cs.build(src, "lfr")["items"]
     (secret,) = [i for i in items if i["metadata"]["name"] == "lfr-officers-secrets"]
     (keyring,) = [i for i in items if i["kind"] == "ConfigMap" and i["metadata"]["name"] == "lfr-audit-keyring"]
