@@ -28,12 +28,13 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common import topics
 from services.common.cameras import Camera
 from services.common.errors import SetupError
+from services.common.paths import REPO_ROOT
 from services.common.ports import CONSOLE_HTTP_PORT, CONSOLE_METRICS_PORT, SERVICE_PORTS
 from services.stack.base import port_in_use
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ServiceName = Literal["ingest", "recognizer", "matcher", "alerts", "watchlist", "officers"]
 # gRPC and metrics ports of the brief (before the layout's offset)
 BASE_PORTS = SERVICE_PORTS
@@ -54,12 +55,12 @@ def state_dir() -> Path:
 class Topics(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    frames: str = Field("lfr.frames.v1", description="camera frames")
-    faces: str = Field("lfr.faces.v1", description="sealed face observations")
-    matches: str = Field("lfr.matches.v1", description="match candidates")
-    alerts: str = Field("lfr.alerts.v1", description="alerts")
-    dlq: str = Field("lfr.dlq.v1", description="dead letters")
-    audit: str = Field("lfr.audit.v1", description="audit chain")
+    frames: str = Field(topics.FRAMES.name, description="camera frames")
+    faces: str = Field(topics.FACES.name, description="sealed face observations")
+    matches: str = Field(topics.MATCHES.name, description="match candidates")
+    alerts: str = Field(topics.ALERTS.name, description="alerts")
+    dlq: str = Field(topics.DLQ.name, description="dead letters")
+    audit: str = Field(topics.AUDIT.name, description="audit chain")
 
 
 class PipelineLayout(BaseModel):

@@ -37,17 +37,19 @@ from typing import Any, Protocol, TypeVar, cast
 
 from google.protobuf.message import DecodeError, Message
 
+from services.common import topics
 from services.common.metrics import MessageMetrics
 from services.common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-FRAMES_TOPIC = "lfr.frames.v1"
-FACES_TOPIC = "lfr.faces.v1"
-MATCHES_TOPIC = "lfr.matches.v1"
-ALERTS_TOPIC = "lfr.alerts.v1"
-DLQ_TOPIC = "lfr.dlq.v1"
-AUDIT_TOPIC = "lfr.audit.v1"
+# the names come from services/common/topics.py, their single source
+FRAMES_TOPIC = topics.FRAMES.name
+FACES_TOPIC = topics.FACES.name
+MATCHES_TOPIC = topics.MATCHES.name
+ALERTS_TOPIC = topics.ALERTS.name
+DLQ_TOPIC = topics.DLQ.name
+AUDIT_TOPIC = topics.AUDIT.name
 # topics whose payloads hold pixels, crops or embeddings: never copied into the DLQ
 BIOMETRIC_TOPICS: frozenset[str] = frozenset({FRAMES_TOPIC, FACES_TOPIC, MATCHES_TOPIC, ALERTS_TOPIC})
 

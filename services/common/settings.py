@@ -26,6 +26,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from services.common import topics
+
 ENV_PREFIX = "LFR_"
 NESTED_DELIMITER = "__"
 CONFIG_ENV = "LFR_CONFIG"
@@ -123,7 +125,7 @@ class KafkaSettings(Section):
         "(instance: the hostname, i.e. the pod name in Kubernetes)",
     )
     auto_offset_reset: Literal["earliest", "latest"] = Field("latest", description="where a new group starts")
-    dlq_topic: str = Field("lfr.dlq.v1", min_length=1, description="dead-letter topic")
+    dlq_topic: str = Field(topics.DLQ.name, min_length=1, description="dead-letter topic")
     dlq_max_payload_bytes: int = Field(
         4096, ge=0, le=MiB, description="payload bytes kept in a dead letter (non-biometric topics only)"
     )
@@ -221,7 +223,7 @@ class GrpcAuthSettings(Section):
     device_token_key_file: Path | None = Field(
         None, description="HMAC key (file, a Kubernetes Secret) that signs device tokens (services/common/tokens.py)"
     )
-    audit_topic: str = Field("lfr.audit.v1", min_length=1, description="where refused calls are audited")
+    audit_topic: str = Field(topics.AUDIT.name, min_length=1, description="where refused calls are audited")
     enforce_roles: bool = Field(
         True, description="apply services/common/roles.py (default deny); false only for tests of other concerns"
     )

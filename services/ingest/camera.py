@@ -37,7 +37,7 @@ from services.common.audit import AuditWriter
 from services.common.cameras import Camera, CameraRegistry
 from services.common.errors import SetupError
 from services.common.frame_keys import FrameSealer
-from services.common.kafka import make_headers, record_key
+from services.common.kafka import DLQ_TOPIC, make_headers, record_key
 from services.common.metrics import MetricsFactory
 from services.common.service import ServiceContext
 from services.common.settings import KafkaSettings
@@ -98,7 +98,7 @@ class CameraStream:
         *,
         options: IngestOptions,
         metrics: IngestMetrics,
-        dlq_topic: str = "lfr.dlq.v1",
+        dlq_topic: str = DLQ_TOPIC,
         instance: str = "local",
         gate: Gate = always_open,
         root: Path = REPO_ROOT,

@@ -45,7 +45,16 @@ from lfr.v1 import common_pb2, dlq_pb2, frames_pb2
 from services.common import clients, frame_keys
 from services.common.cameras import CameraRegistry
 from services.common.errors import SetupError
-from services.common.kafka import ConsumerLoop, Outbox, PoisonMessage, RecordLike, decode, make_headers, record_key
+from services.common.kafka import (
+    FRAMES_TOPIC,
+    ConsumerLoop,
+    Outbox,
+    PoisonMessage,
+    RecordLike,
+    decode,
+    make_headers,
+    record_key,
+)
 from services.common.service import ServiceContext
 from services.common.triton_client import TritonClient, TritonClientSettings, TritonInferenceError, TritonUnavailable
 from services.common.worker import KafkaWorker, RedisUser
@@ -110,7 +119,7 @@ def decode_jpeg(data: bytes) -> np.ndarray | None:
 
 
 class Recognizer(RedisUser, KafkaWorker):
-    input_topic = "lfr.frames.v1"  # the actual topic comes from the options (see connect)
+    input_topic = FRAMES_TOPIC  # the actual topic comes from the options (see connect)
     input_type = frames_pb2.Frame
 
     def __init__(self, ctx: ServiceContext, settings: RecognizerSettings) -> None:
