@@ -33,6 +33,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.milvus_collections import FACES_COLLECTION, WATCHLISTS_COLLECTION
 from services.common.topics import ALERTS, AUDIT, DLQ, FACES, FRAMES, MATCHES
 
 ResourceType = Literal["topic", "group"]
@@ -202,18 +203,16 @@ def milvus_roles() -> tuple[MilvusRole, ...]:
     both collections (create, enrol, remove, close/destroy by deleting rows). Nobody may drop a
     collection, manage users or touch another database. The matcher loads but cannot create the
     collection: it waits for the watchlist service to have created it."""
-    from services.watchlist.schema import COLLECTION, WATCHLISTS_COLLECTION
-
     read = ("Search", "Query", "Load", "GetLoadState", "GetLoadingProgress", "IndexDetail")
     write = read + ("Insert", "Upsert", "Delete", "Flush", "GetFlushState", "CreateIndex", "GetStatistics")
     return (
         MilvusRole(service="matcher", role="lfr_matcher_read",
                    grants=_grants("Global", ("*",), ("DescribeCollection", "ShowCollections"))
-                   + _grants("Collection", (COLLECTION,), read)),
+                   + _grants("Collection", (FACES_COLLECTION,), read)),
         MilvusRole(service="watchlist", role="lfr_watchlist_write",
                    grants=_grants("Global", ("*",), ("CreateCollection", "DescribeCollection", "ShowCollections"))
-                   + _grants("Collection", (COLLECTION, WATCHLISTS_COLLECTION), write)
+                   + _grants("Collection", (FACES_COLLECTION, WATCHLISTS_COLLECTION), write)
                    # compaction after a delete of faces rewrites the segments without the deleted rows
                    # (services/watchlist/store.py Store.compact; ManualCompaction needs "Compaction")
-                   + _grants("Collection", (COLLECTION,), ("Compaction",))),
+                   + _grants("Collection", (FACES_COLLECTION,), ("Compaction",))),
     )

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pymilvus import DataType, MilvusClient
 
 from services.common.errors import SetupError
+from services.common.milvus_collections import FACES_COLLECTION, WATCHLISTS_COLLECTION
 from services.face.embedder import EMBEDDER, EMBEDDING_DIM
 
-COLLECTION = "lfr_watchlist_faces"
+COLLECTION = FACES_COLLECTION  # the name this module and its users (search, store) have always used
 EMBEDDER_TAG = "embedder="  # the collection's description names the embedder of its vectors
 METRIC = "COSINE"
 MAX_ID = 128
@@ -102,7 +103,6 @@ def expired_filter(now_unix_s: int) -> str:
 # is a constant dim-2 dummy. Rows of closed/expired watchlists stay (no biometric
 # data: who authorised what, when, and when it was destroyed).
 
-WATCHLISTS_COLLECTION = "lfr_watchlists"
 MAX_TEXT = 2048
 WATCHLIST_FIELDS = [
     "watchlist_id", "name", "deployment_id", "authorisation_ref", "authorising_officer", "purpose", "criteria",

@@ -1,0 +1,45 @@
+"""Issue #19 (sideways and upward imports): common names the Milvus collections itself and
+never reaches up into the watchlist service; services.stack may use services.triton_repo but
+never the other way round (both share services.common.stack_paths)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _imported_modules(package: Path) -> set[str]:
+    """Every module named by an import statement anywhere in the package (inside functions too)."""
+    found: set[str] = set()
+    for py in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(py.read_text(), filename=str(py))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+    return found
+
+
+def test_common_imports_no_service_package_for_collection_names():
+    assert not {m for m in _imported_modules(REPO / "services" / "common") if m.startswith("services.watchlist")}
+
+
+def test_milvus_roles_do_not_load_the_watchlist_service():
+    code = ("import sys; from services.common.acls import milvus_roles; milvus_roles(); "
+            "sys.exit(1 if any(m.startswith('services.watchlist') for m in sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False).returncode == 0
+
+
+def test_collection_names_have_one_source():
+    from services.common import acls
+    from services.common.milvus_collections import ALL_COLLECTIONS, FACES_COLLECTION, WATCHLISTS_COLLECTION
+    from services.watchlist import schema
+
+    assert (schema.COLLECTION, schema.WATCHLISTS_COLLECTION) == (FACES_COLLECTION, WATCHLISTS_COLLECTION)
+    assert ALL_COLLECTIONS == ("lfr_watchlist_faces", "lfr_watchlists")
+    granted = {g.object_name for role in acls.milvus_roles() for g in role.grants if g.object_type == "Collection"}
+    assert granted == set(ALL_COLLECTIONS)
