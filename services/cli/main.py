@@ -8,11 +8,9 @@ import argparse
 import importlib
 import logging
 import sys
-from pathlib import Path
 
 from services.common.errors import SetupError
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from services.common.paths import REPO_ROOT
 
 # subcommand modules, in --help order; a module that does not exist yet is skipped
 SUBCOMMANDS: tuple[str, ...] = (

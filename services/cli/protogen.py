@@ -19,7 +19,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from services.common.paths import REPO_ROOT as REPO
+
 PROTO_ROOT = REPO / "proto"
 GEN_ROOT = REPO / "services" / "gen"
 PACKAGE_DIR = Path("lfr") / "v1"

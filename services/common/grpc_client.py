@@ -20,10 +20,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.errors import SetupError
+from services.common.paths import REPO_ROOT
 from services.common.pki import CertPaths, default_paths
 
 MAX_MESSAGE = 16 * 1024 * 1024
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ClientSettings(BaseSettings):

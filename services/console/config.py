@@ -10,11 +10,12 @@ from typing import Any, ClassVar
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from services.common.errors import SetupError
+from services.common.paths import REPO_ROOT
 from services.common.settings import RedisSettings, Section, ServiceSettings
 from services.officers.state import GatingOptions
 
 # the DEVELOPMENT users (published passwords "<username>-dev"): loaded only with console.dev_users on loopback
-DEV_USERS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "local" / "console-users.yaml"
+DEV_USERS_FILE = REPO_ROOT / "deploy" / "local" / "console-users.yaml"
 
 
 class PlatformEndpoints(Section):

@@ -9,11 +9,11 @@ from pydantic import Field
 
 from services.common.frame_keys import FrameKeyOptions
 from services.common.kafka import AUDIT_TOPIC, FRAMES_TOPIC
+from services.common.paths import REPO_ROOT
 from services.common.settings import RedisSettings, Section, ServiceSettings
 from services.common.topics import FRAMES
 from services.officers.state import GatingOptions
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CAMERAS_FILE = Path("deploy/local/cameras.yaml")
 # room for the Frame envelope (ids, timestamps) and the record batch overhead
 _ENVELOPE_BYTES = 4096

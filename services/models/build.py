@@ -22,12 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from services.common.errors import SetupError
+from services.common.paths import REPO_ROOT
 from services.models import paths
 from services.models.manifest import Manifest, ModelSpec, Package, load_manifest
 
 log = logging.getLogger("lfr.models")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CONVERT_REQUIREMENTS = REPO_ROOT / "requirements" / "convert.txt"
 WORKER = Path(__file__).with_name("convert_worker.py")
 

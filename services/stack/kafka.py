@@ -36,6 +36,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.errors import SetupError
+from services.common.paths import REPO_ROOT
 from services.stack.base import Component, Health, StackPaths
 
 log = logging.getLogger("lfr.stack.kafka")
@@ -45,7 +46,6 @@ SCALA_VERSION = "2.13"
 LOG4J_VERSION = "2.24.3"  # the log4j2 Kafka 4.1 is built against; slf4j 1.7 binding below
 DEPENDENCY_PLUGIN_VERSION = "3.8.1"
 MIN_JAVA = 17
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG4J_CONFIG = REPO_ROOT / "deploy" / "local" / "kafka" / "log4j2.properties"
 MAVEN_CENTRAL = "https://repo.maven.apache.org/maven2"
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 from services.common.errors import SetupError
+from services.common.paths import REPO_ROOT
 from services.stack.base import Component, Health, StackPaths, group_alive, port_in_use
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # start order; stop is the reverse. module:class, imported only when used.
 COMPONENTS: tuple[str, ...] = (

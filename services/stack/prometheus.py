@@ -25,11 +25,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.errors import SetupError
+from services.common.paths import REPO_ROOT
 from services.common.ports import metrics_ports
 from services.stack.base import Component, Health, StackPaths, apt_install
 from services.stack.triton import METRICS_PORT as TRITON_METRICS_PORT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO_ROOT / "deploy" / "prometheus"
 RULE_FILES: tuple[Path, ...] = (RULES_DIR / "recording.rules.yml", RULES_DIR / "alerts.rules.yml")
 

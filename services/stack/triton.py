@@ -29,11 +29,11 @@ import urllib.request
 from pathlib import Path
 
 from services.common.errors import SetupError
+from services.common.paths import REPO_ROOT
 from services.stack.base import Component, Health
 
 log = logging.getLogger("lfr.stack.triton")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = REPO_ROOT / "requirements" / "triton.txt"
 PY_VERSION = "3.11"
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002

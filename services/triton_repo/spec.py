@@ -8,7 +8,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from services.common.paths import REPO_ROOT
+
 DEPLOY_DIR = REPO_ROOT / "deploy" / "triton"
 SPEC_FILE = DEPLOY_DIR / "models.yaml"
 
