@@ -21,32 +21,9 @@ import time
 from pathlib import Path
 
 from services.common.errors import SetupError
+from services.common.stack_paths import StackPaths  # also imported from here by the stack and its tests
 
 log = logging.getLogger("lfr.stack")
-
-
-@dataclasses.dataclass(frozen=True)
-class StackPaths:
-    """Where the stack keeps things. cache: heavy, reusable artefacts outside the
-    clone (jars, venvs, models). state: this checkout's runtime data, pids, logs."""
-
-    cache: Path
-    state: Path
-
-    @classmethod
-    def default(cls, repo_root: Path) -> "StackPaths":
-        cache = Path(os.environ.get("LFR_CACHE", Path.home() / ".cache" / "lfr"))
-        state = Path(os.environ.get("LFR_STATE", repo_root / ".lfr"))
-        return cls(cache=cache, state=state)
-
-    def data_dir(self, name: str) -> Path:
-        return self.state / "data" / name
-
-    def log_file(self, name: str) -> Path:
-        return self.state / "logs" / f"{name}.log"
-
-    def pid_file(self, name: str) -> Path:
-        return self.state / "pids" / f"{name}.pid"
 
 
 @dataclasses.dataclass

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from services.common.errors import SetupError
-from services.stack.base import StackPaths
+from services.common.stack_paths import StackPaths
 from services.triton_repo.generate import ONNX_IN_VERSION_DIR
 from services.triton_repo.spec import DEPLOY_DIR, ModelSpec, RepoSpec, load_spec
 

@@ -43,3 +43,15 @@ def test_collection_names_have_one_source():
     assert ALL_COLLECTIONS == ("lfr_watchlist_faces", "lfr_watchlists")
     granted = {g.object_name for role in acls.milvus_roles() for g in role.grants if g.object_type == "Collection"}
     assert granted == set(ALL_COLLECTIONS)
+
+
+def test_triton_repo_never_imports_the_stack():
+    assert not {m for m in _imported_modules(REPO / "services" / "triton_repo") if m.startswith("services.stack")}
+
+
+def test_stack_paths_is_one_class():
+    from services.common.stack_paths import StackPaths
+    from services.stack import base
+    from services.triton_repo import assemble
+
+    assert base.StackPaths is StackPaths and assemble.StackPaths is StackPaths
