@@ -13,9 +13,10 @@ from typing import Any
 
 from services.common.grpc_client import aio_channel, unreachable
 from services.common.ids import cli_id
+from services.common.ports import local_address
 
-ALERTS_ADDR = "127.0.0.1:50054"
-OFFICERS_ADDR = "127.0.0.1:50056"
+ALERTS_ADDR = local_address("alerts")
+OFFICERS_ADDR = local_address("officers")
 OUTCOMES = ("confirmed", "rejected", "no_action")
 
 

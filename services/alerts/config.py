@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
+from services.common import ports
 from services.common.kafka import ALERTS_TOPIC, MATCHES_TOPIC
 from services.common.settings import RedisSettings, Section, ServiceSettings
 
@@ -35,7 +36,7 @@ class AlertsOptions(Section):
 
 
 class AlertsSettings(ServiceSettings):
-    section_defaults: ClassVar[dict[str, dict[str, Any]]] = {"grpc": {"port": 50054}, "metrics": {"port": 9104}}
+    section_defaults: ClassVar[dict[str, dict[str, Any]]] = ports.section_defaults("alerts")
 
     redis: RedisSettings = Field(default_factory=RedisSettings, description="Redis (pass state, officer availability)")
     alerts: AlertsOptions = Field(default_factory=AlertsOptions, description="alerts options")

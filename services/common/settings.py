@@ -26,7 +26,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from services.common import topics
+from services.common import ports, topics
 
 ENV_PREFIX = "LFR_"
 NESTED_DELIMITER = "__"
@@ -256,7 +256,7 @@ class GrpcRefusalSettings(Section):
 
 class GrpcServerSettings(Section):
     host: str = Field("127.0.0.1", min_length=1, description="listen address")
-    port: int = Field(50050, ge=1, le=65535, description="listen port")
+    port: int = Field(ports.BASE_GRPC_PORT, ge=1, le=65535, description="listen port")
     max_message_bytes: int = Field(
         16 * MiB, ge=MiB, le=256 * MiB,
         description="max send/receive message size; a unary request over it is refused RESOURCE_EXHAUSTED, counted "
@@ -281,7 +281,7 @@ class GrpcServerSettings(Section):
 
 class MetricsSettings(Section):
     host: str = Field("127.0.0.1", min_length=1, description="listen address of /metrics")
-    port: int = Field(9100, ge=1, le=65535, description="Prometheus /metrics port")
+    port: int = Field(ports.BASE_METRICS_PORT, ge=1, le=65535, description="Prometheus /metrics port")
     enabled: bool = Field(True, description="serve /metrics")
 
 

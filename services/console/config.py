@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from services.common import ports
 from services.common.errors import SetupError
 from services.common.paths import REPO_ROOT
 from services.common.settings import RedisSettings, Section, ServiceSettings
@@ -21,9 +22,11 @@ DEV_USERS_FILE = REPO_ROOT / "deploy" / "local" / "console-users.yaml"
 class PlatformEndpoints(Section):
     """Where the console reaches the platform's gRPC APIs (the only way it reads or changes anything)."""
 
-    alerts: str = Field("127.0.0.1:50054", min_length=1, description="AlertService (StreamAlerts)")
-    watchlist: str = Field("127.0.0.1:50055", min_length=1, description="WatchlistService and AuditService")
-    officers: str = Field("127.0.0.1:50056", min_length=1, description="OfficerService and DeviceService")
+    alerts: str = Field(ports.local_address("alerts"), min_length=1, description="AlertService (StreamAlerts)")
+    watchlist: str = Field(
+        ports.local_address("watchlist"), min_length=1, description="WatchlistService and AuditService"
+    )
+    officers: str = Field(ports.local_address("officers"), min_length=1, description="OfficerService and DeviceService")
     timeout_s: float = Field(10.0, gt=0, le=300, description="deadline of each unary call")
     audit_timeout_s: float = Field(60.0, gt=0, le=600, description="deadline of AuditService.Verify (reads the whole log)")
     token_file: Path | None = Field(
@@ -82,7 +85,7 @@ def is_loopback(host: str) -> bool:
 
 class ConsoleOptions(Section):
     http_host: str = Field("127.0.0.1", min_length=1, description="listen address of the web page")
-    http_port: int = Field(8080, ge=1, le=65535, description="listen port of the web page")
+    http_port: int = Field(ports.CONSOLE_HTTP_PORT, ge=1, le=65535, description="listen port of the web page")
     users_file: Path | None = Field(
         None, description="the console's users: salted scrypt password hashes and roles (re-read when it changes: a "
                           "removed user or a changed role applies on the user's next request); required unless "
@@ -110,11 +113,7 @@ class ConsoleOptions(Section):
                                   description="the gating rule, as ingest applies it (for the cameras view)")
     platform: PlatformEndpoints = Field(default_factory=PlatformEndpoints, description="the platform's gRPC APIs")
     metrics_targets: dict[str, str] = Field(
-        default_factory=lambda: {
-            "ingest": "http://127.0.0.1:9101/metrics", "recognizer": "http://127.0.0.1:9102/metrics",
-            "matcher": "http://127.0.0.1:9103/metrics", "alerts": "http://127.0.0.1:9104/metrics",
-            "watchlist": "http://127.0.0.1:9105/metrics", "officers": "http://127.0.0.1:9106/metrics",
-        },
+        default_factory=lambda: {name: ports.local_metrics_url(name) for name in ports.SERVICE_PORTS},
         description="service -> /metrics URL read by the health view (when prometheus_url is not set)",
     )
     prometheus_url: str | None = Field(None, description="Prometheus base URL; the health view queries it instead")
@@ -168,7 +167,7 @@ class ConsoleOptions(Section):
 class ConsoleSettings(ServiceSettings):
     """The console has no gRPC server of its own: ``grpc`` and ``kafka`` are unused."""
 
-    section_defaults: ClassVar[dict[str, dict[str, Any]]] = {"metrics": {"port": 9107}}
+    section_defaults: ClassVar[dict[str, dict[str, Any]]] = {"metrics": {"port": ports.CONSOLE_METRICS_PORT}}
 
     console: ConsoleOptions = Field(default_factory=ConsoleOptions, description="console options")
 

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from services.common import ports
 from services.common.frame_keys import FrameKeyOptions
 from services.common.kafka import AUDIT_TOPIC, FRAMES_TOPIC
 from services.common.paths import REPO_ROOT
@@ -56,7 +57,7 @@ class IngestOptions(Section):
 
 
 class IngestSettings(ServiceSettings):
-    section_defaults: ClassVar[dict[str, dict[str, Any]]] = {"grpc": {"port": 50051}, "metrics": {"port": 9101}}
+    section_defaults: ClassVar[dict[str, dict[str, Any]]] = ports.section_defaults("ingest")
 
     redis: RedisSettings = Field(default_factory=RedisSettings, description="Redis (officer availability for gating)")
     ingest: IngestOptions = Field(default_factory=IngestOptions, description="ingest options")

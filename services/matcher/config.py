@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from services.common import ports
 from services.common.kafka import FACES_TOPIC, MATCHES_TOPIC
 from services.common.settings import MilvusSettings, RedisSettings, Section, ServiceSettings
 from services.face.config import DEFAULT_MATCH_THRESHOLD
@@ -43,7 +44,7 @@ class MatcherOptions(Section):
 
 
 class MatcherSettings(ServiceSettings):
-    section_defaults: ClassVar[dict[str, dict[str, Any]]] = {"grpc": {"port": 50053}, "metrics": {"port": 9103}}
+    section_defaults: ClassVar[dict[str, dict[str, Any]]] = ports.section_defaults("matcher")
 
     milvus: MilvusSettings = Field(default_factory=MilvusSettings, description="Milvus vector store")
     redis: RedisSettings = Field(default_factory=RedisSettings, description="Redis (gating, ephemeral crop keys)")

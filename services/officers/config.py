@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
+from services.common import ports
 from services.common.kafka import ALERTS_TOPIC, AUDIT_TOPIC
 from services.common.settings import RedisSettings, Section, ServiceSettings
 
@@ -59,7 +60,7 @@ class OfficersOptions(Section):
 
 
 class OfficersSettings(ServiceSettings):
-    section_defaults: ClassVar[dict[str, dict[str, Any]]] = {"grpc": {"port": 50056}, "metrics": {"port": 9106}}
+    section_defaults: ClassVar[dict[str, dict[str, Any]]] = ports.section_defaults("officers")
 
     redis: RedisSettings = Field(default_factory=RedisSettings, description="Redis (availability, alert state)")
     officers: OfficersOptions = Field(default_factory=OfficersOptions, description="officers options")

@@ -18,10 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 from lfr.v1 import officers_pb2
+from services.common.ports import local_address
 
 log = logging.getLogger(__name__)
 
-OFFICERS_ADDR = "127.0.0.1:50056"
+OFFICERS_ADDR = local_address("officers")
 
 
 async def listen_device(addr: str, device_id: str, on_alert: Callable[[officers_pb2.DeviceAlert], Any],

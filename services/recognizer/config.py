@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
+from services.common import ports
 from services.common.kafka import FACES_TOPIC, FRAMES_TOPIC
 from services.common.settings import RedisSettings, Section, ServiceSettings, TritonSettings
 from services.common.topics import FACES, FRAMES
@@ -80,7 +81,7 @@ class RecognizerOptions(Section):
 
 
 class RecognizerSettings(ServiceSettings):
-    section_defaults: ClassVar[dict[str, dict[str, Any]]] = {"grpc": {"port": 50052}, "metrics": {"port": 9102}}
+    section_defaults: ClassVar[dict[str, dict[str, Any]]] = ports.section_defaults("recognizer")
 
     triton: TritonSettings = Field(default_factory=TritonSettings, description="Triton inference server")
     redis: RedisSettings = Field(default_factory=RedisSettings, description="Redis (face data keys)")

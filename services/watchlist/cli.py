@@ -22,7 +22,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-DEFAULT_ADDRESS = "127.0.0.1:50055"
+from services.common.ports import local_address
+
+DEFAULT_ADDRESS = local_address("watchlist")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}  # the formats the service accepts (limits.ACCEPTED_FORMATS)
 CATEGORIES = ("wanted", "missing", "at_risk")
 

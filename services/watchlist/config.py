@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from services.common import ports
 from services.common.kafka import AUDIT_TOPIC
 from services.common.settings import MiB, MilvusSettings, RedisSettings, Section, ServiceSettings, TritonSettings
 
@@ -50,7 +51,7 @@ class WatchlistOptions(Section):
 
 
 class WatchlistSettings(ServiceSettings):
-    section_defaults: ClassVar[dict[str, dict[str, Any]]] = {"grpc": {"port": 50055}, "metrics": {"port": 9105}}
+    section_defaults: ClassVar[dict[str, dict[str, Any]]] = ports.section_defaults("watchlist")
 
     milvus: MilvusSettings = Field(default_factory=MilvusSettings, description="Milvus (faces + watchlist metadata)")
     redis: RedisSettings = Field(default_factory=RedisSettings, description="Redis (audit writer lock)")
