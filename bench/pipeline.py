@@ -373,6 +373,7 @@ async def run_bench(counts: list[int], seconds: float, fps_list: list[float], vi
     from services.cli.launch import OFFICERS, PIPELINE_ORDER, DutyOfficer, Pipeline, PipelineLayout, Topics, \
         state_dir, write_registry
     from services.common.cameras import Camera
+    from services.common.topics import delete_topics
     from services.recognizer.config import RecognizerOptions
 
     await require_healthy_stack()
@@ -440,7 +441,7 @@ async def run_bench(counts: list[int], seconds: float, fps_list: list[float], vi
                 await client.close(wl, "bench done")
             await client.close_channel()
         await asyncio.to_thread(pipeline.stop)
-        await _delete_topics(bootstrap, list(names.values()))
+        await delete_topics(bootstrap, list(names.values()))
     sustained = [r for r in result["rows"] if r["sustained"]]
     best = max(sustained, key=lambda r: r["offered_fps"]) if sustained else None
     top = max(result["rows"], key=lambda r: r["pipeline_fps"]) if result["rows"] else None
@@ -455,17 +456,6 @@ async def run_bench(counts: list[int], seconds: float, fps_list: list[float], vi
         "added_vs_served_p95_at_highest_sustained_ms": best["added_vs_served_ms"]["p95"] if best else None,
     }
     return result
-
-
-async def _delete_topics(bootstrap: str, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        await admin.delete_topics(names)
-    finally:
-        await admin.close()
 
 
 def table(result: dict[str, Any]) -> str:

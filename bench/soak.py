@@ -142,6 +142,7 @@ async def run_soak(cameras: int, minutes: float, fps: float, sample_s: float, en
     from services.cli.launch import OFFICERS, PIPELINE_ORDER, DutyOfficer, Pipeline, PipelineLayout, Topics, \
         state_dir, write_registry
     from services.common.cameras import Camera
+    from services.common.topics import delete_topics
     from services.recognizer.config import RecognizerOptions
 
     await require_healthy_stack()
@@ -214,9 +215,7 @@ async def run_soak(cameras: int, minutes: float, fps: float, sample_s: float, en
             await admin.close()
         except Exception as e:  # not started
             say(f"(kafka admin close: {e})")
-        from bench.pipeline import _delete_topics
-
-        await _delete_topics(bootstrap, list(names.values()))
+        await delete_topics(bootstrap, list(names.values()))
     result["samples"] = samples
     result |= verdict(samples, RecognizerOptions().batch_frames)
     last = samples[-1]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -186,3 +187,36 @@ async def _wait_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s:
         if loop.time() > deadline:
             raise TopicError(f"topics {names} have no leaders after {timeout_s:.0f} s")
         await asyncio.sleep(0.2)
+
+
+async def delete_topics(bootstrap: str, names: Sequence[str], *, wait_s: float = 0.0,
+                        request_timeout_s: float = 10.0) -> list[str]:
+    """Delete the named topics (tests and benchmarks clean up their private topics with it).
+
+    With ``wait_s`` 0 it only asks the broker (a name that does not exist is
+    ignored). With ``wait_s`` > 0 it deletes those that exist and waits up to
+    ``wait_s`` for the broker to remove them (deletion is asynchronous).
+    Returns the names still present: empty when all are gone or when it did
+    not wait.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(request_timeout_s * 1000))
+    await admin.start()
+    try:
+        if wait_s <= 0:
+            await admin.delete_topics(list(names))
+            return []
+        existing = set(await admin.list_topics())
+        if gone := [n for n in names if n in existing]:
+            await admin.delete_topics(gone)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            existing = set(await admin.list_topics())
+            left = [n for n in names if n in existing]
+            if not left or loop.time() > deadline:
+                return left
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()

@@ -19,7 +19,7 @@ from chaos_support import (
 from services.cli.demo import Enrolment, WatchlistClient
 from services.cli.launch import PipelineLayout, Topics, state_dir, write_registry
 from services.common.cameras import Camera
-from services.common.topics import ensure_topics
+from services.common.topics import delete_topics, ensure_topics
 
 # one camera per scenario: its own pass state, its own alerts at the device
 SCENARIOS = ("kill-ingest", "kill-recognizer", "kill-matcher", "kill-alerts", "kill-officers", "kill-watchlist",
@@ -32,17 +32,6 @@ def _run(coro: object) -> object:
         return loop.run_until_complete(coro)  # type: ignore[arg-type]
     finally:
         loop.close()
-
-
-async def _delete_topics(names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        await admin.delete_topics(names)
-    finally:
-        await admin.close()
 
 
 async def _enrol(rig: Rig) -> str:
@@ -103,5 +92,5 @@ def rig() -> Iterator[Rig]:
                 print(f"chaos: could not close the watchlist: {e}")
         rig.pipeline.stop()
         rig.officers.stop()
-        _run(_delete_topics(list(names.values())))
+        _run(delete_topics(BOOTSTRAP, list(names.values())))
         shutil.rmtree(work, ignore_errors=True)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from e2e_support import BOOTSTRAP, E2E, E2E_FPS, PORT_OFFSET, VIDEO, _delete_topics, _specs, _stack_healthy
+from e2e_support import BOOTSTRAP, E2E, E2E_FPS, PORT_OFFSET, VIDEO, _specs, _stack_healthy
 from services.cli.launch import Pipeline, PipelineLayout, Topics, state_dir, write_registry
 from services.common.cameras import Camera
-from services.common.topics import ensure_topics
+from services.common.topics import delete_topics, ensure_topics
 
 
 def _run(coro: object) -> object:
@@ -67,6 +67,6 @@ def e2e() -> Iterator[E2E]:
         yield E2E(tag, layout, pipeline, cams)
     finally:
         codes = pipeline.stop()
-        _run(_delete_topics(list(names.values())))
+        _run(delete_topics(BOOTSTRAP, list(names.values())))
         shutil.rmtree(work, ignore_errors=True)
     assert all(c == 0 for c in codes.values()), f"services did not stop cleanly: {codes}"

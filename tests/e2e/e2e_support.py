@@ -222,17 +222,6 @@ def _specs(tag: str) -> list[TopicSpec]:
     return out
 
 
-async def _delete_topics(names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
 def _stack_healthy() -> list[str]:
     from services.stack import manager
 

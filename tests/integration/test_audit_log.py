@@ -24,7 +24,7 @@ from lfr.v1 import audit_pb2
 from services.common.audit import AuditSigner, AuditWriter, CheckpointStore, build_record, read_records, sha256
 from services.common.pki import CertPaths, ensure_audit_key
 from services.common.settings import KafkaSettings
-from services.common.topics import TopicSpec, ensure_topics
+from services.common.topics import TopicSpec, delete_topics, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -42,21 +42,8 @@ def _spec(name: str) -> TopicSpec:
 
 
 async def _delete_topics(names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA.bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        if gone := [n for n in names if n in existing]:
-            await admin.delete_topics(gone)
-        for _ in range(100):  # deletion is asynchronous on the broker
-            if not set(await admin.list_topics()) & set(names):
-                return
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"topics {names} still exist")
-    finally:
-        await admin.close()
+    if left := await delete_topics(KAFKA.bootstrap, names, wait_s=20):
+        raise AssertionError(f"topics {left} still exist")
 
 
 async def _recreate(name: str) -> None:

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from services.common.topics import TOPICS, TopicSpec, ensure_topics
+from services.common.topics import TOPICS, TopicSpec, delete_topics, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -42,17 +42,6 @@ async def _topic_configs(names: list[str]) -> tuple[dict[str, dict[str, str]], d
         await admin.close()
 
 
-async def _delete_topics(names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
 async def test_declared_topics_exist_with_their_configs() -> None:
     report = await ensure_topics(BOOTSTRAP)  # idempotent: `lfr stack up` already ran it
     assert report["created"] == [] and report["altered"] == [], report
@@ -68,7 +57,7 @@ async def test_declared_topics_exist_with_their_configs() -> None:
 
 
 async def test_ensure_topics_creates_then_alters_to_match() -> None:
-    await _delete_topics_if_present(PROBE.name)
+    await delete_topics(BOOTSTRAP, [PROBE.name], wait_s=10)
     try:
         assert (await ensure_topics(BOOTSTRAP, (PROBE,)))["created"] == [PROBE.name]
         assert (await ensure_topics(BOOTSTRAP, (PROBE,)))["unchanged"] == [PROBE.name]
@@ -78,23 +67,7 @@ async def test_ensure_topics_creates_then_alters_to_match() -> None:
         assert configs[PROBE.name]["retention.ms"] == "300000"
         assert parts[PROBE.name] == 3
     finally:
-        await _delete_topics([PROBE.name])
-
-
-async def _delete_topics_if_present(name: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        if name in await admin.list_topics():
-            await admin.delete_topics([name])
-            for _ in range(50):  # deletion is asynchronous
-                if name not in await admin.list_topics():
-                    break
-                await asyncio.sleep(0.2)
-    finally:
-        await admin.close()
+        await delete_topics(BOOTSTRAP, [PROBE.name])
 
 
 async def test_protobuf_frame_round_trip_through_kafka() -> None:
@@ -102,7 +75,7 @@ async def test_protobuf_frame_round_trip_through_kafka() -> None:
 
     from lfr.v1 import frames_pb2
 
-    await _delete_topics_if_present(PROBE.name)
+    await delete_topics(BOOTSTRAP, [PROBE.name], wait_s=10)
     await ensure_topics(BOOTSTRAP, (PROBE,))
     sent = frames_pb2.Frame(camera_id=f"cam-{uuid.uuid4().hex[:8]}", zone="test", seq=42,
                             capture_unix_ns=time.time_ns(), image=b"\xff\xd8not-a-real-jpeg\xff\xd9",
@@ -123,7 +96,7 @@ async def test_protobuf_frame_round_trip_through_kafka() -> None:
         record = await asyncio.wait_for(consumer.getone(), 30)
     finally:
         await consumer.stop()
-        await _delete_topics([PROBE.name])
+        await delete_topics(BOOTSTRAP, [PROBE.name])
     got = frames_pb2.Frame.FromString(record.value)
     assert got == sent
     assert record.key == sent.camera_id.encode()
@@ -135,7 +108,7 @@ async def test_short_retention_really_deletes() -> None:
     topic: the privacy guarantee that frames/faces topics rely on."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    await _delete_topics_if_present(RETENTION_PROBE.name)
+    await delete_topics(BOOTSTRAP, [RETENTION_PROBE.name], wait_s=10)
     await ensure_topics(BOOTSTRAP, (RETENTION_PROBE,))
     tp = TopicPartition(RETENTION_PROBE.name, 0)
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
@@ -156,7 +129,7 @@ async def test_short_retention_really_deletes() -> None:
         assert earliest > meta.offset, "record still in the log 45 s after a 2 s retention"
     finally:
         await consumer.stop()
-        await _delete_topics([RETENTION_PROBE.name])
+        await delete_topics(BOOTSTRAP, [RETENTION_PROBE.name])
 
 
 def test_redis_set_get_with_ttl_expires() -> None:
