@@ -39,10 +39,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.cli.launch import OFFICERS, PIPELINE_ORDER, REPO_ROOT, DutyOfficer, Pipeline, PipelineLayout, \
+from services.cli.launch import OFFICERS, PIPELINE_ORDER, DutyOfficer, Pipeline, PipelineLayout, \
     ServiceProcess, metric, scrape, state_dir, wait_drained, write_registry
 from services.common.cameras import Camera, CameraRegistry
 from services.common.errors import SetupError
+from services.common.paths import REPO_ROOT
 
 DEFAULT_VIDEO = Path("../shared/data/video/hamilton_white_house_short_clip.mp4")
 DEFAULT_ENROL = "Lin-Manuel Miranda=../shared/data/faces/lin_manuel_miranda_1.png"

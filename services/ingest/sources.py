@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 
 from services.common.cameras import Camera
-from services.ingest.config import REPO_ROOT, resolve
+from services.common.paths import REPO_ROOT
+from services.ingest.config import resolve
 from services.ingest.sampling import LoopClock, Sampler, media_time
 
 log = logging.getLogger(__name__)

@@ -31,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         for rel in stale:
             print(f"stale: deploy/triton/{rel}")
         return 1 if stale else 0
+    from services.common.paths import REPO_ROOT
     from services.common.stack_paths import StackPaths
     from services.triton_repo.assemble import assemble
-    from services.triton_repo.spec import REPO_ROOT
 
     try:
         report = assemble(StackPaths.default(REPO_ROOT))
