@@ -14,7 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.topics import TopicSpec, ensure_topics
+from services.common.topics import TopicSpec, delete_topics, ensure_topics
 
 BOOTSTRAP = "127.0.0.1:9092"
 
@@ -64,15 +64,8 @@ async def health(port: int) -> int | None:
 @contextlib.asynccontextmanager
 async def private_topics(specs: Sequence[TopicSpec], bootstrap: str = BOOTSTRAP) -> AsyncIterator[None]:
     """Create ``specs`` on the real broker for the block, delete them after it."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
     await ensure_topics(bootstrap, tuple(specs))
     try:
         yield
     finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-        await admin.start()
-        try:
-            await admin.delete_topics([s.name for s in specs])
-        finally:
-            await admin.close()
+        await delete_topics(bootstrap, [s.name for s in specs])

@@ -27,7 +27,7 @@ from services.common.audit import WATCHLIST_CREATE, read_records
 from services.common.grpc_client import ClientTls, aio_channel
 from services.common.refusals import API_REFUSED
 from services.common.settings import GrpcRefusalSettings, KafkaSettings
-from services.common.topics import AUDIT, ensure_topics
+from services.common.topics import AUDIT, delete_topics, ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -42,18 +42,7 @@ def audit_topic() -> Iterator[str]:
     name = f"lfr.itest.flood{uuid.uuid4().hex[:8]}.audit.v1"
     asyncio.run(ensure_topics(BOOTSTRAP, (AUDIT.model_copy(update={"name": name}),)))
     yield name
-
-    async def drop() -> None:
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10_000)
-        await admin.start()
-        try:
-            await admin.delete_topics([name])
-        finally:
-            await admin.close()
-
-    asyncio.run(drop())
+    asyncio.run(delete_topics(BOOTSTRAP, [name]))
 
 
 @pytest.fixture(scope="module")
