@@ -109,7 +109,8 @@ class DevelopmentUsersError(UsersFileError):
 
 
 class UsersSource:
-    """The users file, re-read whenever its content changes (checked on every use: the file is small), so
+    """The users file, re-read whenever it changes (a stat on every use; read and hashed only when the stat
+    differs: the file is small), so
     that a removed user, a changed role or a changed password applies on the next request. While the
     file cannot be used, :meth:`current` raises (every request is refused, no session is ended) until it
     is fixed. ``forbidden_hashes``: password hashes refused in the file (the development users' outside
@@ -118,6 +119,7 @@ class UsersSource:
     def __init__(self, path: Path, forbidden_hashes: frozenset[str] = frozenset()) -> None:
         self.path = Path(path)
         self.forbidden_hashes = forbidden_hashes
+        self._stat = self._stat_now()
         raw = self._read()
         self._digest = hashlib.sha256(raw).digest()
         self._users: UsersFile | None = self._load(raw)  # raises at start: nothing is served
@@ -140,12 +142,24 @@ class UsersSource:
         except OSError as e:
             raise UsersFileError(f"users file {self.path}: {e.strerror or type(e).__name__}") from e
 
+    def _stat_now(self) -> tuple[int, int, int] | None:
+        """(inode, size, mtime) of the file (a mounted Secret's update swaps a link: another inode)."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
     def current(self) -> UsersFile:
+        stat = self._stat_now()
+        if stat is not None and stat == self._stat and self._users is not None:
+            return self._users
         try:
             raw = self._read()
         except UsersFileError as e:
-            self._digest, self._users, self._error = b"", None, str(e)
+            self._stat, self._digest, self._users, self._error = None, b"", None, str(e)
             raise
+        self._stat = stat
         digest = hashlib.sha256(raw).digest()
         if digest != self._digest:
             self._digest = digest
