@@ -32,7 +32,7 @@ from typing import Any
 
 from lfr.v1 import officers_pb2
 
-from services.officers.state import now_ms
+from services.officers.state import as_text, now_ms
 
 ALERT_PREFIX = "lfr:alert:"
 DEADLINES = "lfr:alerts:deadlines"
@@ -68,10 +68,6 @@ def delivered_key(device_id: str, alert_id: str) -> str:
 
 def notify_channel(device_id: str) -> str:
     return f"{NOTIFY_PREFIX}{device_id}"
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def _list(v: str) -> list[str]:
@@ -119,7 +115,7 @@ class AlertRecord:
 
     @classmethod
     def from_redis(cls, alert_id: str, raw: dict[Any, Any]) -> "AlertRecord":
-        d = {_s(k): _s(v) for k, v in raw.items() if _s(k) != "alert"}
+        d = {as_text(k): as_text(v) for k, v in raw.items() if as_text(k) != "alert"}
         return cls(
             alert_id=alert_id, zone=d.get("zone", ""), camera_id=d.get("camera", ""),
             deployment_id=d.get("deployment", ""), subject_id=d.get("subject", ""),
@@ -224,11 +220,11 @@ class AlertStore:
         claimed = []
         for member in due:
             if await self.redis.zrem(zset, member):
-                claimed.append(_s(member))
+                claimed.append(as_text(member))
         return claimed
 
     async def inbox(self, device_id: str) -> list[str]:
-        return [_s(m) for m in await self.redis.zrange(inbox_key(device_id), 0, -1)]
+        return [as_text(m) for m in await self.redis.zrange(inbox_key(device_id), 0, -1)]
 
     async def claim_delivery(self, device_id: str, alert_id: str, ttl_ms: int) -> bool:
         return bool(await self.redis.set(delivered_key(device_id, alert_id), "1", nx=True, px=max(ttl_ms, 1000)))

@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from services.officers.state import StateError, check_id, now_ms
+from services.officers.state import StateError, as_text, check_id, now_ms
 
 ROSTER_PREFIX = "lfr:roster:"
 ROSTERED = "lfr:rostered"
@@ -39,10 +39,6 @@ def roster_key(officer_id: str) -> str:
 
 def device_key(device_id: str) -> str:
     return f"{DEVICE_PREFIX}{device_id}"
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +59,8 @@ class Assignment:
 
     @classmethod
     def from_redis(cls, officer_id: str, zone: Any, value: Any) -> "Assignment":
-        expires, assigned, by = _s(value).split(",", 2)
-        return cls(officer_id, _s(zone), int(expires), int(assigned), by)
+        expires, assigned, by = as_text(value).split(",", 2)
+        return cls(officer_id, as_text(zone), int(expires), int(assigned), by)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,9 +103,7 @@ class Roster:
     async def assigned(self, officer_id: str, at_ms: int | None = None) -> list[Assignment]:
         """The officer's live assignments, by zone."""
         at = now_ms() if at_ms is None else at_ms
-        raw = await self.redis.hgetall(roster_key(officer_id))
-        out = [Assignment.from_redis(officer_id, z, v) for z, v in raw.items()]
-        return sorted((a for a in out if a.alive(at)), key=lambda a: a.zone)
+        return sorted((a for a in await self.assigned_raw(officer_id) if a.alive(at)), key=lambda a: a.zone)
 
     async def assign(self, entries: Sequence[Assignment]) -> None:
         """Add or replace entries (one officer's); lapsed ones of that officer are dropped."""
@@ -147,7 +141,7 @@ class Roster:
 
     async def officers(self) -> list[str]:
         """Officers with a roster entry (those whose entries all lapsed are dropped from the index)."""
-        ids = sorted(_s(o) for o in await self.redis.smembers(ROSTERED))
+        ids = sorted(as_text(o) for o in await self.redis.smembers(ROSTERED))
         alive = [oid for oid in ids if await self.redis.exists(roster_key(oid))]
         stale = [oid for oid in ids if oid not in alive]
         if stale:
@@ -157,7 +151,7 @@ class Roster:
     # --- devices ---------------------------------------------------------------------
 
     async def device(self, device_id: str) -> Device | None:
-        raw = {_s(k): _s(v) for k, v in (await self.redis.hgetall(device_key(device_id))).items()}
+        raw = {as_text(k): as_text(v) for k, v in (await self.redis.hgetall(device_key(device_id))).items()}
         if not raw.get("officer"):
             return None
         return Device(device_id, raw["officer"], raw.get("by", ""), int(raw.get("at_ms") or 0))

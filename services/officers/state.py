@@ -122,7 +122,7 @@ class Officer:
 
     @classmethod
     def from_redis(cls, officer_id: str, raw: dict[Any, Any]) -> "Officer":
-        d = {_s(k): _s(v) for k, v in raw.items()}
+        d = {as_text(k): as_text(v) for k, v in raw.items()}
         loc = None
         if d.get("lat") and d.get("lon"):
             loc = Location(float(d["lat"]), float(d["lon"]), float(d.get("acc") or 0.0))
@@ -138,7 +138,8 @@ class Officer:
         )
 
 
-def _s(v: Any) -> str:
+def as_text(v: Any) -> str:
+    """A Redis reply (bytes or not) as str."""
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
@@ -294,7 +295,7 @@ async def camera_may_run(redis: Any, zone: str, min_officers: int) -> bool:
 
 
 async def _officers_in(redis: Any, set_key: str, at_ms: int) -> list[Officer]:
-    ids = [_s(m) for m in await redis.zrangebyscore(set_key, f"({at_ms}", "+inf")]
+    ids = [as_text(m) for m in await redis.zrangebyscore(set_key, f"({at_ms}", "+inf")]
     if not ids:
         return []
     async with redis.pipeline(transaction=False) as pipe:
@@ -323,7 +324,7 @@ async def on_duty_officers(redis: Any, zone: str = "", at_ms: int | None = None)
 
 
 async def known_zones(redis: Any) -> set[str]:
-    return {_s(z) for z in await redis.smembers(ZONES)}
+    return {as_text(z) for z in await redis.smembers(ZONES)}
 
 
 def distance_m(a: Location, lat: float, lon: float) -> float:
