@@ -87,14 +87,11 @@ def _run(coro: Any) -> Any:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from services.common.audit import VerifyOptions, verify_topic
     from services.common.settings import AuditSettings
 
-    options = VerifyOptions.from_settings(AuditSettings(), allow_empty=args.new)
-    options = dataclasses.replace(options, keyring_dir=args.keyring or options.keyring_dir,
-                                  checkpoint_dir=args.checkpoints or options.checkpoint_dir)
+    options = VerifyOptions.from_settings(AuditSettings(keyring_dir=args.keyring, checkpoint_dir=args.checkpoints),
+                                          allow_empty=args.new)
     result = _run(verify_topic(_kafka(args), args.topic, options))
     if args.json:
         print(json.dumps({"topic": args.topic, **result.__dict__}))

@@ -249,19 +249,20 @@ class Checkpoint:
     signature: bytes = b""
     kind: str = PROGRESS
 
-    def message(self) -> bytes:
-        body = {"topic": self.topic, "seq": self.seq, "hash": self.hash.hex(), "ts_unix_ns": self.ts_unix_ns,
+    def _fields(self) -> dict[str, Any]:
+        """Everything the signature covers (all but the signature itself)."""
+        return {"topic": self.topic, "seq": self.seq, "hash": self.hash.hex(), "ts_unix_ns": self.ts_unix_ns,
                 "service": self.service, "key_id": self.key_id, "kind": self.kind}
-        return CHECKPOINT_DOMAIN + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def message(self) -> bytes:
+        return CHECKPOINT_DOMAIN + json.dumps(self._fields(), sort_keys=True, separators=(",", ":")).encode()
 
     def signed(self, signer: AuditSigner) -> "Checkpoint":
         unsigned = dataclasses.replace(self, service=signer.service, key_id=signer.key_id, signature=b"")
         return dataclasses.replace(unsigned, signature=signer.sign(unsigned.message()))
 
     def to_line(self) -> str:
-        return json.dumps({"topic": self.topic, "seq": self.seq, "hash": self.hash.hex(),
-                           "ts_unix_ns": self.ts_unix_ns, "service": self.service, "key_id": self.key_id,
-                           "kind": self.kind, "signature": self.signature.hex()}, sort_keys=True) + "\n"
+        return json.dumps({**self._fields(), "signature": self.signature.hex()}, sort_keys=True) + "\n"
 
     @classmethod
     def from_line(cls, line: str) -> "Checkpoint":
@@ -560,14 +561,16 @@ class VerifyOptions:
 
     @classmethod
     def from_settings(cls, settings: AuditSettings, allow_empty: bool = False) -> "VerifyOptions":
-        from services.common.grpc_client import cert_paths, state_dir
+        from services.common.grpc_client import cert_paths
 
-        return cls(settings.keyring_dir or cert_paths().audit_keyring,
-                   settings.checkpoint_dir or default_checkpoint_dir(state_dir()), allow_empty)
+        return cls(settings.keyring_dir or cert_paths().audit_keyring, resolve_checkpoint_dir(settings), allow_empty)
 
 
-def default_checkpoint_dir(state: Path) -> Path:
-    return state / "audit" / "checkpoints"
+def resolve_checkpoint_dir(settings: AuditSettings) -> Path:
+    """``audit.checkpoint_dir``, else the local stack's ``<state>/audit/checkpoints``."""
+    from services.common.grpc_client import state_dir
+
+    return settings.checkpoint_dir or state_dir() / "audit" / "checkpoints"
 
 
 async def verify_topic(kafka: KafkaSettings, topic: str, options: VerifyOptions) -> VerifyResult:
@@ -659,10 +662,10 @@ class AuditWriter:
         """``service``'s writer: its key from ``signing_key_file`` (default the dev PKI's), checkpoints into
         ``checkpoint_dir`` (default ``<state>/audit/checkpoints``), in this replica's own file (``instance``,
         default the host name). AuditError when the key cannot be loaded."""
-        from services.common.grpc_client import cert_paths, state_dir
+        from services.common.grpc_client import cert_paths
 
         signer = AuditSigner.load(service, settings.signing_key_file or cert_paths().audit_key(service))
-        store = CheckpointStore(settings.checkpoint_dir or default_checkpoint_dir(state_dir()),
+        store = CheckpointStore(resolve_checkpoint_dir(settings),
                                 instance=host_instance() if instance is None else instance)
         return cls(kafka, signer, topic=topic, redis=redis, checkpoints=store,
                    checkpoint_every_records=settings.checkpoint_every_records,

@@ -33,11 +33,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from services.common.audit import API_REFUSED
 from services.common.settings import AuditSettings, GrpcRefusalSettings, KafkaSettings, RedisSettings
 
 log = logging.getLogger(__name__)
 
-API_REFUSED = "api.refused"
 AUDITED_CODES = frozenset({"PERMISSION_DENIED", "UNAUTHENTICATED"})
 AUDIT_TIMEOUT_S = 10.0
 OTHER_PEERS = "other"
