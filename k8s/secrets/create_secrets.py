@@ -173,9 +173,6 @@ def build(src: Path, namespace: str, template: str | None = None) -> dict[str, o
     if not src.is_dir():
         raise SecretsError(f"{src} is not a directory")
     items = [_secret(f"lfr-{s}-secrets", namespace, service_secret_data(src, s)) for s in SERVICES]
-    items += [_secret(f"lfr-{c}-secrets", namespace, {"redis-password": redis_password(src, c),
-                                                      "redis-ca.crt": _required(src / "redis" / "ca.crt")})
-              for c in REDIS_CLIENTS if c != "console"]
     items.append(_secret("lfr-console-secrets", namespace, console_secret_data(src)))
     passwords = {u: redis_password(src, u) for u in (*REDIS_SYSTEM_USERS, *SERVICES, *REDIS_CLIENTS)}
     acl = render_users_acl(template if template is not None else ACL_TEMPLATE.read_text(encoding="utf-8"), passwords)

@@ -141,13 +141,16 @@ class PipelineLayout(BaseModel):
     def console_port(self) -> int:
         return CONSOLE_PORTS[0] + self.port_offset
 
+    def console_metrics_port(self) -> int:
+        return CONSOLE_PORTS[1] + self.port_offset
+
     def console_env(self, prometheus_url: str | None = None) -> dict[str, str]:
         """The operator console's LFR_* settings for this layout: on loopback with the DEVELOPMENT users
         (deploy/local/console-users.yaml), the layout's gRPC APIs over mTLS as ``console`` (dev PKI), the
         services' /metrics, or Prometheus when ``prometheus_url`` is given."""
         targets = {name: f"http://127.0.0.1:{self.metrics_port(name)}/metrics" for name in BASE_PORTS}
         env = {
-            "LFR_METRICS__PORT": str(CONSOLE_PORTS[1] + self.port_offset),
+            "LFR_METRICS__PORT": str(self.console_metrics_port()),
             "LFR_CONSOLE__HTTP_HOST": "127.0.0.1",
             "LFR_CONSOLE__HTTP_PORT": str(self.console_port()),
             "LFR_CONSOLE__DEV_USERS": "true",
@@ -285,7 +288,7 @@ class ConsoleProcess(ServiceProcess):
 
     @property
     def metrics_port(self) -> int:
-        return CONSOLE_PORTS[1] + self.layout.port_offset
+        return self.layout.console_metrics_port()
 
     @property
     def url(self) -> str:

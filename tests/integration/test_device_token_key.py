@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rig_support import free_ports
 
 from services.common.grpc_client import dev_server_env
 from services.common.tokens import MIN_KEY_BYTES
@@ -23,7 +24,7 @@ from services.common.tokens import MIN_KEY_BYTES
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 REPO = Path(__file__).resolve().parents[2]
-GRPC_PORT, METRICS_PORT = 51078, 10128
+GRPC_PORT, METRICS_PORT = free_ports(2)
 
 
 def _start(key_file: Path, log: Path) -> subprocess.Popen[bytes]:
