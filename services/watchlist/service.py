@@ -128,6 +128,10 @@ class WatchlistCore:
         self.store = store
         self.pipeline = pipeline
         self.audit = audit
+        # destructions done whose audit append failed (Kafka or the audit lock briefly unavailable): the
+        # watchlist is already marked closed, so no later close or reaper round would find it again; the
+        # record is kept here and appended by the next round or close (lost only if this process dies first)
+        self._unaudited: dict[str, tuple[str, str, str, dict[str, str]]] = {}
 
     # -- helpers ---------------------------------------------------------------
     async def _db(self, deadline: float | None, fn: Callable[..., T], *args: Any) -> T:
@@ -289,12 +293,26 @@ class WatchlistCore:
         row = {**wl, "state": state, "closed_ns": time.time_ns(), "close_reason": reason[:1024]}
         await self._db(deadline, self.store.put_watchlist, row)
         action = audit_mod.WATCHLIST_CLOSE if state == CLOSED else audit_mod.WATCHLIST_EXPIRE
-        await self.audit.record(action, actor=actor, deployment_id=wl["deployment_id"], subject_ids=[wl["watchlist_id"]],
-                                details={"subjects_deleted": str(len(subjects)), "vectors_deleted": str(n),
-                                         "reason": reason[:256], "storage_erasure": gone.erasure})
+        self._unaudited[wl["watchlist_id"]] = (action, actor, wl["deployment_id"], {
+            "subjects_deleted": str(len(subjects)), "vectors_deleted": str(n), "reason": reason[:256],
+            "storage_erasure": gone.erasure})
+        await self._audit_destroyed(wl["watchlist_id"])
         log.info("watchlist destroyed", extra={"watchlist_id": wl["watchlist_id"], "vectors": n,
                                                "state": watchlist_pb2.WatchlistState.Name(state)})
         return row, len(subjects), n
+
+    async def _audit_destroyed(self, watchlist_id: str) -> None:
+        """Append the destruction record kept for ``watchlist_id``; it stays kept when the append fails."""
+        kept = self._unaudited.pop(watchlist_id, None)  # taken out while appending: never appended twice
+        if kept is None:
+            return
+        action, actor, deployment_id, details = kept
+        try:
+            await self.audit.record(action, actor=actor, deployment_id=deployment_id, subject_ids=[watchlist_id],
+                                    details=details)
+        except BaseException:
+            self._unaudited[watchlist_id] = kept
+            raise
 
     async def close(self, req: watchlist_pb2.CloseWatchlistRequest, actor: str,
                     deadline: float | None) -> watchlist_pb2.CloseWatchlistResponse:
@@ -303,6 +321,7 @@ class WatchlistCore:
             raise Refusal(grpc.StatusCode.NOT_FOUND, f"watchlist {req.watchlist_id} does not exist")
         if wl["state"] != OPEN:  # idempotent; still sweep in case an earlier close died half-way
             n = await self._db(deadline, self.store.delete_faces, schema.watchlist_filter(wl["watchlist_id"]))
+            await _under(deadline, self._audit_destroyed(wl["watchlist_id"]))
             return watchlist_pb2.CloseWatchlistResponse(watchlist=to_proto(wl, time.time_ns()), vectors_deleted=n)
         row, subjects, n = await self.destroy(wl, CLOSED, req.reason or "closed", actor, deadline)
         return watchlist_pb2.CloseWatchlistResponse(watchlist=to_proto(row, time.time_ns()),
@@ -359,15 +378,28 @@ class WatchlistCore:
 
     # -- background ----------------------------------------------------------------
     async def reap_once(self) -> int:
-        """Destroy every open watchlist whose window has ended; returns how many."""
+        """Destroy every open watchlist whose window has ended, then append the destruction records still
+        kept from earlier failed appends; returns how many were destroyed. One watchlist's failure does not
+        hold back the others' destruction; the round raises the first failure after trying them all."""
         now = time.time_ns()
         due = await asyncio.to_thread(self.store.list_watchlists, f"state == {OPEN} and valid_until_ns <= {now}")
+        failures: list[Exception] = []
         for wl in due:
-            await self.destroy(wl, EXPIRED, "expired", "reaper", None)
+            try:
+                await self.destroy(wl, EXPIRED, "expired", "reaper", None)
+            except Exception as e:  # noqa: BLE001 - collected, raised after the other destructions
+                failures.append(e)
+        for watchlist_id in list(self._unaudited):
+            try:
+                await self._audit_destroyed(watchlist_id)
+            except Exception as e:  # noqa: BLE001 - kept for the next round, raised below
+                failures.append(e)
         # belt and braces: faces whose own window ended, whatever their metadata says
         orphans = await asyncio.to_thread(self.store.delete_faces, schema.expired_filter(now // NS))
         if orphans:
             log.warning("reaper deleted expired faces with no open watchlist", extra={"vectors": orphans})
+        if failures:
+            raise failures[0]
         return len(due)
 
 

@@ -4,6 +4,7 @@ probe, and private Kafka topics made for one test and deleted after it (on the r
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import subprocess
 import time
@@ -19,16 +20,35 @@ from services.common.topics import TopicSpec, delete_topics, ensure_topics
 BOOTSTRAP = "127.0.0.1:9092"
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct loopback ports that were free a moment ago (all bound at once, then released)."""
-    socks = [socket.socket() for _ in range(n)]
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports that are free now, chosen below the kernel's ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` lies in the ephemeral range, where any outgoing
+    connection (a Kafka client, a health probe) may take it before the service under test binds it;
+    CI saw exactly that. Ports below the range are never given to outgoing connections."""
+    low, _ = _ephemeral_range()
+    lo, hi = (20000, low - 1) if low > 21000 else (61000, 65000)
+    rng = random.Random()
+    chosen: list[int] = []
+    while len(chosen) < n:
+        port = rng.randint(lo, hi)
+        if port in chosen:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen.append(port)
+    return chosen
 
 
 def free_port() -> int:

@@ -24,12 +24,12 @@ from services.common.tokens import MIN_KEY_BYTES
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 REPO = Path(__file__).resolve().parents[2]
-GRPC_PORT, METRICS_PORT = free_ports(2)
 
 
 def _start(key_file: Path, log: Path) -> subprocess.Popen[bytes]:
+    grpc_port, metrics_port = free_ports(2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LFR_")}
-    env.update({**dev_server_env("officers"), "LFR_GRPC__PORT": str(GRPC_PORT), "LFR_METRICS__PORT": str(METRICS_PORT),
+    env.update({**dev_server_env("officers"), "LFR_GRPC__PORT": str(grpc_port), "LFR_METRICS__PORT": str(metrics_port),
                 "LFR_GRPC__AUTH__DEVICE_TOKEN_KEY_FILE": str(key_file)})
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "services.officers"], cwd=REPO, env=env, stdout=out,
