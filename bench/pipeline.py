@@ -133,11 +133,11 @@ async def raw_loop(frames: list[Any], batch: int, reps: int = RAW_REPS) -> RawRe
     fastest of the repetitions (the box is shared: the slower ones measure other jobs)."""
     from services.face.pipeline import FacePipeline
     from services.face.runner import OnnxRunner
-    from services.recognizer.config import RecognizerOptions
+    from services.recognizer.config import RecognizerSettings
     from services.recognizer.models import StageClock
 
     runner = OnnxRunner()
-    config = RecognizerOptions().face
+    config = RecognizerSettings().face
     pipeline = FacePipeline(runner, config)
     await pipeline.analyse(frames[:batch])  # sessions created, caches warm
     started = time.perf_counter()
@@ -148,7 +148,7 @@ async def raw_loop(frames: list[Any], batch: int, reps: int = RAW_REPS) -> RawRe
     detect_ms = [float("inf")] * len(frames)
     for _ in range(reps):
         for k, f in enumerate(frames):
-            clock = StageClock(runner)
+            clock = StageClock(runner, config.embedder)
             t = time.perf_counter()
             await FacePipeline(clock, config).analyse([f])
             end = time.perf_counter()
@@ -165,20 +165,21 @@ async def triton_batch1(frames: list[Any]) -> tuple[list[float], list[float]]:
     (total ms, detection ms)."""
     from services.common.triton_client import TritonClient, TritonClientSettings
     from services.face.pipeline import FacePipeline
-    from services.recognizer.config import RecognizerOptions
+    from services.recognizer.config import RecognizerOptions, RecognizerSettings
     from services.recognizer.models import CappedRunner, StageClock
 
     opts = RecognizerOptions()
+    face = RecognizerSettings().face
     base = TritonClientSettings(max_delay_ms=opts.batch_delay_ms)
     runner = CappedRunner(TritonClient(base.model_copy(update={"max_batch": opts.detector_max_batch})),
                           TritonClient(base.model_copy(update={"max_batch": opts.model_max_batch})))
     total, detect = [], []
     try:
-        await FacePipeline(runner, opts.face).analyse(frames[:1])  # channel up, output names known
+        await FacePipeline(runner, face).analyse(frames[:1])  # channel up, output names known
         for f in frames:
-            clock = StageClock(runner)
+            clock = StageClock(runner, face.embedder)
             t = time.perf_counter()
-            await FacePipeline(clock, opts.face).analyse([f])
+            await FacePipeline(clock, face).analyse([f])
             end = time.perf_counter()
             total.append((end - t) * 1000)
             detect.append(((clock.embed_start or end) - t) * 1000)
@@ -370,8 +371,16 @@ async def run_row(pipeline: Any, cams: list[Any], registry: Path, seconds: float
 async def run_bench(counts: list[int], seconds: float, fps_list: list[float], video: Path, enrol: str,
                     say: Any) -> dict[str, Any]:
     from services.cli.demo import DeviceListener, Enrolment, WatchlistClient
-    from services.cli.launch import OFFICERS, PIPELINE_ORDER, DutyOfficer, Pipeline, PipelineLayout, Topics, \
-        state_dir, write_registry
+    from services.cli.launch import (
+        OFFICERS,
+        PIPELINE_ORDER,
+        DutyOfficer,
+        Pipeline,
+        PipelineLayout,
+        Topics,
+        state_dir,
+        write_registry,
+    )
     from services.common.cameras import Camera
     from services.common.topics import delete_topics
     from services.recognizer.config import RecognizerOptions

@@ -53,7 +53,7 @@ def parse_args() -> argparse.Namespace:
                         "--threshold in one query (services.watchlist.search.search_active min_score); "
                         "--no-min-score: the fields come with every hit")
     p.add_argument("--threshold", type=float, default=None,
-                   help="the matcher's threshold (default: services.face.config.DEFAULT_MATCH_THRESHOLD)")
+                   help="the matcher's threshold (default: the default embedder's calibration)")
     p.add_argument("--batch-sizes", default="1,8,32",
                    help="faces per search call for the per-face cost comparison (comma separated; empty: skip)")
     p.add_argument("--batch-calls", type=int, default=60, help="timed calls per batch size (probes reused)")
@@ -246,16 +246,15 @@ def main() -> int:
         # OpenBLAS reads its thread count once, when numpy is first imported: start again with it set
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "OPENBLAS_NUM_THREADS": want})
     import grpc
+    from lfr.v1 import watchlist_pb2, watchlist_pb2_grpc
 
     from services.common.clients import milvus_client
     from services.common.grpc_client import sync_channel
-
-    from lfr.v1 import watchlist_pb2, watchlist_pb2_grpc
-    from services.face.config import DEFAULT_MATCH_THRESHOLD
     from services.face.embedder import EMBEDDING_DIM
+    from services.face.embedders import DEFAULT_EMBEDDER, calibrated_threshold
     from services.watchlist.search import OVERSAMPLE, search_active
 
-    min_score = (DEFAULT_MATCH_THRESHOLD if args.threshold is None else args.threshold) if args.min_score else None
+    min_score = (calibrated_threshold(DEFAULT_EMBEDDER) if args.threshold is None else args.threshold) if args.min_score else None
     rng = np.random.default_rng(args.seed)
     vecs = rng.normal(size=(args.subjects, EMBEDDING_DIM)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)

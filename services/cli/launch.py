@@ -80,6 +80,9 @@ class PipelineLayout(BaseModel):
                                 "group was still joining is skipped (stale frames are dropped by the recognizer)")
     bootstrap: str = Field("127.0.0.1:9092", min_length=1, description="Kafka")
     tls: bool = Field(True, description="mTLS on every gRPC server with the dev PKI (`lfr certs init`, run at start)")
+    embedder: str | None = Field(
+        None, description="face.embedder of the services that embed or search faces (recognizer, watchlist, "
+                          "matcher); None: LFR_FACE__EMBEDDER as inherited, else the default")
 
     def grpc_port(self, service: str) -> int:
         return BASE_PORTS[service][0] + self.port_offset
@@ -109,6 +112,8 @@ class PipelineLayout(BaseModel):
             env |= server_env(service, audit_topic=t.audit)
         else:
             env["LFR_GRPC__DEV_PKI"] = "false"  # plaintext, even where the dev PKI exists
+        if self.embedder is not None and service in ("recognizer", "matcher", "watchlist"):
+            env["LFR_FACE__EMBEDDER"] = self.embedder
         if service == "ingest":
             env |= {"LFR_INGEST__FRAMES_TOPIC": t.frames, "LFR_INGEST__AUDIT_TOPIC": t.audit,
                     "LFR_INGEST__CAMERAS_FILE": str(ingest_cameras or self.cameras_file)}

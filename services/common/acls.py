@@ -33,7 +33,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common.milvus_collections import FACES_COLLECTION, WATCHLISTS_COLLECTION
+from services.common.milvus_collections import WATCHLISTS_COLLECTION, faces_collection
 from services.common.topics import ALERTS, AUDIT, DLQ, FACES, FRAMES, MATCHES
 
 ResourceType = Literal["topic", "group"]
@@ -202,17 +202,22 @@ def milvus_roles() -> tuple[MilvusRole, ...]:
     """The matcher reads the faces collection (search, the matched image); the watchlist service owns
     both collections (create, enrol, remove, close/destroy by deleting rows). Nobody may drop a
     collection, manage users or touch another database. The matcher loads but cannot create the
-    collection: it waits for the watchlist service to have created it."""
+    collection: it waits for the watchlist service to have created it. Each embedder of the model manifest
+    has its own faces collection (faces_collection): the grants cover every one, so switching face.embedder
+    needs no new grant."""
+    from services.face.embedders import embedders
+
+    faces = tuple(faces_collection(e) for e in embedders())
     read = ("Search", "Query", "Load", "GetLoadState", "GetLoadingProgress", "IndexDetail")
     write = read + ("Insert", "Upsert", "Delete", "Flush", "GetFlushState", "CreateIndex", "GetStatistics")
     return (
         MilvusRole(service="matcher", role="lfr_matcher_read",
                    grants=_grants("Global", ("*",), ("DescribeCollection", "ShowCollections"))
-                   + _grants("Collection", (FACES_COLLECTION,), read)),
+                   + _grants("Collection", faces, read)),
         MilvusRole(service="watchlist", role="lfr_watchlist_write",
                    grants=_grants("Global", ("*",), ("CreateCollection", "DescribeCollection", "ShowCollections"))
-                   + _grants("Collection", (FACES_COLLECTION, WATCHLISTS_COLLECTION), write)
+                   + _grants("Collection", (*faces, WATCHLISTS_COLLECTION), write)
                    # compaction after a delete of faces rewrites the segments without the deleted rows
                    # (services/watchlist/store.py Store.compact; ManualCompaction needs "Compaction")
-                   + _grants("Collection", (FACES_COLLECTION,), ("Compaction",))),
+                   + _grants("Collection", faces, ("Compaction",))),
     )

@@ -77,7 +77,6 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-
 from lfr.v1 import audit_pb2
 
 from services.common.kafka import AUDIT_TOPIC, client_kwargs, make_headers, start_producer
@@ -98,6 +97,7 @@ WATCHLIST_REMOVE_SUBJECT = "watchlist.remove_subject"
 WATCHLIST_CLOSE = "watchlist.close"
 WATCHLIST_EXPIRE = "watchlist.expire"
 WATCHLIST_BULK_IMPORT = "watchlist.bulk_import"
+WATCHLIST_REEMBED = "watchlist.reembed"
 ALERT_RAISE = "alert.raise"
 ALERT_ADJUDICATE = "alert.adjudicate"
 CAMERA_ON = "camera.on"

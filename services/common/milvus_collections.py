@@ -8,7 +8,16 @@ declares their fields); the matcher searches the faces collection; the Milvus ro
 from __future__ import annotations
 
 FACES_COLLECTION = "lfr_watchlist_faces"
-"""Enrolled faces: one row per face, identity as fields, the L2-normalised embedding."""
+"""Enrolled faces of the default embedder (mobilefacenet512): one row per face, identity as fields, the
+L2-normalised embedding. Each other embedder's faces live in their own collection (faces_collection)."""
+
+DEFAULT_EMBEDDER_OF_FACES = "mobilefacenet512"  # the embedder whose faces FACES_COLLECTION has always held
+
+
+def faces_collection(embedder: str) -> str:
+    """The collection of enrolled faces embedded by ``embedder``: vectors of two embedders are never
+    compared, so each has its own (the default keeps the name it has always had)."""
+    return FACES_COLLECTION if embedder == DEFAULT_EMBEDDER_OF_FACES else f"{FACES_COLLECTION}__{embedder}"
 
 WATCHLISTS_COLLECTION = "lfr_watchlists"
 """Watchlist metadata and lifecycle: one row per watchlist, a constant dummy vector."""

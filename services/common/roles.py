@@ -56,6 +56,7 @@ TABLE: Mapping[str, Mapping[str, Binding]] = {
     _W + "RemoveSubject": {"watchlist_manager": ANY},
     _W + "CloseWatchlist": {"watchlist_manager": ANY},
     _W + "BulkImport": {"watchlist_manager": ANY},
+    _W + "ReembedWatchlist": {"watchlist_manager": ANY},
     _W + "ListWatchlists": _WATCHLIST_READERS,
     _W + "GetWatchlist": _WATCHLIST_READERS,
     # the audit: auditors

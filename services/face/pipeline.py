@@ -12,12 +12,16 @@ from services.common.runner import ModelRunner
 from services.face.align import align
 from services.face.config import FaceConfig
 from services.face.detector import FACEBOXES, FACEMESH, ONET, FaceDetector
-from services.face.embedder import EMBEDDER, Embedder
+from services.face.embedder import Embedder
 from services.face.quality import Quality, assess
 
+# the models FacePipeline calls before the embedder
+DETECTOR_MODELS: tuple[str, ...] = (FACEBOXES, ONET, FACEMESH)
 
-# every model FacePipeline calls (Triton must serve them all)
-FACE_MODELS: tuple[str, ...] = (FACEBOXES, ONET, FACEMESH, EMBEDDER)
+
+def face_models(config: FaceConfig | None = None) -> tuple[str, ...]:
+    """Every model a FacePipeline of ``config`` calls (Triton must serve them all)."""
+    return (*DETECTOR_MODELS, (config or FaceConfig()).embedder)
 
 
 @dataclasses.dataclass
@@ -27,7 +31,7 @@ class Face:
     det_score: float
     quality: Quality
     aligned: np.ndarray  # (112, 112, 3) uint8 RGB
-    embedding: np.ndarray | None  # (EMBEDDING_DIM,) float32 unit norm; None when rejected
+    embedding: np.ndarray | None  # (dim,) float32 unit norm; None when rejected
 
     def __repr__(self) -> str:  # never print pixels or embeddings
         return (f"Face(box={np.round(self.box, 1).tolist()}, det_score={self.det_score:.3f}, "
@@ -54,26 +58,29 @@ class FacePipeline:
     def __init__(self, runner: ModelRunner, config: FaceConfig | None = None) -> None:
         self.config = config or FaceConfig()
         self.detector = FaceDetector(runner, self.config.detector)
-        self.embedder = Embedder(runner, self.config.flip_average, self.config.embed_batch)
+        self.embedder = Embedder(runner, self.config.flip_average, self.config.embed_batch, self.config.embedder)
 
     async def analyse(self, images: list[np.ndarray]) -> list[list[Face]]:
+        faces = await self.aligned_faces(images)
+        todo = [f for row in faces for f in row if f.quality.passed]
+        if todo:
+            emb = await self.embedder.embed([f.aligned for f in todo])
+            for f, e in zip(todo, emb):
+                f.embedding = e
+        return faces
+
+    async def aligned_faces(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """Every face detected, aligned and assessed by the quality gate, none embedded (embedding None):
+        what analyse embeds, for a caller that embeds the same crops with several embedders (lfr eval)."""
         rgb = [to_rgb(im) for im in images]
         detections = await self.detector.detect(rgb)
         faces: list[list[Face]] = []
-        todo: list[Face] = []
         for img, dets in zip(rgb, detections):
             row = []
             for d in dets:
                 crop = align(img, d.landmarks)
                 q = assess(d.landmarks, crop, d.score, self.config.quality, d.pose)
-                face = Face(box=d.box, landmarks=d.landmarks, det_score=d.score, quality=q, aligned=crop,
-                            embedding=None)
-                row.append(face)
-                if q.passed:
-                    todo.append(face)
+                row.append(Face(box=d.box, landmarks=d.landmarks, det_score=d.score, quality=q, aligned=crop,
+                                embedding=None))
             faces.append(row)
-        if todo:
-            emb = await self.embedder.embed([f.aligned for f in todo])
-            for f, e in zip(todo, emb):
-                f.embedding = e
         return faces

@@ -1,8 +1,10 @@
 """Settings of the matcher service (gRPC 50053, metrics 9103).
 
-The match threshold's path (docs/design.md): ``services/face/config.py:
-DEFAULT_MATCH_THRESHOLD`` -> ``MatcherOptions.threshold`` here (env
-``LFR_MATCHER__THRESHOLD``) -> ``services/matcher/worker.py: decide()``."""
+The match threshold's path (docs/design.md): the active embedder (``face.embedder``, env
+``LFR_FACE__EMBEDDER``) -> its calibration record (``services/models/calibration/<embedder>.json``, written by
+``lfr eval DIR --calibrate``; its ``recommended_threshold``) -> ``MatcherSettings.threshold_choice()`` here,
+unless ``matcher.threshold`` (env ``LFR_MATCHER__THRESHOLD``) overrides it -> ``services/matcher/worker.py:
+decide()``. The matcher logs which one applies when it starts."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from services.common import ports
+from services.common.errors import SetupError
 from services.common.kafka import FACES_TOPIC, MATCHES_TOPIC
 from services.common.settings import MilvusSettings, RedisSettings, Section, ServiceSettings
-from services.face.config import DEFAULT_MATCH_THRESHOLD
+from services.face.config import FaceConfig
+from services.face.embedders import calibration_path, load_calibration
 from services.officers.state import GatingOptions
 
 
@@ -25,9 +29,12 @@ class MatcherOptions(Section):
     cameras_file: Path = Field(
         Path("deploy/local/cameras.yaml"), description="camera registry (YAML); relative paths are from the working directory"
     )
-    threshold: float = Field(
-        DEFAULT_MATCH_THRESHOLD, ge=-1.0, le=1.0,
-        description="cosine similarity at or above which the best watchlist hit is a match (services/face/config.py)",
+    threshold: float | None = Field(
+        None, ge=-1.0, le=1.0,
+        description="cosine similarity at or above which the best watchlist hit is a match. Unset (the default): "
+                    "the active embedder's calibrated threshold (services/models/calibration/<face.embedder>.json). "
+                    "Set it only from `lfr eval --calibrate` on your own data: scores of two embedders are on "
+                    "different scales",
     )
     top_k: int = Field(
         1, ge=1, le=1000,
@@ -50,7 +57,28 @@ class MatcherSettings(ServiceSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings, description="Redis (gating, ephemeral crop keys)")
     matcher: MatcherOptions = Field(default_factory=MatcherOptions, description="matcher options")
 
+    face: FaceConfig = Field(default_factory=FaceConfig,
+                             description="only face.embedder is read here: whose faces collection is searched and "
+                                         "whose calibration gives the default threshold")
+
+    def threshold_choice(self) -> tuple[float, str]:
+        """The match threshold and where it comes from (for the start-up log line). SetupError when it is not
+        set and the embedder has no calibration."""
+        embedder = self.face.embedder
+        cal = load_calibration(embedder)
+        if self.matcher.threshold is not None:
+            note = (f"overrides {embedder}'s calibrated {cal.recommended_threshold}" if cal is not None
+                    else f"{embedder} has no calibration")
+            return self.matcher.threshold, f"matcher.threshold (LFR_MATCHER__THRESHOLD), {note}"
+        if cal is None:
+            raise SetupError(f"embedder {embedder} has no calibration ({calibration_path(embedder)}), so the matcher "
+                             "has no threshold for its scores",
+                             f"run 'lfr eval DIR --embedder {embedder} --calibrate' on a labelled set, or set "
+                             "LFR_MATCHER__THRESHOLD")
+        return cal.recommended_threshold, (f"{embedder}'s calibration on {cal.dataset} ({cal.measured}): zero false "
+                                           f"alerts above {cal.threshold_zero_false_alerts}, {cal.recommended_rule}")
+
     @property
     def threshold(self) -> float:
-        """The match threshold (``LFR_MATCHER__THRESHOLD``)."""
-        return self.matcher.threshold
+        """The match threshold that applies (see threshold_choice)."""
+        return self.threshold_choice()[0]

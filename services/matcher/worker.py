@@ -52,8 +52,9 @@ from lfr.v1 import common_pb2, dlq_pb2, faces_pb2, matches_pb2
 from services.common import clients
 from services.common.cameras import Camera, CameraRegistry
 from services.common.errors import SetupError
-from services.common.retry import retry_until_up
 from services.common.kafka import ConsumerLoop, Outbox, PoisonMessage, RecordLike, decode, make_headers, record_key
+from services.common.milvus_collections import faces_collection
+from services.common.retry import retry_until_up
 from services.common.sealing import open_sealed, redis_key
 from services.common.service import ServiceContext
 from services.common.worker import KafkaWorker, RedisUser
@@ -108,7 +109,11 @@ class Matcher(RedisUser, KafkaWorker):
         self.milvus_settings = settings.milvus
         self.redis_settings = settings.redis
         self.options = settings.matcher
-        self.threshold = settings.threshold
+        self.threshold, self.threshold_source = settings.threshold_choice()
+        self.embedder = settings.face.embedder
+        self.collection = faces_collection(self.embedder)
+        log.info("match threshold", extra={"threshold": self.threshold, "source": self.threshold_source,
+                                           "embedder": self.embedder, "collection": self.collection})
         self.input_topic = settings.matcher.faces_topic  # type: ignore[misc]  # per instance (tests use their own topics)
         self.cameras = self._load_cameras()
         self.search: SearchFn = search or watchlist_search.search_active
@@ -150,7 +155,7 @@ class Matcher(RedisUser, KafkaWorker):
         if self.milvus is None:
             client = await clients.connect_milvus(self.milvus_settings)
             try:
-                await asyncio.to_thread(ensure_collection, client)  # idempotent; same schema as the watchlist service
+                await asyncio.to_thread(ensure_collection, client, self.embedder)  # idempotent; the watchlist service's schema
             except BaseException:
                 client.close()
                 raise
@@ -337,6 +342,14 @@ class Matcher(RedisUser, KafkaWorker):
                     dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD, f"sealed payload does not open: {type(e).__name__}"))
                 shred.append(p.key)
                 continue
+            made_by = p.obs.model.embedder
+            if made_by and made_by != self.embedder:  # never compare two embedders' vectors
+                out.dead_letter(p.record, PoisonMessage(
+                    dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD,
+                    f"face embedded by {made_by}; this matcher searches {self.embedder}'s watchlists: run every "
+                    "service with the same face.embedder (LFR_FACE__EMBEDDER)"))
+                shred.append(p.key)
+                continue
             if len(secret.embedding) != EMBEDDING_DIM:
                 out.dead_letter(p.record, PoisonMessage(
                     dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD, f"embedding has {len(secret.embedding)} dims, expected {EMBEDDING_DIM}"))
@@ -357,7 +370,7 @@ class Matcher(RedisUser, KafkaWorker):
             async def call(embeddings: list[list[float]] = embeddings, deployment_id: str = deployment_id, at_s: int = at_s) -> list[list[Hit]]:
                 return await asyncio.to_thread(self.search, self.milvus, embeddings, deployment_id, at_s,
                                                self.options.top_k, self.milvus_settings.timeout_s,
-                                               min_score=self.threshold)
+                                               min_score=self.threshold, collection=self.collection)
 
             results = await self._retry("milvus", call)
             for p, hits in zip(members, results, strict=True):
@@ -367,7 +380,8 @@ class Matcher(RedisUser, KafkaWorker):
         decided = time.time_ns()
         for p, hit in matched:
             async def fetch(row_id: int = hit.row_id) -> bytes | None:
-                return await asyncio.to_thread(self.fetch_image, self.milvus, row_id, self.milvus_settings.timeout_s)
+                return await asyncio.to_thread(self.fetch_image, self.milvus, row_id, self.milvus_settings.timeout_s,
+                                               collection=self.collection)
 
             enrolled = await self._retry("milvus", fetch)  # the enrolled aligned face, for side by side
             candidate = self._candidate(p, hit, decided, enrolled or b"")

@@ -71,10 +71,9 @@ class RecognizerOptions(Section):
     crop_max_px: int = Field(160, ge=32, le=512, description="longest side of the adjudication crop")
     crop_jpeg_quality: int = Field(90, ge=30, le=100, description="JPEG quality of the crop")
     lag_interval_s: float = Field(5.0, gt=0, le=300, description="how often lfr_consumer_lag is refreshed")
-    face: FaceConfig = Field(default_factory=FaceConfig, description="face pipeline thresholds")
 
     @model_validator(mode="after")
-    def _retry_bounds(self) -> "RecognizerOptions":
+    def _retry_bounds(self) -> RecognizerOptions:
         if self.retry_max_s < self.retry_initial_s:
             raise ValueError("retry_max_s must be >= retry_initial_s")
         return self
@@ -86,3 +85,5 @@ class RecognizerSettings(ServiceSettings):
     triton: TritonSettings = Field(default_factory=TritonSettings, description="Triton inference server")
     redis: RedisSettings = Field(default_factory=RedisSettings, description="Redis (face data keys)")
     recognizer: RecognizerOptions = Field(default_factory=RecognizerOptions, description="recognizer options")
+    face: FaceConfig = Field(default_factory=FaceConfig,
+                             description="face pipeline: detector, quality gate, embedder (LFR_FACE__EMBEDDER)")

@@ -20,12 +20,8 @@ import numpy as np
 from services.common.runner import ModelRunner
 from services.common.triton_client import TritonClient
 from services.face.detector import FACEBOXES, FACEMESH, ONET
-from services.face.embedder import EMBEDDER
-from services.face.pipeline import FACE_MODELS
 
-MODELS: tuple[str, ...] = FACE_MODELS
 MODEL_VERSION_DETECTOR = f"{FACEBOXES}+{ONET}+{FACEMESH}"
-MODEL_VERSION_EMBEDDER = EMBEDDER
 
 
 class CappedRunner:
@@ -50,14 +46,15 @@ class CappedRunner:
 class StageClock:
     """A runner wrapper for one analyse call: perf_counter marks of the embed stage."""
 
-    def __init__(self, runner: ModelRunner) -> None:
+    def __init__(self, runner: ModelRunner, embedder: str) -> None:
         self.runner = runner
+        self.embedder = embedder
         self.embed_start: float | None = None
         self.embed_end: float | None = None
         self.embed_start_ns: int | None = None
 
     async def infer(self, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if model != EMBEDDER:
+        if model != self.embedder:
             return await self.runner.infer(model, inputs)
         if self.embed_start is None:
             self.embed_start = time.perf_counter()

@@ -16,12 +16,11 @@ import uuid
 
 import cv2
 import numpy as np
-
 from lfr.v1 import common_pb2, faces_pb2, frames_pb2
 
 from services.common.sealing import redis_key, seal
 from services.face.pipeline import Face
-from services.recognizer.models import MODEL_VERSION_DETECTOR, MODEL_VERSION_EMBEDDER
+from services.recognizer.models import MODEL_VERSION_DETECTOR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +70,7 @@ def build_observation(
     quality: int,
     detect_unix_ns: int,
     embed_unix_ns: int,
+    embedder: str,
 ) -> SealedObservation:
     if face.embedding is None:
         raise ValueError("face has no embedding (rejected by the quality gate)")
@@ -90,7 +90,7 @@ def build_observation(
                                                for x, y in np.asarray(face.landmarks).reshape(5, 2)]),
         det_score=float(face.det_score),
         quality=face.quality.score,
-        model=common_pb2.ModelVersion(detector=MODEL_VERSION_DETECTOR, embedder=MODEL_VERSION_EMBEDDER),
+        model=common_pb2.ModelVersion(detector=MODEL_VERSION_DETECTOR, embedder=embedder),
         detect_unix_ns=detect_unix_ns,
         embed_unix_ns=embed_unix_ns or time.time_ns(),
         secret=sealed.sealed,

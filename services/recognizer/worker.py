@@ -39,7 +39,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-
 from lfr.v1 import common_pb2, dlq_pb2, frames_pb2
 
 from services.common import clients, frame_keys
@@ -58,11 +57,11 @@ from services.common.kafka import (
 from services.common.service import ServiceContext
 from services.common.triton_client import TritonClient, TritonClientSettings, TritonInferenceError, TritonUnavailable
 from services.common.worker import KafkaWorker, RedisUser
-from services.face.pipeline import Face, FacePipeline
+from services.face.pipeline import Face, FacePipeline, face_models
 from services.ingest.config import resolve
 from services.recognizer.config import RecognizerOptions, RecognizerSettings
 from services.recognizer.metrics import RecognizerMetrics
-from services.recognizer.models import MODELS, CappedRunner, StageClock
+from services.recognizer.models import CappedRunner, StageClock
 from services.recognizer.observations import SealedObservation, build_observation
 
 log = logging.getLogger(__name__)
@@ -132,7 +131,8 @@ class Recognizer(RedisUser, KafkaWorker):
         self.runner: CappedRunner | None = None
         self.redis: Any = None
         self.opener: frame_keys.FrameOpener | None = None
-        self.pipeline_config = self.options.face
+        self.pipeline_config = settings.face
+        self.models = face_models(settings.face)
         ctx.add_dependency("triton", self.check_triton)
         ctx.add_dependency("redis", self.check_redis)
 
@@ -171,7 +171,7 @@ class Recognizer(RedisUser, KafkaWorker):
     async def check_triton(self) -> None:
         if self.runner is None:
             raise ConnectionError("not connected")
-        for model in MODELS:
+        for model in self.models:
             if not await self.runner.detector.model_ready(model):
                 raise ConnectionError(f"model {model} is not ready")
 
@@ -431,7 +431,7 @@ class Recognizer(RedisUser, KafkaWorker):
     async def _models_ready(self) -> bool:
         assert self.runner is not None
         try:
-            for model in MODELS:
+            for model in self.models:
                 if not await self.runner.detector.model_ready(model):
                     return False
         except TritonUnavailable:
@@ -444,7 +444,7 @@ class Recognizer(RedisUser, KafkaWorker):
         they hold with concurrent chunks: wall time of this chunk's stages, queueing included)
         and the detected / rejected face counts."""
         assert self.runner is not None
-        clock = StageClock(self.runner)
+        clock = StageClock(self.runner, self.pipeline_config.embedder)
         pipeline = FacePipeline(clock, self.pipeline_config)
         rgb = [cv2.cvtColor(it.bgr, cv2.COLOR_BGR2RGB) for it in items if it.bgr is not None]
         started = time.perf_counter()
@@ -465,7 +465,8 @@ class Recognizer(RedisUser, KafkaWorker):
                 sealed.append((it, build_observation(
                     it.frame, it.bgr, face, index, len(faces),
                     margin=self.options.crop_margin, max_px=self.options.crop_max_px,
-                    quality=self.options.crop_jpeg_quality, detect_unix_ns=detect_ns, embed_unix_ns=embed_ns)))
+                    quality=self.options.crop_jpeg_quality, detect_unix_ns=detect_ns, embed_unix_ns=embed_ns,
+                    embedder=self.pipeline_config.embedder)))
         return sealed
 
     async def _publish(self, items: list[Item], sealed: list[tuple[Item, SealedObservation]], out: Outbox) -> None:

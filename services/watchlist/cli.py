@@ -79,6 +79,12 @@ def add_parser(sub: Any) -> None:
     cl.add_argument("--reason", default="")
     cl.set_defaults(func=_close)
 
+    rb = w.add_parser("reembed", help="move an open watchlist to the platform's active embedder (face.embedder), "
+                                      "from its retained aligned enrolment images; audited")
+    rb.add_argument("watchlist")
+    rb.add_argument("--reason", required=True, help="why it moves (e.g. the change request that switched embedders)")
+    rb.set_defaults(func=_reembed)
+
 
 # --- helpers ---------------------------------------------------------------------
 
@@ -143,6 +149,7 @@ def _print_watchlist(args: argparse.Namespace, wl: Any, subjects: Any = ()) -> N
     print(f"{wl.watchlist_id}\t{state}\tdeployment={wl.deployment_id}\tsubjects={wl.subject_count}"
           f"\timages={wl.image_count}\t{_iso(wl.valid_from_unix_ns)} .. {_iso(wl.valid_until_unix_ns)}"
           f"\tauth={wl.authorisation_ref}\tofficer={wl.authorising_officer}"
+          + (f"\tembedder={wl.embedder}" if wl.embedder else "")
           + (f"\tclosed={_iso(wl.closed_unix_ns)} ({wl.close_reason})" if wl.closed_unix_ns else ""))
     for s in subjects:
         cat = common_pb2.SubjectCategory.Name(s.category).removeprefix("SUBJECT_CATEGORY_").lower()
@@ -249,6 +256,20 @@ def _show(args: argparse.Namespace) -> int:
     resp = _call(args, _stub(args).GetWatchlist, watchlist_pb2.GetWatchlistRequest(
         watchlist_id=args.watchlist, include_subjects=args.subjects))
     _print_watchlist(args, resp.watchlist, resp.subjects)
+    return 0
+
+
+def _reembed(args: argparse.Namespace) -> int:
+    from lfr.v1 import watchlist_pb2
+
+    resp = _call(args, _stub(args).ReembedWatchlist, watchlist_pb2.ReembedWatchlistRequest(
+        watchlist_id=args.watchlist, reason=args.reason))
+    _print_watchlist(args, resp.watchlist)
+    if resp.vectors or resp.from_embedder != resp.to_embedder:
+        print(f"moved {resp.subjects} subject(s), {resp.vectors} vector(s) from {resp.from_embedder} to "
+              f"{resp.to_embedder}")
+    else:
+        print(f"already on {resp.to_embedder}: nothing to move")
     return 0
 
 

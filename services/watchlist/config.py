@@ -10,6 +10,7 @@ from pydantic import Field
 from services.common import ports
 from services.common.kafka import AUDIT_TOPIC
 from services.common.settings import MiB, MilvusSettings, RedisSettings, Section, ServiceSettings, TritonSettings
+from services.face.config import FaceConfig
 
 
 class WatchlistOptions(Section):
@@ -48,6 +49,11 @@ class WatchlistOptions(Section):
                     "the callers' deadlines: the console's is 10 s); 0 = ask, do not wait. The old segment "
                     "files then go at Milvus' garbage collection (dataCoord.gc.*, k8s/base/milvus/milvus.yaml)")
     unit_norm_tolerance: float = Field(1e-3, gt=0, le=0.5, description="|norm-1| accepted for BulkImport vectors")
+    reembed_from_retained_images: bool = Field(
+        True, description="ReembedWatchlist may embed the retained aligned enrolment images (kept for the "
+                          "officers' side-by-side review) again with a new embedder. A force whose retention rules "
+                          "allow those images for review only sets this false: ReembedWatchlist then refuses and "
+                          "says to enrol again from the source photos")
 
 
 class WatchlistSettings(ServiceSettings):
@@ -57,3 +63,6 @@ class WatchlistSettings(ServiceSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings, description="Redis (audit writer lock)")
     triton: TritonSettings = Field(default_factory=TritonSettings, description="Triton (detector, embedder)")
     watchlist: WatchlistOptions = Field(default_factory=WatchlistOptions, description="watchlist options")
+    face: FaceConfig = Field(default_factory=FaceConfig,
+                             description="the enrolment pipeline: detector, quality gate, embedder (LFR_FACE__EMBEDDER; "
+                                         "the same as the recognizer's)")

@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 
 import numpy as np
-
 from lfr.v1 import watchlist_pb2
 
 from services.face.pipeline import Face, FacePipeline
@@ -83,6 +82,16 @@ def aligned_jpeg_b64(face: Face, quality: int) -> str:
     if not ok:
         raise ValueError("cannot encode the aligned face as JPEG")
     return base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def decode_aligned_jpeg_b64(b64: str) -> np.ndarray:
+    """The aligned face (RGB uint8) of a stored ``aligned_jpeg_b64``; ValueError when it does not decode."""
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(base64.b64decode(b64), np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError("the stored aligned face does not decode as JPEG")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _quality_detail(face: Face) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from pymilvus import DataType, MilvusClient
 
 from services.common.errors import SetupError
-from services.common.milvus_collections import FACES_COLLECTION, WATCHLISTS_COLLECTION
-from services.face.embedder import EMBEDDER, EMBEDDING_DIM
+from services.common.milvus_collections import FACES_COLLECTION, WATCHLISTS_COLLECTION, faces_collection
+from services.face.embedder import EMBEDDING_DIM
+from services.face.embedders import DEFAULT_EMBEDDER, embedders
 
-COLLECTION = FACES_COLLECTION  # the name this module and its users (search, store) have always used
+COLLECTION = FACES_COLLECTION  # the default embedder's faces (faces_collection(DEFAULT_EMBEDDER))
 EMBEDDER_TAG = "embedder="  # the collection's description names the embedder of its vectors
 METRIC = "COSINE"
 MAX_ID = 128
@@ -22,9 +23,9 @@ MAX_IMAGE_B64 = 65_535  # an aligned 112x112 JPEG is ~4-8 KiB
 OUTPUT_FIELDS = ["watchlist_id", "deployment_id", "subject_id", "category", "image_ref", "valid_until"]
 
 
-def build_schema(client: MilvusClient):  # -> CollectionSchema
+def build_schema(client: MilvusClient, embedder: str = DEFAULT_EMBEDDER):  # -> CollectionSchema
     schema = client.create_schema(auto_id=True, enable_dynamic_field=False,
-                                  description=f"enrolled watchlist faces; {EMBEDDER_TAG}{EMBEDDER}")
+                                  description=f"enrolled watchlist faces; {EMBEDDER_TAG}{embedder}")
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("watchlist_id", DataType.VARCHAR, max_length=MAX_ID)
     schema.add_field("deployment_id", DataType.VARCHAR, max_length=MAX_ID)
@@ -47,30 +48,39 @@ def build_index(client: MilvusClient):  # -> IndexParams
     return idx
 
 
-def ensure_collection(client: MilvusClient) -> None:
-    if not client.has_collection(COLLECTION):
-        client.create_collection(COLLECTION, schema=build_schema(client), index_params=build_index(client))
+def ensure_collection(client: MilvusClient, embedder: str = DEFAULT_EMBEDDER) -> str:
+    """Create (once) and load the faces collection of ``embedder``; returns its name."""
+    name = faces_collection(embedder)
+    if not client.has_collection(name):
+        client.create_collection(name, schema=build_schema(client, embedder), index_params=build_index(client))
     else:
-        check_embedding_dim(client.describe_collection(COLLECTION))
-    client.load_collection(COLLECTION)
+        check_embedding_dim(client.describe_collection(name), embedder)
+    client.load_collection(name)
+    return name
 
 
-def check_embedding_dim(description: dict) -> None:
-    """SetupError when an existing collection holds vectors of another embedder:
+def other_embedder_collections(client: MilvusClient, embedder: str) -> dict[str, str]:
+    """embedder -> collection, for every other embedder of the manifest whose faces collection exists."""
+    return {e: faces_collection(e) for e in embedders() if e != embedder and client.has_collection(faces_collection(e))}
+
+
+def check_embedding_dim(description: dict, embedder: str = DEFAULT_EMBEDDER) -> None:
+    """SetupError when an existing collection holds vectors of another embedder than ``embedder``:
     another dimension, or the same dimension under another embedder's name (the
     collection's description names the embedder that created it): they cannot be
-    compared with this release's probes."""
+    compared with ``embedder``'s probes."""
     fields = {f.get("name"): f for f in description.get("fields", [])}
     dim = int((fields.get("embedding", {}).get("params") or {}).get("dim", EMBEDDING_DIM))
     text = str(description.get("description", ""))
     maker = text.split(EMBEDDER_TAG, 1)[1].split(";")[0].strip() if EMBEDDER_TAG in text else None
-    if dim != EMBEDDING_DIM or (maker is not None and maker != EMBEDDER):
+    name = description.get("collection_name", faces_collection(embedder))
+    if dim != EMBEDDING_DIM or (maker is not None and maker != embedder):
         raise SetupError(
-            f"Milvus collection {COLLECTION} holds {dim}-d embeddings of {maker or 'an earlier embedder'}; this "
-            f"release's embedder ({EMBEDDER}) makes {EMBEDDING_DIM}-d ones, so its faces can never match and must be "
-            "re-enrolled",
+            f"Milvus collection {name} holds {dim}-d embeddings of {maker or 'an earlier embedder'}; the "
+            f"configured embedder ({embedder}) makes {EMBEDDING_DIM}-d ones, so its faces can never match and must "
+            "be re-enrolled",
             "with the release that enrolled them, close every watchlist in it (CloseWatchlist destroys the faces), "
-            f"then drop the empty collection {COLLECTION} and start this release, which creates it anew; on the "
+            f"then drop the empty collection {name} and start this release, which creates it anew; on the "
             "local stack: 'make down', delete .lfr/data/milvus, 'make up'")
 
 

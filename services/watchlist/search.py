@@ -7,8 +7,9 @@ first. A subject is identified by (watchlist_id, subject_id): subject ids are
 chosen per watchlist, so the same id in two watchlists may be two people.
 Milvus is asked for ``limit * OVERSAMPLE`` hits so that several images of one
 subject do not crowd other subjects out of the top ``limit``.
-Scores are COSINE similarities of L2-normalised embeddings (compare with
-services.face.config.DEFAULT_MATCH_THRESHOLD)."""
+Scores are COSINE similarities of L2-normalised embeddings (compare with the matcher's threshold, the
+active embedder's calibration). ``collection`` is the active embedder's faces collection
+(services.common.milvus_collections.faces_collection)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def dedup_hits(raw: Iterable[Mapping[str, Any]], limit: int) -> list[Hit]:
 
 def search_active(client: Any, embeddings: np.ndarray | Sequence[Sequence[float]], deployment_id: str,
                   at_unix_s: int, limit: int, timeout_s: float | None = None,
-                  min_score: float | None = None) -> list[list[Hit]]:
+                  min_score: float | None = None, collection: str = COLLECTION) -> list[list[Hit]]:
     """Per probe: the best ``limit`` subjects of the deployment's active watchlists (synchronous
     MilvusClient call: run it in ``asyncio.to_thread`` from async code).
 
@@ -65,7 +66,7 @@ def search_active(client: Any, embeddings: np.ndarray | Sequence[Sequence[float]
     if len(data) == 0:
         return []
     topk = min(MAX_TOPK, max(1, limit) * OVERSAMPLE)
-    res = client.search(COLLECTION, data=data.tolist(), filter=active_filter(deployment_id, at_unix_s), limit=topk,
+    res = client.search(collection, data=data.tolist(), filter=active_filter(deployment_id, at_unix_s), limit=topk,
                         output_fields=list(HIT_FIELDS) if min_score is None else [],
                         search_params={"metric_type": METRIC}, timeout=timeout_s)
     if min_score is None:
@@ -75,15 +76,16 @@ def search_active(client: Any, embeddings: np.ndarray | Sequence[Sequence[float]
     wanted = sorted({row for probe in passed for row, _ in probe})
     if not wanted:
         return [[] for _ in passed]
-    rows = client.query(COLLECTION, filter=f"id in {wanted}", output_fields=["id", *HIT_FIELDS], timeout=timeout_s)
+    rows = client.query(collection, filter=f"id in {wanted}", output_fields=["id", *HIT_FIELDS], timeout=timeout_s)
     meta = {int(r["id"]): r for r in rows}
     return [dedup_hits([{"id": row, "distance": score, "entity": meta[row]} for row, score in probe if row in meta],
                        limit) for probe in passed]
 
 
-def fetch_image(client: Any, row_id: int, timeout_s: float | None = None) -> bytes | None:
+def fetch_image(client: Any, row_id: int, timeout_s: float | None = None,
+                collection: str = COLLECTION) -> bytes | None:
     """The enrolled aligned face (JPEG bytes) of a hit, for the officer's side-by-side review."""
-    rows = client.query(COLLECTION, filter=f"id == {int(row_id)}", output_fields=["image_jpeg_b64"], timeout=timeout_s)
+    rows = client.query(collection, filter=f"id == {int(row_id)}", output_fields=["image_jpeg_b64"], timeout=timeout_s)
     if not rows or not rows[0].get("image_jpeg_b64"):
         return None
     return base64.b64decode(rows[0]["image_jpeg_b64"])

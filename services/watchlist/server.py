@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-
 from lfr.v1 import watchlist_pb2_grpc
 
 from services.common import clients
@@ -18,7 +17,7 @@ from services.common.errors import log_failure
 from services.common.grpc_server import current_identity
 from services.common.service import ServiceContext
 from services.common.triton_client import TritonClient, TritonClientSettings, TritonError
-from services.face.pipeline import FACE_MODELS
+from services.face.pipeline import face_models
 from services.watchlist.config import WatchlistSettings
 from services.watchlist.service import Refusal, WatchlistCore
 from services.watchlist.store import Store
@@ -38,7 +37,7 @@ async def _answer(context: Any, call: Callable[[], Awaitable[Any]]) -> Any:
         return await call()
     except Refusal as e:
         await context.abort(e.code, e.message)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the work was done")
     # the detail goes to the log under a reference; the caller gets a fixed message naming it, never the
     # exception's text (paths, hosts, key names, queries)
@@ -94,6 +93,10 @@ class WatchlistServicer(watchlist_pb2_grpc.WatchlistServiceServicer):
         return await _answer(context, lambda: self._ready().bulk_import(
             request_iterator, current_identity.get().principal, _deadline(context)))
 
+    async def ReembedWatchlist(self, request: Any, context: Any) -> Any:
+        return await _answer(context, lambda: self._ready().reembed(
+            request, current_identity.get().principal, _deadline(context)))
+
 
 class WatchlistRuntime:
     """Connections (Milvus, Triton, Kafka + Redis for the audit writer) and background tasks."""
@@ -112,6 +115,9 @@ class WatchlistRuntime:
         limit_counter = ctx.metrics.counter(
             "enrolment_images_refused_total", "enrolment requests refused by an image limit", ("reason",))
         self._on_limit = lambda reason: limit_counter.labels(reason).inc()
+        self.stranded = ctx.metrics.gauge(
+            "watchlists_on_other_embedder", "open watchlists whose faces were made with another embedder than the "
+                                            "active one (they cannot match until moved with ReembedWatchlist)")
         ctx.add_dependency("milvus", self._check_milvus)
         ctx.add_dependency("triton", self._check_triton)
         ctx.add_dependency("kafka", self._check_kafka)
@@ -137,7 +143,6 @@ class WatchlistRuntime:
         await clients.check_redis(self.redis)
 
     async def _connect(self) -> bool:
-        from services.face.config import FaceConfig
         from services.face.pipeline import FacePipeline
 
         s = self.settings
@@ -147,15 +152,29 @@ class WatchlistRuntime:
             self.milvus = await clients.connect_milvus(s.milvus)
         if self.triton is None:
             self.triton = TritonClient(TritonClientSettings.from_section(s.triton))
-        await self.triton.wait_ready(list(FACE_MODELS), timeout_s=s.triton.timeout_s)
+        await self.triton.wait_ready(list(face_models(s.face)), timeout_s=s.triton.timeout_s)
         if self.audit is None:
             self.audit = AuditWriter.from_settings(s.kafka, "watchlist", s.audit, topic=s.watchlist.audit_topic,
                                                    redis=self.redis, on_record=self._on_record, instance=s.instance)
         await self.audit.start()
-        store = Store(self.milvus, s.milvus.timeout_s, s.watchlist.local_engine_file, s.watchlist.compact_wait_s)
+        store = Store(self.milvus, s.milvus.timeout_s, s.watchlist.local_engine_file, s.watchlist.compact_wait_s,
+                      s.face.embedder)
         await asyncio.to_thread(store.ensure)
-        self.core = WatchlistCore(s, store, FacePipeline(self.triton, FaceConfig()), self.audit, self._on_limit)
+        self.core = WatchlistCore(s, store, FacePipeline(self.triton, s.face), self.audit, self._on_limit)
+        await self._report_other_embedders(self.core, warn=True)
         return True
+
+    async def _report_other_embedders(self, core: WatchlistCore, warn: bool) -> None:
+        """Open watchlists built with another embedder than the active one cannot match: lfr_watchlists_on_
+        other_embedder counts them (refreshed each reaper round while other embedders' collections exist) and,
+        at start, a warning names them with the way out."""
+        stranded = await core.on_other_embedders()
+        self.stranded.set(sum(len(ids) for ids in stranded.values()))
+        for embedder, ids in stranded.items() if warn else ():
+            log.warning("open watchlists were built with another embedder and cannot match until moved: "
+                        "lfr watchlist reembed ID --reason ...", extra={
+                            "embedder": embedder, "active_embedder": core.store.embedder, "watchlists": ids[:20],
+                            "count": len(ids)})
 
     async def run(self) -> None:
         try:
@@ -171,7 +190,7 @@ class WatchlistRuntime:
         """Wait; False once stop is set."""
         try:
             await asyncio.wait_for(self.ctx.stop.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return True
         return False
 
@@ -183,6 +202,8 @@ class WatchlistRuntime:
                 n = await self.core.reap_once()
                 if n:
                     log.info("reaper destroyed expired watchlists", extra={"count": n})
+                if self.core.store.others:
+                    await self._report_other_embedders(self.core, warn=False)
             except Exception as e:  # Milvus/Kafka down: try again next round
                 log.warning("reaper round failed", extra={"error": f"{type(e).__name__}: {e}"})
             if not await self._sleep(interval):
@@ -228,7 +249,8 @@ async def setup(ctx: ServiceContext, settings: WatchlistSettings) -> None:
     # the audit log read and verified over gRPC (operator console, auditors' tools)
     from lfr.v1 import audit_pb2_grpc
 
-    from services.audit.service import SERVICE_NAME as AUDIT_SERVICE, AuditServicer
+    from services.audit.service import SERVICE_NAME as AUDIT_SERVICE
+    from services.audit.service import AuditServicer
 
     ctx.grpc.add(audit_pb2_grpc.add_AuditServiceServicer_to_server,
                  AuditServicer(settings.kafka, settings.watchlist.audit_topic, settings.audit,

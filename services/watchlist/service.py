@@ -7,6 +7,10 @@
   embedder on Triton (services.watchlist.enrol); one refused image refuses the
   request (INVALID_ARGUMENT for no face / several faces / bad image,
   FAILED_PRECONDITION for a face below the quality gate) and nothing is stored.
+- A watchlist's faces live in the collection of the embedder they were made with (GetWatchlist names it);
+  the service enrols with the platform's active embedder (face.embedder) and refuses to add faces to a
+  watchlist of another one; ReembedWatchlist moves an open watchlist to the active embedder from its
+  retained aligned enrolment images, or refuses and says what to do.
 - CloseWatchlist and the reaper (every ``reaper_interval_s``) delete the
   watchlist's faces rows (vectors and subject metadata together) and mark the
   metadata row CLOSED / EXPIRED.
@@ -29,7 +33,6 @@ from typing import Any, TypeVar
 
 import grpc
 import numpy as np
-
 from lfr.v1 import common_pb2, watchlist_pb2
 
 from services.common import audit as audit_mod
@@ -102,14 +105,15 @@ def state_of(row: dict[str, Any], now_ns: int) -> int:
     return watchlist_pb2.WATCHLIST_STATE_ACTIVE
 
 
-def to_proto(row: dict[str, Any], now_ns: int, subjects: int = 0, images: int = 0) -> watchlist_pb2.Watchlist:
+def to_proto(row: dict[str, Any], now_ns: int, subjects: int = 0, images: int = 0,
+             embedder: str = "") -> watchlist_pb2.Watchlist:
     return watchlist_pb2.Watchlist(
         watchlist_id=row["watchlist_id"], name=row["name"], deployment_id=row["deployment_id"],
         authorisation_ref=row["authorisation_ref"], authorising_officer=row["authorising_officer"],
         purpose=row["purpose"], criteria=row["criteria"], valid_from_unix_ns=row["valid_from_ns"],
         valid_until_unix_ns=row["valid_until_ns"], state=state_of(row, now_ns), subject_count=subjects,
         image_count=images, created_unix_ns=row["created_ns"], created_by=row["created_by"],
-        closed_unix_ns=row["closed_ns"], close_reason=row["close_reason"])
+        closed_unix_ns=row["closed_ns"], close_reason=row["close_reason"], embedder=embedder)
 
 
 def subject_proto(info: SubjectInfo) -> watchlist_pb2.Subject:
@@ -146,6 +150,23 @@ class WatchlistCore:
             raise Refusal(grpc.StatusCode.FAILED_PRECONDITION,
                           f"watchlist {watchlist_id} is {watchlist_pb2.WatchlistState.Name(state)[16:].lower()}")
         return row
+
+    async def _embedder_of(self, wl: dict[str, Any], deadline: float | None) -> str:
+        """The embedder of an open watchlist's faces; "" for a closed one (it has none)."""
+        if wl["state"] != OPEN:
+            return ""
+        return await self._db(deadline, self.store.embedder_of, wl["watchlist_id"])
+
+    async def _check_active_embedder(self, wl: dict[str, Any], deadline: float | None) -> None:
+        """FAILED_PRECONDITION when the watchlist's faces were made with another embedder than the active one:
+        faces added now could never be compared with them."""
+        embedder = await self._embedder_of(wl, deadline)
+        if embedder != self.store.embedder:
+            raise Refusal(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"watchlist {wl['watchlist_id']} was built with embedder {embedder}; this platform runs "
+                          f"{self.store.embedder}, so its faces cannot match: move it first with 'lfr watchlist "
+                          f"reembed {wl['watchlist_id']} --reason ...' (ReembedWatchlist), or close it and enrol "
+                          "again")
 
     def _face_row(self, wl: dict[str, Any], subject_id: str, category: str, image_ref: str, b64: str,
                   embedding: Any) -> dict[str, Any]:
@@ -196,6 +217,7 @@ class WatchlistCore:
             self.on_limit(e.reason)
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
         wl = await self._open_watchlist(req.watchlist_id, deadline)
+        await self._check_active_embedder(wl, deadline)
         existing = await self._db(deadline, self.store.subject, wl["watchlist_id"], subject_id)
         if existing is not None and existing.category != category:
             raise Refusal(grpc.StatusCode.FAILED_PRECONDITION,
@@ -269,7 +291,8 @@ class WatchlistCore:
             next_page_token=str(start + size) if start + size < len(rows) else "")
         for r in page:
             subjects = await self._db(deadline, self.store.subjects, r["watchlist_id"]) if r["state"] == OPEN else {}
-            out.watchlists.append(to_proto(r, now, len(subjects), sum(len(s.image_refs) for s in subjects.values())))
+            out.watchlists.append(to_proto(r, now, len(subjects), sum(len(s.image_refs) for s in subjects.values()),
+                                           await self._embedder_of(r, deadline)))
         return out
 
     async def get(self, req: watchlist_pb2.GetWatchlistRequest,
@@ -279,7 +302,8 @@ class WatchlistCore:
             raise Refusal(grpc.StatusCode.NOT_FOUND, f"watchlist {req.watchlist_id} does not exist")
         subjects = await self._db(deadline, self.store.subjects, wl["watchlist_id"])
         out = watchlist_pb2.GetWatchlistResponse(watchlist=to_proto(
-            wl, time.time_ns(), len(subjects), sum(len(s.image_refs) for s in subjects.values())))
+            wl, time.time_ns(), len(subjects), sum(len(s.image_refs) for s in subjects.values()),
+            await self._embedder_of(wl, deadline)))
         if req.include_subjects:
             out.subjects.extend(subject_proto(s) for s in sorted(subjects.values(), key=lambda s: s.subject_id))
         return out
@@ -337,6 +361,7 @@ class WatchlistCore:
         async for req in requests:
             if wl is None:
                 wl = await self._open_watchlist(req.watchlist_id, deadline)
+                await self._check_active_embedder(wl, deadline)
             elif req.watchlist_id and req.watchlist_id != wl["watchlist_id"]:
                 raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "one BulkImport stream imports into one watchlist")
             for s in req.subjects:
@@ -376,6 +401,78 @@ class WatchlistCore:
                                          "subject_ids_sha256": ids_hash.hexdigest()})
         return watchlist_pb2.BulkImportResponse(imported=imported, rejected=rejected, errors=errors)
 
+    async def reembed(self, req: watchlist_pb2.ReembedWatchlistRequest, actor: str,
+                      deadline: float | None) -> watchlist_pb2.ReembedWatchlistResponse:
+        """Move an open watchlist to the active embedder: embed every face again from its retained aligned
+        enrolment image, insert the new vectors, then destroy the old ones; audited. Idempotent: a watchlist
+        on the active embedder answers 0 vectors; a run cut short leaves the old faces in place and the next
+        run replaces what it had inserted."""
+        if not req.reason.strip():
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "reason is required (why the watchlist moves embedder)")
+        wl = await self._open_watchlist(req.watchlist_id, deadline)
+        target = self.store.embedder
+        await self._db(deadline, self.store.refresh_collections)
+        source = await self._embedder_of(wl, deadline)
+        done = watchlist_pb2.ReembedWatchlistResponse(from_embedder=source, to_embedder=target)
+        if source == target:
+            subjects = await self._db(deadline, self.store.subjects, wl["watchlist_id"])
+            done.watchlist.CopyFrom(to_proto(wl, time.time_ns(), len(subjects),
+                                             sum(len(s.image_refs) for s in subjects.values()), target))
+            return done
+        if not self.options.reembed_from_retained_images:
+            raise Refusal(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"this force's retention rules do not allow re-using the retained enrolment images "
+                          f"(watchlist.reembed_from_retained_images is false): enrol the subjects of "
+                          f"{wl['watchlist_id']} again from their source photos into a new watchlist, then close "
+                          "this one")
+        fields = ["subject_id", "category", "image_ref", "image_jpeg_b64"]
+        rows = await self._db(deadline, self.store.face_rows, self.store.others[source], wl["watchlist_id"], fields)
+        missing = sorted({r["subject_id"] for r in rows if not r.get("image_jpeg_b64")})
+        if missing:
+            shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+            raise Refusal(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"{len(missing)} subject(s) of watchlist {wl['watchlist_id']} have no retained enrolment "
+                          f"image ({shown}; BulkImport vectors keep none), so they cannot be embedded again: "
+                          f"import their vectors made with {target} (BulkImport) into a new watchlist, or close "
+                          "this one")
+        try:
+            aligned = [enrol.decode_aligned_jpeg_b64(r["image_jpeg_b64"]) for r in rows]
+        except ValueError as e:
+            raise Refusal(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"watchlist {wl['watchlist_id']}: {e}; enrol its subjects again from their source photos") from e
+        vectors = await _under(deadline, self.pipeline.embedder.embed(aligned)) if aligned else []
+        new_rows = [self._face_row(wl, r["subject_id"], r["category"], r["image_ref"], r["image_jpeg_b64"], v)
+                    for r, v in zip(rows, vectors)]
+        expr = schema.watchlist_filter(wl["watchlist_id"])
+        # a run cut short may have left rows in the target: replace them, never add a second copy
+        await self._db(deadline, self.store.destroy_faces, expr, [self.store.collection])
+        if new_rows:
+            await self._db(deadline, self.store.insert_faces, new_rows)
+        gone = await self._db(deadline, self.store.destroy_faces, expr, [self.store.others[source]])
+        subjects = {r["subject_id"] for r in rows}
+        await self.audit.record(audit_mod.WATCHLIST_REEMBED, actor=actor, deployment_id=wl["deployment_id"],
+                                subject_ids=[wl["watchlist_id"]],
+                                details={"from_embedder": source, "to_embedder": target, "subjects": str(len(subjects)),
+                                         "vectors": str(len(new_rows)), "reason": req.reason[:256],
+                                         "old_vectors_deleted": str(gone.count), "storage_erasure": gone.erasure})
+        log.info("watchlist moved to the active embedder", extra={
+            "watchlist_id": wl["watchlist_id"], "from": source, "to": target, "vectors": len(new_rows)})
+        done.subjects, done.vectors = len(subjects), len(new_rows)
+        done.watchlist.CopyFrom(to_proto(wl, time.time_ns(), len(subjects), len(new_rows), target))
+        return done
+
+    async def on_other_embedders(self) -> dict[str, list[str]]:
+        """embedder -> the open watchlists whose faces were made with it, for every embedder but the active
+        one (they cannot match until moved)."""
+        await asyncio.to_thread(self.store.refresh_collections)
+        open_rows = await asyncio.to_thread(self.store.list_watchlists, f"state == {OPEN}")
+        out: dict[str, list[str]] = {}
+        for wl in open_rows:
+            embedder = await asyncio.to_thread(self.store.embedder_of, wl["watchlist_id"])
+            if embedder != self.store.embedder:
+                out.setdefault(embedder, []).append(wl["watchlist_id"])
+        return out
+
     # -- background ----------------------------------------------------------------
     async def reap_once(self) -> int:
         """Destroy every open watchlist whose window has ended, then append the destruction records still
@@ -410,5 +507,5 @@ async def _under(deadline: float | None, aw: Awaitable[T]) -> T:
     if remaining <= 0:
         if asyncio.iscoroutine(aw):
             aw.close()
-        raise asyncio.TimeoutError
+        raise TimeoutError
     return await asyncio.wait_for(aw, timeout=remaining)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from services.common.errors import SetupError
+from services.common.milvus_collections import faces_collection
+from services.face.embedders import DEFAULT_EMBEDDER
 from services.watchlist import schema
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,13 @@ def quiet_pymilvus_rpc_errors() -> Iterator[None]:
 
 class Store:
     def __init__(self, client: Any, timeout_s: float, engine_file: Path | None = None,
-                 compact_wait_s: float = 5.0) -> None:
+                 compact_wait_s: float = 5.0, embedder: str = DEFAULT_EMBEDDER) -> None:
         self.client = client
+        # enrolments go to the active embedder's faces collection; reads and deletes cover every faces
+        # collection (a watchlist built with an earlier embedder is still listed, closed and destroyed)
+        self.embedder = embedder
+        self.collection = faces_collection(embedder)
+        self.others: dict[str, str] = {}  # embedder -> collection, the other embedders' that exist
         self.timeout_s = timeout_s
         self.engine_file = engine_file  # milvus-lite only: see WatchlistOptions.local_engine_file
         self.compact_wait_s = compact_wait_s  # a Milvus server: see WatchlistOptions.compact_wait_s
@@ -70,8 +77,27 @@ class Store:
             raise SetupError(f"watchlist: local_engine_file {self.engine_file} does not exist",
                              "point LFR_WATCHLIST__LOCAL_ENGINE_FILE at the local Milvus engine's milvus.db, "
                              "or unset it when Milvus is a standalone/cluster")
-        schema.ensure_collection(self.client)
+        schema.ensure_collection(self.client, self.embedder)
         schema.ensure_watchlists_collection(self.client)
+        self.refresh_collections()
+
+    def refresh_collections(self) -> dict[str, str]:
+        """Find the other embedders' faces collections (embedder -> collection)."""
+        self.others = schema.other_embedder_collections(self.client, self.embedder)
+        return self.others
+
+    def face_collections(self) -> list[str]:
+        """The active collection and every other embedder's that exists, looked up afresh (another service
+        may have created one since): a delete must reach a watchlist's faces wherever they are."""
+        return [self.collection, *self.refresh_collections().values()]
+
+    def embedder_of(self, watchlist_id: str) -> str:
+        """The embedder whose collection holds the watchlist's faces (the active one when it has none)."""
+        expr = schema.watchlist_filter(watchlist_id)
+        for embedder, collection in self.refresh_collections().items():
+            if self._count_in(collection, expr):
+                return embedder
+        return self.embedder
 
     # -- watchlists ------------------------------------------------------------
     def put_watchlist(self, row: dict[str, Any]) -> None:
@@ -91,28 +117,35 @@ class Store:
         return [dict(r) for r in self._query_all(schema.WATCHLISTS_COLLECTION, expr, schema.WATCHLIST_FIELDS)]
 
     # -- faces -----------------------------------------------------------------
-    def insert_faces(self, rows: Sequence[dict[str, Any]], flush: bool = True) -> list[int]:
-        res = self.client.insert(schema.COLLECTION, list(rows), timeout=self.timeout_s)
+    def insert_faces(self, rows: Sequence[dict[str, Any]], flush: bool = True,
+                     collection: str | None = None) -> list[int]:
+        res = self.client.insert(collection or self.collection, list(rows), timeout=self.timeout_s)
         if flush:
-            self.flush()
+            self.flush(collection)
         return [int(i) for i in res["ids"]]
 
-    def flush(self) -> None:
+    def flush(self, collection: str | None = None) -> None:
         # unflushed rows sit in a growing segment that is searched row by row (~450 ms/query at 10k)
-        self.client.flush(schema.COLLECTION, timeout=self.timeout_s)
+        self.client.flush(collection or self.collection, timeout=self.timeout_s)
 
-    def count(self, expr: str) -> int:
-        rows = self.client.query(schema.COLLECTION, filter=expr, output_fields=["count(*)"], timeout=self.timeout_s)
+    def _count_in(self, collection: str, expr: str) -> int:
+        rows = self.client.query(collection, filter=expr, output_fields=["count(*)"], timeout=self.timeout_s)
         return int(rows[0]["count(*)"]) if rows else 0
 
-    def destroy_faces(self, expr: str) -> Deletion:
-        """Delete the faces matching ``expr`` and have the engine drop their bytes (erase_deleted)."""
-        n = self.count(expr)
-        if not n:
+    def count(self, expr: str) -> int:
+        """Faces matching ``expr`` in every faces collection."""
+        return sum(self._count_in(c, expr) for c in self.face_collections())
+
+    def destroy_faces(self, expr: str, collections: Sequence[str] | None = None) -> Deletion:
+        """Delete the faces matching ``expr`` (in every faces collection, or in ``collections``) and have the
+        engine drop their bytes (erase_deleted)."""
+        found = {c: n for c in (collections or self.face_collections()) if (n := self._count_in(c, expr))}
+        if not found:
             return Deletion(0, "nothing deleted")
-        self.client.delete(schema.COLLECTION, filter=expr, timeout=self.timeout_s)
-        self.flush()
-        return Deletion(n, self.erase_deleted())
+        for collection in found:
+            self.client.delete(collection, filter=expr, timeout=self.timeout_s)
+            self.flush(collection)
+        return Deletion(sum(found.values()), self.erase_deleted(list(found)))
 
     def delete_faces(self, expr: str) -> int:
         """Delete the faces matching ``expr``; returns how many there were."""
@@ -121,10 +154,10 @@ class Store:
     def delete_ids(self, ids: Iterable[int]) -> None:
         ids = list(ids)
         if ids:
-            self.client.delete(schema.COLLECTION, ids=ids, timeout=self.timeout_s)
-            self.erase_deleted()
+            self.client.delete(self.collection, ids=ids, timeout=self.timeout_s)
+            self.erase_deleted([self.collection])
 
-    def erase_deleted(self) -> str:
+    def erase_deleted(self, collections: Sequence[str] | None = None) -> str:
         """Make the engine drop the bytes of the rows just deleted, not only hide them.
 
         milvus-lite's engine (``engine_file`` set, the local stack) deletes a row from its SQLite
@@ -138,7 +171,8 @@ class Store:
 
         Returns what was done (Deletion.erasure)."""
         if self.engine_file is None:
-            return f"compaction {self.compact()}"
+            outcomes = [self.compact(c) for c in (collections or [self.collection])]
+            return "compaction " + ", ".join(dict.fromkeys(outcomes))
         # mode=rw: never create a file where the engine's should be
         con = sqlite3.connect(f"file:{self.engine_file}?mode=rw", uri=True, timeout=self.timeout_s,
                               isolation_level=None)
@@ -149,7 +183,7 @@ class Store:
         log.info("engine file vacuumed: deleted rows' bytes erased", extra={"file": str(self.engine_file)})
         return "vacuumed"
 
-    def compact(self) -> str:
+    def compact(self, collection: str | None = None) -> str:
         """Flush the delete logs, ask Milvus to compact the faces collection and wait up to
         ``compact_wait_s`` for it to complete. Returns the outcome: "completed", "running" (still
         going when the wait ended; it completes on its own), "requested" (no wait configured),
@@ -162,9 +196,9 @@ class Store:
             return "unsupported"
         started = time.monotonic()
         try:
-            self.flush()  # the delete logs must be on storage for the compaction to apply them
+            self.flush(collection)  # the delete logs must be on storage for the compaction to apply them
             with quiet_pymilvus_rpc_errors() if self.can_compact is None else contextlib.nullcontext():
-                job = self.client.compact(schema.COLLECTION, timeout=self.timeout_s)
+                job = self.client.compact(collection or self.collection, timeout=self.timeout_s)
             self.can_compact = True
             state = "requested"
             while self.compact_wait_s > 0:
@@ -194,18 +228,23 @@ class Store:
 
     def subjects(self, watchlist_id: str) -> dict[str, SubjectInfo]:
         out: dict[str, SubjectInfo] = {}
-        for r in self._query_all(schema.COLLECTION, schema.watchlist_filter(watchlist_id),
-                                 ["subject_id", "category", "image_ref"]):
+        for r in self._query_faces(schema.watchlist_filter(watchlist_id), ["subject_id", "category", "image_ref"]):
             info = out.setdefault(r["subject_id"], SubjectInfo(r["subject_id"], r["category"], []))
             info.image_refs.append(r["image_ref"])
         return out
 
     def subject(self, watchlist_id: str, subject_id: str) -> SubjectInfo | None:
-        rows = self._query_all(schema.COLLECTION, schema.subject_filter(watchlist_id, subject_id),
-                               ["subject_id", "category", "image_ref"])
+        rows = self._query_faces(schema.subject_filter(watchlist_id, subject_id), ["subject_id", "category", "image_ref"])
         if not rows:
             return None
         return SubjectInfo(subject_id, rows[0]["category"], [r["image_ref"] for r in rows])
+
+    def _query_faces(self, expr: str, fields: list[str]) -> list[dict[str, Any]]:
+        return [r for c in self.face_collections() for r in self._query_all(c, expr, fields)]
+
+    def face_rows(self, collection: str, watchlist_id: str, fields: list[str]) -> list[dict[str, Any]]:
+        """Every face row of the watchlist in ``collection`` (``fields`` of each)."""
+        return self._query_all(collection, schema.watchlist_filter(watchlist_id), fields)
 
     def _query_all(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
         rows = self.client.query(collection, filter=expr, output_fields=fields, limit=QUERY_LIMIT,

@@ -222,6 +222,61 @@ def _specs(tag: str) -> list[TopicSpec]:
     return out
 
 
+def _run_private(coro: Any) -> Any:
+    """Run a coroutine on a private loop (asyncio.run would unset the thread's current loop,
+    which other tests' fixtures may still ask for)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class CamSpec:
+    deployment: str
+    source: Path
+    fps: float = E2E_FPS
+    zone: str = "zone"
+
+
+@contextlib.contextmanager
+def pipeline_session(kind: str, cameras: dict[str, CamSpec], port_offset: int,
+                     embedder: str | None = None) -> Iterator[E2E]:
+    """A whole real pipeline (the services as child processes, private topics, groups, cameras and a camera
+    registry of its own) for the block. Camera ids, zones and deployments are prefixed with ``kind`` and a
+    random tag. Stopped and its topics deleted after; every service must stop cleanly."""
+    from services.common.topics import delete_topics
+
+    down = _stack_healthy()
+    if down:
+        pytest.fail("the local stack is not healthy (" + "; ".join(down) + ") — fix: .venv/bin/lfr stack up")
+    tag = "".join(random.choices(string.ascii_lowercase, k=8))
+    specs = _specs(tag)
+    _run_private(ensure_topics(BOOTSTRAP, tuple(specs)))
+    names = {sp.name.split(".")[3]: sp.name for sp in specs}
+    work = state_dir() / kind / tag
+    cams = {key: Camera(id=f"{kind}-{tag}-{key}", zone=f"{kind}-{tag}-{c.zone}", deployment_id=f"{kind}-{tag}-{c.deployment}",
+                        source=str(c.source), fps=c.fps, loop=False) for key, c in cameras.items()}
+    layout = PipelineLayout(port_offset=port_offset, topics=Topics(**names), group_prefix=f"lfr-{kind}-{tag}",
+                            cameras_file=work / "cameras.yaml", log_dir=state_dir() / "logs", log_prefix=f"{kind}-",
+                            pid_dir=state_dir() / "pids" / "services", embedder=embedder)
+    write_registry(layout.cameras_file, list(cams.values()))
+    pipeline = Pipeline(layout)
+    started = time.monotonic()
+    codes: dict[str, int | None] = {}
+    try:
+        _run_private(pipeline.start())
+        print(f"\n{kind} pipeline {tag} SERVING in {time.monotonic() - started:.1f} s "
+              f"(logs {layout.log_dir}/{kind}-*.log)")
+        yield E2E(tag, layout, pipeline, cams)
+    finally:
+        codes = pipeline.stop()
+        _run_private(delete_topics(BOOTSTRAP, list(names.values())))
+        shutil.rmtree(work, ignore_errors=True)
+    assert all(c == 0 for c in codes.values()), f"services did not stop cleanly: {codes}"
+
+
 def _stack_healthy() -> list[str]:
     from services.stack import manager
 

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import cv2
 import pytest
+from e2e_support import E2E, FACES_DIR, best_offline_score, embeddings_of
 
 from services.cli.demo import Enrolment
-from services.face.config import DEFAULT_MATCH_THRESHOLD
-
-from e2e_support import E2E, FACES_DIR, best_offline_score, embeddings_of
+from services.face.embedders import DEFAULT_EMBEDDER, calibrated_threshold
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -51,7 +50,7 @@ async def test_hamilton_clip_alerts_exactly_the_enrolled(e2e: E2E) -> None:
         assert len(lmm_matches) > 1, "he is in many frames: several matches, ONE alert (once per pass)"
         assert {m.subject_id for m in first.matches} == {LMM.subject_id}
         alert = first.alerts[0]
-        assert alert.best_score >= DEFAULT_MATCH_THRESHOLD and alert.live_crop.jpeg
+        assert alert.best_score >= calibrated_threshold(DEFAULT_EMBEDDER) and alert.live_crop.jpeg
         assert alert.deployment_id == deployment and alert.watchlist_id == wl
 
         # 2. Obama enrolled as well, the clip again
@@ -75,5 +74,5 @@ async def test_hamilton_clip_alerts_exactly_the_enrolled(e2e: E2E) -> None:
         assert len(refs) == 1, "obama_1.jpg holds one good face"
         obama_best, faces = await best_offline_score(refs[0], Path(second.camera.source), second.camera.fps)
         source = f"FacePipeline over the clip at {second.camera.fps:g} fps ({faces} gated faces), below the matcher"
-    print(f"Barack Obama: best score {obama_best:.3f} (threshold {DEFAULT_MATCH_THRESHOLD}), "
+    print(f"Barack Obama: best score {obama_best:.3f} (threshold {calibrated_threshold(DEFAULT_EMBEDDER)}), "
           f"{'ALERTED' if second.alerts_by_subject().get(OBAMA.subject_id) else 'no alert'}; source: {source}")

@@ -22,10 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from e2e_support import E2E, VIDEO, best_offline_score, embeddings_of, video_frames
+
 from services.cli.demo import Enrolment
-from services.face.config import DEFAULT_MATCH_THRESHOLD
+from services.face.embedders import DEFAULT_EMBEDDER, calibrated_threshold
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -77,5 +77,5 @@ async def test_intel_woman_reidentified_and_the_man_never_alerts(e2e: E2E) -> No
         best, faces = await best_offline_score(her_embedding, Path(run.camera.source), run.camera.fps)
         source = f"FacePipeline over the clip at {run.camera.fps:g} fps ({faces} gated faces), below the matcher"
     alerted = bool(by_subject.get(WOMAN.subject_id))
-    print(f"intel woman: best score {best:.3f} (threshold {DEFAULT_MATCH_THRESHOLD}), "
+    print(f"intel woman: best score {best:.3f} (threshold {calibrated_threshold(DEFAULT_EMBEDDER)}), "
           f"{'ALERTED' if alerted else 'no alert'}; the man: no alert; source: {source}")

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 from services.common.triton_client import TritonClient, TritonClientSettings
-from services.face.config import DEFAULT_MATCH_THRESHOLD, FaceConfig
-from services.face.pipeline import FacePipeline
 from services.eval.core import load_rgb
+from services.face.config import FaceConfig
 from services.face.embedder import EMBEDDING_DIM
+from services.face.embedders import DEFAULT_EMBEDDER, calibrated_threshold
+from services.face.pipeline import FacePipeline
 
 pytestmark = pytest.mark.integration
 
@@ -81,8 +82,8 @@ def test_same_person_above_default_threshold_different_below_through_triton() ->
     for a, b in itertools.combinations(names, 2):
         s = float(emb[a] @ emb[b])
         (same if identity(a) == identity(b) else diff).append((s, a, b))
-    assert min(same)[0] >= DEFAULT_MATCH_THRESHOLD, min(same)
-    assert max(diff)[0] < DEFAULT_MATCH_THRESHOLD, max(diff)
+    assert min(same)[0] >= calibrated_threshold(DEFAULT_EMBEDDER), min(same)
+    assert max(diff)[0] < calibrated_threshold(DEFAULT_EMBEDDER), max(diff)
 
 
 def test_lfr_eval_on_a_tiny_set(tmp_path: Path) -> None:

@@ -16,10 +16,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-
 from lfr.v1 import audit_pb2, common_pb2, watchlist_pb2, watchlist_pb2_grpc
-
 from watchlist_support import watchlist_service
+
 from services.face.embedder import EMBEDDING_DIM
 
 pytestmark = pytest.mark.integration
@@ -119,7 +118,7 @@ def test_create_without_authorisation_is_invalid_argument(service: watchlist_pb2
 
 def test_enrol_then_search_finds_the_subject_once(service: watchlist_pb2_grpc.WatchlistServiceStub,
                                                  milvus: object) -> None:
-    from services.face.config import DEFAULT_MATCH_THRESHOLD
+    from services.face.embedders import DEFAULT_EMBEDDER, calibrated_threshold
     from services.watchlist.search import search_active
 
     deployment = _deployment()
@@ -137,16 +136,17 @@ def test_enrol_then_search_finds_the_subject_once(service: watchlist_pb2_grpc.Wa
     probe = _embedding("obama_3.jpg")  # another photo of the same person
     hits = search_active(milvus, probe, deployment, int(time.time()), limit=5)[0]
     assert hits[0].subject_id == "subject-obama" and hits[0].watchlist_id == wl.watchlist_id
-    assert hits[0].score >= DEFAULT_MATCH_THRESHOLD
+    assert hits[0].score >= calibrated_threshold(DEFAULT_EMBEDDER)
     assert [h.subject_id for h in hits].count("subject-obama") == 1  # two images, one hit
-    assert all(h.score < DEFAULT_MATCH_THRESHOLD for h in hits[1:])
+    assert all(h.score < calibrated_threshold(DEFAULT_EMBEDDER) for h in hits[1:])
     # as the matcher asks (min_score = its threshold): ids and scores first, the fields of passing rows after
-    best = search_active(milvus, probe, deployment, int(time.time()), limit=1, min_score=DEFAULT_MATCH_THRESHOLD)[0]
+    threshold = calibrated_threshold(DEFAULT_EMBEDDER)
+    best = search_active(milvus, probe, deployment, int(time.time()), limit=1, min_score=threshold)[0]
     assert [(h.subject_id, h.watchlist_id) for h in best] == [("subject-obama", wl.watchlist_id)]
     assert best[0].score == pytest.approx(hits[0].score, abs=1e-5) and best[0].row_id == hits[0].row_id
     stranger = _embedding("rose_leslie_1.jpg")  # not enrolled
     assert search_active(milvus, stranger, deployment, int(time.time()), limit=1,
-                         min_score=DEFAULT_MATCH_THRESHOLD) == [[]]
+                         min_score=calibrated_threshold(DEFAULT_EMBEDDER)) == [[]]
     # deployment-scoped and time-scoped
     assert search_active(milvus, probe, _deployment(), int(time.time()), limit=5) == [[]]
     assert search_active(milvus, probe, deployment, int(time.time()) + 7200, limit=5) == [[]]

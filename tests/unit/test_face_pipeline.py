@@ -9,17 +9,17 @@ import cv2
 import numpy as np
 import pytest
 
-from services.face.config import DEFAULT_MATCH_THRESHOLD, FaceConfig
-from services.face.pipeline import FacePipeline
+from services.eval.core import load_rgb
+from services.face.config import FaceConfig
+from services.face.embedder import EMBEDDING_DIM
+from services.face.embedders import DEFAULT_EMBEDDER, calibrated_threshold
+from services.face.pipeline import FacePipeline, face_models
 from services.face.runner import OnnxRunner
 from services.models.paths import model_path
-from services.face.pipeline import FACE_MODELS
-from services.eval.core import load_rgb
-from services.face.embedder import EMBEDDING_DIM
 
 REPO = Path(__file__).resolve().parents[2]
 FACES = REPO / ".." / "shared" / "data" / "faces"
-MODELS = FACE_MODELS
+MODELS = face_models()
 
 pytestmark = [
     pytest.mark.skipif(not all(model_path(m).is_file() for m in MODELS),
@@ -77,8 +77,8 @@ async def test_same_person_above_threshold_different_below(pipeline: FacePipelin
     for a, b in itertools.combinations(names, 2):
         s = float(emb[a] @ emb[b])
         (same if identity(a) == identity(b) else diff).append((s, a, b))
-    assert min(same)[0] >= DEFAULT_MATCH_THRESHOLD, min(same)
-    assert max(diff)[0] < DEFAULT_MATCH_THRESHOLD, max(diff)
+    assert min(same)[0] >= calibrated_threshold(DEFAULT_EMBEDDER), min(same)
+    assert max(diff)[0] < calibrated_threshold(DEFAULT_EMBEDDER), max(diff)
 
 
 async def test_batching_across_images_matches_one_by_one(pipeline: FacePipeline) -> None:

@@ -10,16 +10,15 @@ import pytest
 
 from services.face.align import ARCFACE_TEMPLATE, align, alignment_matrix, transform_points, umeyama
 from services.face.config import FaceConfig, QualityConfig
-from services.face.pipeline import FacePipeline
+from services.face.pipeline import FacePipeline, face_models
 from services.face.quality import RejectReason, assess, head_pose
 from services.face.runner import OnnxRunner
 from services.models.paths import model_path
-from services.face.pipeline import FACE_MODELS
 
 REPO = Path(__file__).resolve().parents[2]
 FACES = REPO / ".." / "shared" / "data" / "faces"
 needs_models = pytest.mark.skipif(
-    not all(model_path(m).is_file() for m in FACE_MODELS) or not FACES.is_dir(),
+    not all(model_path(m).is_file() for m in face_models()) or not FACES.is_dir(),
     reason="face models not built ('lfr models build') or shared face data missing")
 
 

@@ -27,7 +27,8 @@ class RecordingSearch:
         self.calls: list[tuple[str, int, list[float]]] = []
 
     def __call__(self, client: Any, embeddings: Any, deployment_id: str, at_unix_s: int, limit: int,
-                 timeout_s: float | None = None, min_score: float | None = None) -> list[list[Hit]]:
+                 timeout_s: float | None = None, min_score: float | None = None,
+                 collection: str = "") -> list[list[Hit]]:
         self.calls.append((deployment_id, at_unix_s, [e[0] for e in embeddings]))
         # one hit per probe naming the probe (its first component) and where it was searched
         return [[Hit(f"{deployment_id}@{at_unix_s}#{e[0]:g}", "wl", "wanted", 0.9, "ref", 1)] for e in embeddings]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka_support import Rec
 from lfr.v1 import common_pb2, dlq_pb2, faces_pb2, matches_pb2
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -19,12 +20,11 @@ from services.common.metrics import MetricsFactory
 from services.common.retry import Abandoned
 from services.common.sealing import redis_key, seal
 from services.common.service import ServiceContext
-from services.face.config import DEFAULT_MATCH_THRESHOLD
+from services.face.embedders import DEFAULT_EMBEDDER, calibrated_threshold
 from services.matcher.config import MatcherSettings
 from services.matcher.worker import Matcher, decide
 from services.watchlist.schema import EMBEDDING_DIM
 from services.watchlist.search import Hit
-from kafka_support import Rec
 
 FACES = "lfr.faces.v1"
 MATCHES = "lfr.matches.v1"
@@ -46,7 +46,7 @@ def test_decide_is_score_at_or_above_threshold_on_the_best_hit() -> None:
 
 
 def test_threshold_path_from_default_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert MatcherSettings().threshold == DEFAULT_MATCH_THRESHOLD
+    assert MatcherSettings().threshold == calibrated_threshold(DEFAULT_EMBEDDER)
     monkeypatch.setenv("LFR_MATCHER__THRESHOLD", "0.61")
     assert MatcherSettings().threshold == pytest.approx(0.61)
     monkeypatch.setenv("LFR_MATCHER__THRESHOLD", "1.5")
@@ -114,13 +114,14 @@ def _vec(first: float) -> list[float]:
     return [first, rest] + [0.0] * (EMBEDDING_DIM - 2)
 
 
-def fake_fetch_image(client: Any, row_id: int, timeout_s: float | None = None) -> bytes | None:
+def fake_fetch_image(client: Any, row_id: int, timeout_s: float | None = None, collection: str = "") -> bytes | None:
     assert row_id == 7
     return ENROLLED_JPEG
 
 
 def fake_search(client: Any, embeddings: Any, deployment_id: str, at_unix_s: int, limit: int,
-                timeout_s: float | None = None, min_score: float | None = None) -> list[list[Hit]]:
+                timeout_s: float | None = None, min_score: float | None = None,
+                collection: str = "") -> list[list[Hit]]:
     assert deployment_id == "op-1" and at_unix_s > 0
     return [[_hit("subject-1", float(e[0]))] for e in embeddings]  # the score is the probe's first component
 
@@ -153,7 +154,8 @@ def _rig(tmp_path: Path, down_calls: int = 0, min_officers: int = 0) -> Rig:
     return Rig(matcher, matcher.redis, matcher.producer, matcher.consumer, events, loop)
 
 
-def _observation(rig: Rig, obs_id: str, first: float, camera: str = "cam-1", store_key: bool = True) -> bytes:
+def _observation(rig: Rig, obs_id: str, first: float, camera: str = "cam-1", store_key: bool = True,
+                 embedder: str = "") -> bytes:
     secret = faces_pb2.FaceSecret(embedding=_vec(first), crop_jpeg=b"\xff\xd8crop-" + obs_id.encode(),
                                   crop_width=112, crop_height=112)
     sealed = seal(secret.SerializeToString(), obs_id)
@@ -163,7 +165,8 @@ def _observation(rig: Rig, obs_id: str, first: float, camera: str = "cam-1", sto
         observation_id=obs_id,
         frame=common_pb2.FrameRef(camera_id=camera, zone="zone-a", deployment_id="op-1", seq=1,
                                   capture_unix_ns=1_750_000_000_000_000_000),
-        box=common_pb2.BoundingBox(x1=1, y1=2, x2=3, y2=4), det_score=0.99, quality=0.9, secret=sealed.sealed)
+        box=common_pb2.BoundingBox(x1=1, y1=2, x2=3, y2=4), det_score=0.99, quality=0.9, secret=sealed.sealed,
+        model=common_pb2.ModelVersion(embedder=embedder))
     return obs.SerializeToString()
 
 
@@ -267,3 +270,18 @@ async def test_failed_batch_deletes_its_keys_before_it_is_dead_lettered(tmp_path
     assert deleted < rig.events.index("ack:lfr.dlq.v1"), rig.events
     assert not [t for t, _, _ in rig.producer.sent if t == MATCHES]
     assert rig.consumer.committed == {("faces", 0): 3}
+
+
+async def test_a_face_of_another_embedder_is_never_searched(tmp_path: Path) -> None:
+    """A recognizer on another face.embedder than the matcher's: its vectors are never compared with this
+    embedder's watchlists (another scale, another space); dead-lettered with the fix, key shredded."""
+    rig = _rig(tmp_path)
+    assert rig.matcher.embedder == DEFAULT_EMBEDDER
+    records = [Rec(FACES, 0, 0, _observation(rig, "same", 0.9, embedder=DEFAULT_EMBEDDER)),
+               Rec(FACES, 0, 1, _observation(rig, "other", 0.9, embedder="w600k_mbf"))]
+    await rig.loop.process({("faces", 0): records})
+    assert rig.redis.data == {}
+    matches = [matches_pb2.MatchCandidate.FromString(v) for t, v, _ in rig.producer.sent if t == MATCHES]
+    assert [m.observation_id for m in matches] == ["same"]
+    dead = [dlq_pb2.DeadLetter.FromString(v) for t, v, _ in rig.producer.sent if t == "lfr.dlq.v1"]
+    assert len(dead) == 1 and "face embedded by w600k_mbf" in dead[0].detail and "LFR_FACE__EMBEDDER" in dead[0].detail

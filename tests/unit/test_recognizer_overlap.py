@@ -23,7 +23,8 @@ from services.common.metrics import MetricsFactory
 from services.common.service import ServiceContext
 from services.common.triton_client import TritonInferenceError, TritonUnavailable
 from services.face.detector import FACEBOXES
-from services.face.embedder import EMBEDDER, EMBEDDING_DIM
+from services.face.embedder import EMBEDDING_DIM
+from services.face.embedders import DEFAULT_EMBEDDER as EMBEDDER
 from services.face.pipeline import Face
 from services.face.quality import Quality
 from services.recognizer import worker as worker_module

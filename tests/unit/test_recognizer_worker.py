@@ -15,27 +15,27 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-
+from kafka_support import Rec
 from lfr.v1 import dlq_pb2, faces_pb2, frames_pb2
+from recognizer_fakes import Producer, Redis
+
 from services.common.grpc_server import GrpcServer
 from services.common.kafka import Outbox
 from services.common.metrics import MetricsFactory
 from services.common.sealing import open_sealed
 from services.common.service import ServiceContext
 from services.common.triton_client import TritonUnavailable
+from services.face.embedder import EMBEDDING_DIM
+from services.face.pipeline import face_models
 from services.models.paths import model_path
 from services.recognizer.config import RecognizerSettings
 from services.recognizer.worker import Recognizer
-from services.face.pipeline import FACE_MODELS
-from services.face.embedder import EMBEDDING_DIM
-from kafka_support import Rec
-from recognizer_fakes import Producer, Redis
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP = REPO.parent / "shared" / "data" / "video" / "hamilton_white_house_short_clip.mp4"
 
 pytestmark = pytest.mark.skipif(
-    not all(model_path(m).is_file() for m in FACE_MODELS) or not CLIP.is_file(),
+    not all(model_path(m).is_file() for m in face_models()) or not CLIP.is_file(),
     reason="needs `lfr models build` and ../shared/data",
 )
 

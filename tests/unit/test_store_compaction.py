@@ -33,6 +33,9 @@ class FakeMilvus:
     def query(self, collection: str, filter: str, output_fields: list[str], timeout: float) -> list[dict[str, Any]]:
         return [{"count(*)": 3}]
 
+    def has_collection(self, collection: str) -> bool:
+        return False  # the default embedder's collection only
+
     def delete(self, collection: str, timeout: float, **kw: Any) -> None:
         self.calls.append(("delete", collection))
 
@@ -144,3 +147,23 @@ def test_destroy_faces_says_what_happened_to_the_bytes(tmp_path: Any) -> None:
     empty = Empty()
     assert Store(empty, timeout_s=5).destroy_faces("x") == Deletion(0, "nothing deleted")
     assert "delete" not in names(empty)
+
+
+class TwoEmbedders(FakeMilvus):
+    """The default embedder's faces collection and w600k_mbf's both exist; 2 rows of the watchlist in the latter."""
+
+    def has_collection(self, collection: str) -> bool:
+        return True
+
+    def query(self, collection: str, filter: str, output_fields: list[str], timeout: float) -> list[dict[str, Any]]:
+        return [{"count(*)": 2 if collection.endswith("__w600k_mbf") else 0}]
+
+
+def test_a_delete_reaches_the_faces_of_every_embedder() -> None:
+    """A watchlist built with another embedder than the service's is still destroyed on close or expiry."""
+    client = TwoEmbedders()
+    store = Store(client, timeout_s=5, compact_wait_s=0)
+    assert store.embedder_of("wl") == "w600k_mbf"
+    gone = store.destroy_faces(schema.watchlist_filter("wl"))
+    assert gone.count == 2
+    assert [c for op, c in client.calls if op == "delete"] == ["lfr_watchlist_faces__w600k_mbf"]

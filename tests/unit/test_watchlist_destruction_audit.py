@@ -8,8 +8,8 @@ import asyncio
 from typing import Any
 
 import pytest
-
 from lfr.v1 import watchlist_pb2
+
 from services.common import audit as audit_mod
 from services.common.audit import AuditError
 from services.watchlist.config import WatchlistSettings

@@ -25,57 +25,61 @@ _sym_db = _symbol_database.Default()
 from lfr.v1 import common_pb2 as lfr_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16lfr/v1/watchlist.proto\x12\x06lfr.v1\x1a\x13lfr/v1/common.proto\"\x88\x03\n\tWatchlist\x12\x14\n\x0cwatchlist_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rdeployment_id\x18\x03 \x01(\t\x12\x19\n\x11\x61uthorisation_ref\x18\x04 \x01(\t\x12\x1b\n\x13\x61uthorising_officer\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x10\n\x08\x63riteria\x18\x07 \x01(\t\x12\x1a\n\x12valid_from_unix_ns\x18\x08 \x01(\x03\x12\x1b\n\x13valid_until_unix_ns\x18\t \x01(\x03\x12%\n\x05state\x18\n \x01(\x0e\x32\x16.lfr.v1.WatchlistState\x12\x15\n\rsubject_count\x18\x0b \x01(\r\x12\x13\n\x0bimage_count\x18\x0c \x01(\r\x12\x17\n\x0f\x63reated_unix_ns\x18\r \x01(\x03\x12\x12\n\ncreated_by\x18\x0e \x01(\t\x12\x16\n\x0e\x63losed_unix_ns\x18\x0f \x01(\x03\x12\x14\n\x0c\x63lose_reason\x18\x10 \x01(\t\"\xa2\x01\n\x07Subject\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12)\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x17.lfr.v1.SubjectCategory\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x13\n\x0bimage_count\x18\x04 \x01(\r\x12\x13\n\x0bsource_refs\x18\x05 \x03(\t\x12\x18\n\x10\x65nrolled_unix_ns\x18\x06 \x01(\x03\"\xe5\x01\n\x16\x43reateWatchlistRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\x12\x19\n\x11\x61uthorisation_ref\x18\x03 \x01(\t\x12\x1b\n\x13\x61uthorising_officer\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x10\n\x08\x63riteria\x18\x06 \x01(\t\x12\x1a\n\x12valid_from_unix_ns\x18\x07 \x01(\x03\x12\x1b\n\x13valid_until_unix_ns\x18\x08 \x01(\x03\x12\x12\n\nrequest_id\x18\t \x01(\t\"?\n\x17\x43reateWatchlistResponse\x12$\n\twatchlist\x18\x01 \x01(\x0b\x32\x11.lfr.v1.Watchlist\"A\n\nEnrolImage\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x12\n\nsource_ref\x18\x02 \x01(\t\x12\x10\n\x08image_id\x18\x03 \x01(\t\"\xd4\x01\n\x10\x45nrolImageResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\x10\n\x08image_id\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12)\n\trejection\x18\x04 \x01(\x0e\x32\x16.lfr.v1.EnrolRejection\x12\x12\n\nface_count\x18\x05 \x01(\r\x12\x0f\n\x07quality\x18\x06 \x01(\x02\x12-\n\x0equality_detail\x18\x07 \x01(\x0b\x32\x15.lfr.v1.QualityDetail\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\"\\\n\rQualityDetail\x12\x11\n\tdet_score\x18\x01 \x01(\x02\x12\x14\n\x0c\x66\x61\x63\x65_size_px\x18\x02 \x01(\x02\x12\x11\n\tsharpness\x18\x03 \x01(\x02\x12\x0f\n\x07yaw_deg\x18\x04 \x01(\x02\"\xa4\x01\n\x13\x45nrolSubjectRequest\x12\x14\n\x0cwatchlist_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12)\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x17.lfr.v1.SubjectCategory\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\"\n\x06images\x18\x05 \x03(\x0b\x32\x12.lfr.v1.EnrolImage\"c\n\x14\x45nrolSubjectResponse\x12 \n\x07subject\x18\x01 \x01(\x0b\x32\x0f.lfr.v1.Subject\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.lfr.v1.EnrolImageResult\"P\n\x14RemoveSubjectRequest\x12\x14\n\x0cwatchlist_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"0\n\x15RemoveSubjectResponse\x12\x17\n\x0fvectors_deleted\x18\x01 \x01(\r\"m\n\x15ListWatchlistsRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x16\n\x0einclude_closed\x18\x02 \x01(\x08\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"X\n\x16ListWatchlistsResponse\x12%\n\nwatchlists\x18\x01 \x03(\x0b\x32\x11.lfr.v1.Watchlist\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x13GetWatchlistRequest\x12\x14\n\x0cwatchlist_id\x18\x01 \x01(\t\x12\x18\n\x10include_subjects\x18\x02 \x01(\x08\"_\n\x14GetWatchlistResponse\x12$\n\twatchlist\x18\x01 \x01(\x0b\x32\x11.lfr.v1.Watchlist\x12!\n\x08subjects\x18\x02 \x03(\x0b\x32\x0f.lfr.v1.Subject\"=\n\x15\x43loseWatchlistRequest\x12\x14\n\x0cwatchlist_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"q\n\x16\x43loseWatchlistResponse\x12$\n\twatchlist\x18\x01 \x01(\x0b\x32\x11.lfr.v1.Watchlist\x12\x18\n\x10subjects_deleted\x18\x02 \x01(\r\x12\x17\n\x0fvectors_deleted\x18\x03 \x01(\r\"x\n\x10SyntheticSubject\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12)\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x17.lfr.v1.SubjectCategory\x12\x11\n\tembedding\x18\x03 \x03(\x02\x12\x12\n\nsource_ref\x18\x04 \x01(\t\"U\n\x11\x42ulkImportRequest\x12\x14\n\x0cwatchlist_id\x18\x01 \x01(\t\x12*\n\x08subjects\x18\x02 \x03(\x0b\x32\x18.lfr.v1.SyntheticSubject\"H\n\x12\x42ulkImportResponse\x12\x10\n\x08imported\x18\x01 \x01(\r\x12\x10\n\x08rejected\x18\x02 \x01(\r\x12\x0e\n\x06\x65rrors\x18\x03 \x03(\t*\xa3\x01\n\x0eWatchlistState\x12\x1f\n\x1bWATCHLIST_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17WATCHLIST_STATE_PENDING\x10\x01\x12\x1a\n\x16WATCHLIST_STATE_ACTIVE\x10\x02\x12\x1a\n\x16WATCHLIST_STATE_CLOSED\x10\x03\x12\x1b\n\x17WATCHLIST_STATE_EXPIRED\x10\x04*\xd9\x01\n\x0e\x45nrolRejection\x12\x1f\n\x1b\x45NROL_REJECTION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45NROL_REJECTION_NO_FACE\x10\x01\x12\"\n\x1e\x45NROL_REJECTION_MULTIPLE_FACES\x10\x02\x12\x1f\n\x1b\x45NROL_REJECTION_LOW_QUALITY\x10\x03\x12 \n\x1c\x45NROL_REJECTION_DECODE_ERROR\x10\x04\x12\"\n\x1e\x45NROL_REJECTION_MISSING_SOURCE\x10\x05\x32\xb3\x04\n\x10WatchlistService\x12R\n\x0f\x43reateWatchlist\x12\x1e.lfr.v1.CreateWatchlistRequest\x1a\x1f.lfr.v1.CreateWatchlistResponse\x12I\n\x0c\x45nrolSubject\x12\x1b.lfr.v1.EnrolSubjectRequest\x1a\x1c.lfr.v1.EnrolSubjectResponse\x12L\n\rRemoveSubject\x12\x1c.lfr.v1.RemoveSubjectRequest\x1a\x1d.lfr.v1.RemoveSubjectResponse\x12O\n\x0eListWatchlists\x12\x1d.lfr.v1.ListWatchlistsRequest\x1a\x1e.lfr.v1.ListWatchlistsResponse\x12I\n\x0cGetWatchlist\x12\x1b.lfr.v1.GetWatchlistRequest\x1a\x1c.lfr.v1.GetWatchlistResponse\x12O\n\x0e\x43loseWatchlist\x12\x1d.lfr.v1.CloseWatchlistRequest\x1a\x1e.lfr.v1.CloseWatchlistResponse\x12\x45\n\nBulkImport\x12\x19.lfr.v1.BulkImportRequest\x1a\x1a.lfr.v1.BulkImportResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16lfr/v1/watchlist.proto\x12\x06lfr.v1\x1a\x13lfr/v1/common.proto\"\x9a\x03\n\tWatchlist\x12\x14\n\x0cwatchlist_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rdeployment_id\x18\x03 \x01(\t\x12\x19\n\x11\x61uthorisation_ref\x18\x04 \x01(\t\x12\x1b\n\x13\x61uthorising_officer\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x10\n\x08\x63riteria\x18\x07 \x01(\t\x12\x1a\n\x12valid_from_unix_ns\x18\x08 \x01(\x03\x12\x1b\n\x13valid_until_unix_ns\x18\t \x01(\x03\x12%\n\x05state\x18\n \x01(\x0e\x32\x16.lfr.v1.WatchlistState\x12\x15\n\rsubject_count\x18\x0b \x01(\r\x12\x13\n\x0bimage_count\x18\x0c \x01(\r\x12\x17\n\x0f\x63reated_unix_ns\x18\r \x01(\x03\x12\x12\n\ncreated_by\x18\x0e \x01(\t\x12\x16\n\x0e\x63losed_unix_ns\x18\x0f \x01(\x03\x12\x14\n\x0c\x63lose_reason\x18\x10 \x01(\t\x12\x10\n\x08\x65mbedder\x18\x11 \x01(\t\"\xa2\x01\n\x07Subject\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12)\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x17.lfr.v1.SubjectCategory\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x13\n\x0bimage_count\x18\x04 \x01(\r\x12\x13\n\x0bsource_refs\x18\x05 \x03(\t\x12\x18\n\x10\x65nrolled_unix_ns\x18\x06 \x01(\x03\"\xe5\x01\n\x16\x43reateWatchlistRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rdeployment_id\x18\x02 \x01(\t\x12\x19\n\x11\x61uthorisation_ref\x18\x03 \x01(\t\x12\x1b\n\x13\x61uthorising_officer\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x10\n\x08\x63riteria\x18\x06 \x01(\t\x12\x1a\n\x12valid_from_unix_ns\x18\x07 \x01(\x03\x12\x1b\n\x13valid_until_unix_ns\x18\x08 \x01(\x03\x12\x12\n\nrequest_id\x18\t \x01(\t\"?\n\x17\x43reateWatchlistResponse\x12$\n\twatchlist\x18\x01 \x01(\x0b\x32\x11.lfr.v1.Watchlist\"A\n\nEnrolImage\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x12\n\nsource_ref\x18\x02 \x01(\t\x12\x10\n\x08image_id\x18\x03 \x01(\t\"\xd4\x01\n\x10\x45nrolImageResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\x10\n\x08image_id\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12)\n\trejection\x18\x04 \x01(\x0e\x32\x16.lfr.v1.EnrolRejection\x12\x12\n\nface_count\x18\x05 \x01(\r\x12\x0f\n\x07quality\x18\x06 \x01(\x02\x12-\n\x0equality_detail\x18\x07 \x01(\x0b\x32\x15.lfr.v1.QualityDetail\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\"\\\n\rQualityDetail\x12\x11\n\tdet_score\x18\x01 \x01(\x02\x12\x14\n\x0c\x66\x61\x63\x65_size_px\x18\x02 \x01(\x02\x12\x11\n\tsharpness\x18\x03 \x01(\x02\x12\x0f\n\x07yaw_deg\x18\x04 \x01(\x02\"\xa4\x01\n\x13\x45nrolSubjectRequest\x12\x14\n\x0cwatchlist_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12)\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x17.lfr.v1.SubjectCategory\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\"\n\x06images\x18\x05 \x03(\x0b\x32\x12.lfr.v1.EnrolImage\"c\n\x14\x45nrolSubjectResponse\x12 \n\x07subject\x18\x01 \x01(\x0b\x32\x0f.lfr.v1.Subject\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.lfr.v1.EnrolImageResult\"P\n\x14RemoveSubjectRequest\x12\x14\n\x0cwatchlist_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"0\n\x15RemoveSubjectResponse\x12\x17\n\x0fvectors_deleted\x18\x01 \x01(\r\"m\n\x15ListWatchlistsRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x16\n\x0einclude_closed\x18\x02 \x01(\x08\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"X\n\x16ListWatchlistsResponse\x12%\n\nwatchlists\x18\x01 \x03(\x0b\x32\x11.lfr.v1.Watchlist\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x13GetWatchlistRequest\x12\x14\n\x0cwatchlist_id\x18\x01 \x01(\t\x12\x18\n\x10include_subjects\x18\x02 \x01(\x08\"_\n\x14GetWatchlistResponse\x12$\n\twatchlist\x18\x01 \x01(\x0b\x32\x11.lfr.v1.Watchlist\x12!\n\x08subjects\x18\x02 \x03(\x0b\x32\x0f.lfr.v1.Subject\"=\n\x15\x43loseWatchlistRequest\x12\x14\n\x0cwatchlist_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"q\n\x16\x43loseWatchlistResponse\x12$\n\twatchlist\x18\x01 \x01(\x0b\x32\x11.lfr.v1.Watchlist\x12\x18\n\x10subjects_deleted\x18\x02 \x01(\r\x12\x17\n\x0fvectors_deleted\x18\x03 \x01(\r\"?\n\x17ReembedWatchlistRequest\x12\x14\n\x0cwatchlist_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x8f\x01\n\x18ReembedWatchlistResponse\x12$\n\twatchlist\x18\x01 \x01(\x0b\x32\x11.lfr.v1.Watchlist\x12\x15\n\rfrom_embedder\x18\x02 \x01(\t\x12\x13\n\x0bto_embedder\x18\x03 \x01(\t\x12\x10\n\x08subjects\x18\x04 \x01(\r\x12\x0f\n\x07vectors\x18\x05 \x01(\r\"x\n\x10SyntheticSubject\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12)\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x17.lfr.v1.SubjectCategory\x12\x11\n\tembedding\x18\x03 \x03(\x02\x12\x12\n\nsource_ref\x18\x04 \x01(\t\"U\n\x11\x42ulkImportRequest\x12\x14\n\x0cwatchlist_id\x18\x01 \x01(\t\x12*\n\x08subjects\x18\x02 \x03(\x0b\x32\x18.lfr.v1.SyntheticSubject\"H\n\x12\x42ulkImportResponse\x12\x10\n\x08imported\x18\x01 \x01(\r\x12\x10\n\x08rejected\x18\x02 \x01(\r\x12\x0e\n\x06\x65rrors\x18\x03 \x03(\t*\xa3\x01\n\x0eWatchlistState\x12\x1f\n\x1bWATCHLIST_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17WATCHLIST_STATE_PENDING\x10\x01\x12\x1a\n\x16WATCHLIST_STATE_ACTIVE\x10\x02\x12\x1a\n\x16WATCHLIST_STATE_CLOSED\x10\x03\x12\x1b\n\x17WATCHLIST_STATE_EXPIRED\x10\x04*\xd9\x01\n\x0e\x45nrolRejection\x12\x1f\n\x1b\x45NROL_REJECTION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45NROL_REJECTION_NO_FACE\x10\x01\x12\"\n\x1e\x45NROL_REJECTION_MULTIPLE_FACES\x10\x02\x12\x1f\n\x1b\x45NROL_REJECTION_LOW_QUALITY\x10\x03\x12 \n\x1c\x45NROL_REJECTION_DECODE_ERROR\x10\x04\x12\"\n\x1e\x45NROL_REJECTION_MISSING_SOURCE\x10\x05\x32\x8a\x05\n\x10WatchlistService\x12R\n\x0f\x43reateWatchlist\x12\x1e.lfr.v1.CreateWatchlistRequest\x1a\x1f.lfr.v1.CreateWatchlistResponse\x12I\n\x0c\x45nrolSubject\x12\x1b.lfr.v1.EnrolSubjectRequest\x1a\x1c.lfr.v1.EnrolSubjectResponse\x12L\n\rRemoveSubject\x12\x1c.lfr.v1.RemoveSubjectRequest\x1a\x1d.lfr.v1.RemoveSubjectResponse\x12O\n\x0eListWatchlists\x12\x1d.lfr.v1.ListWatchlistsRequest\x1a\x1e.lfr.v1.ListWatchlistsResponse\x12I\n\x0cGetWatchlist\x12\x1b.lfr.v1.GetWatchlistRequest\x1a\x1c.lfr.v1.GetWatchlistResponse\x12O\n\x0e\x43loseWatchlist\x12\x1d.lfr.v1.CloseWatchlistRequest\x1a\x1e.lfr.v1.CloseWatchlistResponse\x12\x45\n\nBulkImport\x12\x19.lfr.v1.BulkImportRequest\x1a\x1a.lfr.v1.BulkImportResponse(\x01\x12U\n\x10ReembedWatchlist\x12\x1f.lfr.v1.ReembedWatchlistRequest\x1a .lfr.v1.ReembedWatchlistResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lfr.v1.watchlist_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WATCHLISTSTATE']._serialized_start=2519
-  _globals['_WATCHLISTSTATE']._serialized_end=2682
-  _globals['_ENROLREJECTION']._serialized_start=2685
-  _globals['_ENROLREJECTION']._serialized_end=2902
+  _globals['_WATCHLISTSTATE']._serialized_start=2748
+  _globals['_WATCHLISTSTATE']._serialized_end=2911
+  _globals['_ENROLREJECTION']._serialized_start=2914
+  _globals['_ENROLREJECTION']._serialized_end=3131
   _globals['_WATCHLIST']._serialized_start=56
-  _globals['_WATCHLIST']._serialized_end=448
-  _globals['_SUBJECT']._serialized_start=451
-  _globals['_SUBJECT']._serialized_end=613
-  _globals['_CREATEWATCHLISTREQUEST']._serialized_start=616
-  _globals['_CREATEWATCHLISTREQUEST']._serialized_end=845
-  _globals['_CREATEWATCHLISTRESPONSE']._serialized_start=847
-  _globals['_CREATEWATCHLISTRESPONSE']._serialized_end=910
-  _globals['_ENROLIMAGE']._serialized_start=912
-  _globals['_ENROLIMAGE']._serialized_end=977
-  _globals['_ENROLIMAGERESULT']._serialized_start=980
-  _globals['_ENROLIMAGERESULT']._serialized_end=1192
-  _globals['_QUALITYDETAIL']._serialized_start=1194
-  _globals['_QUALITYDETAIL']._serialized_end=1286
-  _globals['_ENROLSUBJECTREQUEST']._serialized_start=1289
-  _globals['_ENROLSUBJECTREQUEST']._serialized_end=1453
-  _globals['_ENROLSUBJECTRESPONSE']._serialized_start=1455
-  _globals['_ENROLSUBJECTRESPONSE']._serialized_end=1554
-  _globals['_REMOVESUBJECTREQUEST']._serialized_start=1556
-  _globals['_REMOVESUBJECTREQUEST']._serialized_end=1636
-  _globals['_REMOVESUBJECTRESPONSE']._serialized_start=1638
-  _globals['_REMOVESUBJECTRESPONSE']._serialized_end=1686
-  _globals['_LISTWATCHLISTSREQUEST']._serialized_start=1688
-  _globals['_LISTWATCHLISTSREQUEST']._serialized_end=1797
-  _globals['_LISTWATCHLISTSRESPONSE']._serialized_start=1799
-  _globals['_LISTWATCHLISTSRESPONSE']._serialized_end=1887
-  _globals['_GETWATCHLISTREQUEST']._serialized_start=1889
-  _globals['_GETWATCHLISTREQUEST']._serialized_end=1958
-  _globals['_GETWATCHLISTRESPONSE']._serialized_start=1960
-  _globals['_GETWATCHLISTRESPONSE']._serialized_end=2055
-  _globals['_CLOSEWATCHLISTREQUEST']._serialized_start=2057
-  _globals['_CLOSEWATCHLISTREQUEST']._serialized_end=2118
-  _globals['_CLOSEWATCHLISTRESPONSE']._serialized_start=2120
-  _globals['_CLOSEWATCHLISTRESPONSE']._serialized_end=2233
-  _globals['_SYNTHETICSUBJECT']._serialized_start=2235
-  _globals['_SYNTHETICSUBJECT']._serialized_end=2355
-  _globals['_BULKIMPORTREQUEST']._serialized_start=2357
-  _globals['_BULKIMPORTREQUEST']._serialized_end=2442
-  _globals['_BULKIMPORTRESPONSE']._serialized_start=2444
-  _globals['_BULKIMPORTRESPONSE']._serialized_end=2516
-  _globals['_WATCHLISTSERVICE']._serialized_start=2905
-  _globals['_WATCHLISTSERVICE']._serialized_end=3468
+  _globals['_WATCHLIST']._serialized_end=466
+  _globals['_SUBJECT']._serialized_start=469
+  _globals['_SUBJECT']._serialized_end=631
+  _globals['_CREATEWATCHLISTREQUEST']._serialized_start=634
+  _globals['_CREATEWATCHLISTREQUEST']._serialized_end=863
+  _globals['_CREATEWATCHLISTRESPONSE']._serialized_start=865
+  _globals['_CREATEWATCHLISTRESPONSE']._serialized_end=928
+  _globals['_ENROLIMAGE']._serialized_start=930
+  _globals['_ENROLIMAGE']._serialized_end=995
+  _globals['_ENROLIMAGERESULT']._serialized_start=998
+  _globals['_ENROLIMAGERESULT']._serialized_end=1210
+  _globals['_QUALITYDETAIL']._serialized_start=1212
+  _globals['_QUALITYDETAIL']._serialized_end=1304
+  _globals['_ENROLSUBJECTREQUEST']._serialized_start=1307
+  _globals['_ENROLSUBJECTREQUEST']._serialized_end=1471
+  _globals['_ENROLSUBJECTRESPONSE']._serialized_start=1473
+  _globals['_ENROLSUBJECTRESPONSE']._serialized_end=1572
+  _globals['_REMOVESUBJECTREQUEST']._serialized_start=1574
+  _globals['_REMOVESUBJECTREQUEST']._serialized_end=1654
+  _globals['_REMOVESUBJECTRESPONSE']._serialized_start=1656
+  _globals['_REMOVESUBJECTRESPONSE']._serialized_end=1704
+  _globals['_LISTWATCHLISTSREQUEST']._serialized_start=1706
+  _globals['_LISTWATCHLISTSREQUEST']._serialized_end=1815
+  _globals['_LISTWATCHLISTSRESPONSE']._serialized_start=1817
+  _globals['_LISTWATCHLISTSRESPONSE']._serialized_end=1905
+  _globals['_GETWATCHLISTREQUEST']._serialized_start=1907
+  _globals['_GETWATCHLISTREQUEST']._serialized_end=1976
+  _globals['_GETWATCHLISTRESPONSE']._serialized_start=1978
+  _globals['_GETWATCHLISTRESPONSE']._serialized_end=2073
+  _globals['_CLOSEWATCHLISTREQUEST']._serialized_start=2075
+  _globals['_CLOSEWATCHLISTREQUEST']._serialized_end=2136
+  _globals['_CLOSEWATCHLISTRESPONSE']._serialized_start=2138
+  _globals['_CLOSEWATCHLISTRESPONSE']._serialized_end=2251
+  _globals['_REEMBEDWATCHLISTREQUEST']._serialized_start=2253
+  _globals['_REEMBEDWATCHLISTREQUEST']._serialized_end=2316
+  _globals['_REEMBEDWATCHLISTRESPONSE']._serialized_start=2319
+  _globals['_REEMBEDWATCHLISTRESPONSE']._serialized_end=2462
+  _globals['_SYNTHETICSUBJECT']._serialized_start=2464
+  _globals['_SYNTHETICSUBJECT']._serialized_end=2584
+  _globals['_BULKIMPORTREQUEST']._serialized_start=2586
+  _globals['_BULKIMPORTREQUEST']._serialized_end=2671
+  _globals['_BULKIMPORTRESPONSE']._serialized_start=2673
+  _globals['_BULKIMPORTRESPONSE']._serialized_end=2745
+  _globals['_WATCHLISTSERVICE']._serialized_start=3134
+  _globals['_WATCHLISTSERVICE']._serialized_end=3784
 # @@protoc_insertion_point(module_scope)

@@ -37,7 +37,7 @@ ENROL_REJECTION_DECODE_ERROR: EnrolRejection
 ENROL_REJECTION_MISSING_SOURCE: EnrolRejection
 
 class Watchlist(_message.Message):
-    __slots__ = ("watchlist_id", "name", "deployment_id", "authorisation_ref", "authorising_officer", "purpose", "criteria", "valid_from_unix_ns", "valid_until_unix_ns", "state", "subject_count", "image_count", "created_unix_ns", "created_by", "closed_unix_ns", "close_reason")
+    __slots__ = ("watchlist_id", "name", "deployment_id", "authorisation_ref", "authorising_officer", "purpose", "criteria", "valid_from_unix_ns", "valid_until_unix_ns", "state", "subject_count", "image_count", "created_unix_ns", "created_by", "closed_unix_ns", "close_reason", "embedder")
     WATCHLIST_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +54,7 @@ class Watchlist(_message.Message):
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CLOSED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     CLOSE_REASON_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDER_FIELD_NUMBER: _ClassVar[int]
     watchlist_id: str
     name: str
     deployment_id: str
@@ -70,7 +71,8 @@ class Watchlist(_message.Message):
     created_by: str
     closed_unix_ns: int
     close_reason: str
-    def __init__(self, watchlist_id: _Optional[str] = ..., name: _Optional[str] = ..., deployment_id: _Optional[str] = ..., authorisation_ref: _Optional[str] = ..., authorising_officer: _Optional[str] = ..., purpose: _Optional[str] = ..., criteria: _Optional[str] = ..., valid_from_unix_ns: _Optional[int] = ..., valid_until_unix_ns: _Optional[int] = ..., state: _Optional[_Union[WatchlistState, str]] = ..., subject_count: _Optional[int] = ..., image_count: _Optional[int] = ..., created_unix_ns: _Optional[int] = ..., created_by: _Optional[str] = ..., closed_unix_ns: _Optional[int] = ..., close_reason: _Optional[str] = ...) -> None: ...
+    embedder: str
+    def __init__(self, watchlist_id: _Optional[str] = ..., name: _Optional[str] = ..., deployment_id: _Optional[str] = ..., authorisation_ref: _Optional[str] = ..., authorising_officer: _Optional[str] = ..., purpose: _Optional[str] = ..., criteria: _Optional[str] = ..., valid_from_unix_ns: _Optional[int] = ..., valid_until_unix_ns: _Optional[int] = ..., state: _Optional[_Union[WatchlistState, str]] = ..., subject_count: _Optional[int] = ..., image_count: _Optional[int] = ..., created_unix_ns: _Optional[int] = ..., created_by: _Optional[str] = ..., closed_unix_ns: _Optional[int] = ..., close_reason: _Optional[str] = ..., embedder: _Optional[str] = ...) -> None: ...
 
 class Subject(_message.Message):
     __slots__ = ("subject_id", "category", "display_name", "image_count", "source_refs", "enrolled_unix_ns")
@@ -249,6 +251,28 @@ class CloseWatchlistResponse(_message.Message):
     subjects_deleted: int
     vectors_deleted: int
     def __init__(self, watchlist: _Optional[_Union[Watchlist, _Mapping]] = ..., subjects_deleted: _Optional[int] = ..., vectors_deleted: _Optional[int] = ...) -> None: ...
+
+class ReembedWatchlistRequest(_message.Message):
+    __slots__ = ("watchlist_id", "reason")
+    WATCHLIST_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    watchlist_id: str
+    reason: str
+    def __init__(self, watchlist_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReembedWatchlistResponse(_message.Message):
+    __slots__ = ("watchlist", "from_embedder", "to_embedder", "subjects", "vectors")
+    WATCHLIST_FIELD_NUMBER: _ClassVar[int]
+    FROM_EMBEDDER_FIELD_NUMBER: _ClassVar[int]
+    TO_EMBEDDER_FIELD_NUMBER: _ClassVar[int]
+    SUBJECTS_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    watchlist: Watchlist
+    from_embedder: str
+    to_embedder: str
+    subjects: int
+    vectors: int
+    def __init__(self, watchlist: _Optional[_Union[Watchlist, _Mapping]] = ..., from_embedder: _Optional[str] = ..., to_embedder: _Optional[str] = ..., subjects: _Optional[int] = ..., vectors: _Optional[int] = ...) -> None: ...
 
 class SyntheticSubject(_message.Message):
     __slots__ = ("subject_id", "category", "embedding", "source_ref")

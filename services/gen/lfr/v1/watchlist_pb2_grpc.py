@@ -69,6 +69,11 @@ class WatchlistServiceStub:
                 request_serializer=lfr_dot_v1_dot_watchlist__pb2.BulkImportRequest.SerializeToString,
                 response_deserializer=lfr_dot_v1_dot_watchlist__pb2.BulkImportResponse.FromString,
                 _registered_method=True)
+        self.ReembedWatchlist = channel.unary_unary(
+                '/lfr.v1.WatchlistService/ReembedWatchlist',
+                request_serializer=lfr_dot_v1_dot_watchlist__pb2.ReembedWatchlistRequest.SerializeToString,
+                response_deserializer=lfr_dot_v1_dot_watchlist__pb2.ReembedWatchlistResponse.FromString,
+                _registered_method=True)
 
 
 class WatchlistServiceServicer:
@@ -116,6 +121,12 @@ class WatchlistServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReembedWatchlist(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WatchlistServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +164,11 @@ def add_WatchlistServiceServicer_to_server(servicer, server):
                     servicer.BulkImport,
                     request_deserializer=lfr_dot_v1_dot_watchlist__pb2.BulkImportRequest.FromString,
                     response_serializer=lfr_dot_v1_dot_watchlist__pb2.BulkImportResponse.SerializeToString,
+            ),
+            'ReembedWatchlist': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReembedWatchlist,
+                    request_deserializer=lfr_dot_v1_dot_watchlist__pb2.ReembedWatchlistRequest.FromString,
+                    response_serializer=lfr_dot_v1_dot_watchlist__pb2.ReembedWatchlistResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -344,6 +360,33 @@ class WatchlistService:
             '/lfr.v1.WatchlistService/BulkImport',
             lfr_dot_v1_dot_watchlist__pb2.BulkImportRequest.SerializeToString,
             lfr_dot_v1_dot_watchlist__pb2.BulkImportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReembedWatchlist(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lfr.v1.WatchlistService/ReembedWatchlist',
+            lfr_dot_v1_dot_watchlist__pb2.ReembedWatchlistRequest.SerializeToString,
+            lfr_dot_v1_dot_watchlist__pb2.ReembedWatchlistResponse.FromString,
             options,
             channel_credentials,
             insecure,
