@@ -4,7 +4,9 @@
 <out>/<model>/1/model.onnx   <- <onnx>/<models.yaml onnx: file>        (built by `lfr models build`)
 
 Runs as the `models-init` compose service (and as an initContainer in k8s). Fails loudly when a
-model's ONNX file is missing, so Triton never starts with a half-filled repository.
+model's ONNX file is missing, so Triton never starts with a half-filled repository; an `opt_in` model
+(models.yaml: its licence needs an acknowledgement to build it, e.g. w600k_mbf, non-commercial research
+only) is laid out only when its ONNX file was provided, and skipped with a log line otherwise.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ def lay_out(spec: Path, onnx_dir: Path, out: Path) -> list[str]:
             raise FileNotFoundError(f"model {name} has a production config but no onnx file in models.yaml")
         source = onnx_dir / onnx_name
         if not source.is_file():
+            if model.get("opt_in"):
+                LOG.info("not serving opt-in model %s: %s was not provided", name, source)
+                continue
             raise FileNotFoundError(f"{source} is missing: run `lfr models build` on the host first")
         target = out / name
         (target / "1").mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 (<state>/triton-repo): the committed local configs, the shared python model and,
 for each ONNX model, ``<model>/1/model.onnx`` linked to the file in the model
 cache (built by `lfr models build`). Models whose ONNX file is not built yet are
-skipped with a warning; the ``identity`` model is always there."""
+skipped with a warning, opt-in models (a licence that needs an acknowledgement to build them) with a note
+saying how to build them; the ``identity`` model is always there."""
 
 from __future__ import annotations
 
@@ -49,6 +50,15 @@ def onnx_path(model: ModelSpec, paths: StackPaths) -> Path:
     return Path(mod.model_path(model.name))
 
 
+def _how_to_build(name: str) -> str:
+    """The build command the models package gives for ``name`` (with its licence acknowledgement)."""
+    from services.models.acknowledgement import how_to_build_line
+    from services.models.manifest import load_manifest
+
+    spec = load_manifest().models.get(name)
+    return how_to_build_line(name, spec) if spec is not None else f"lfr models build {name}"
+
+
 def servable(paths: StackPaths, spec: RepoSpec | None = None) -> tuple[str, ...]:
     """The models a fresh assembly would serve now (identity + every built ONNX model)."""
     spec = spec or load_spec()
@@ -70,7 +80,11 @@ def assemble(paths: StackPaths, spec: RepoSpec | None = None, local_dir: Path = 
         if m.kind == "onnx":
             src = onnx_path(m, paths)
             if not src.is_file():
-                log.warning("triton: skipping model %s: %s is not built yet (run 'lfr models build')", m.name, src)
+                if m.opt_in:
+                    log.info("triton: not serving opt-in model %s: %s is not built (its licence needs an "
+                             "acknowledgement; to serve it: %s, then 'lfr stack up --only triton')", m.name, src, _how_to_build(m.name))
+                else:
+                    log.warning("triton: skipping model %s: %s is not built yet (run 'lfr models build')", m.name, src)
                 skipped.append(m.name)
                 continue
         version = tmp / m.name / "1"

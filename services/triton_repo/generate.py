@@ -59,12 +59,19 @@ def _common(m: ModelSpec, kind: str) -> list[str]:
     return lines
 
 
+def _header(m: ModelSpec) -> str:
+    if not m.opt_in:
+        return HEADER
+    return HEADER + (f"# OPT-IN: served only if {m.onnx} is provided (its licence needs an acknowledgement to build "
+                     f"it: lfr models card {m.name}).\n")
+
+
 def render_local(m: ModelSpec) -> str:
     lines = [f"name: {_q(m.name)}", 'backend: "python"'] + _common(m, "KIND_CPU")
     if m.kind == "onnx":
         lines += _param("onnx_file", ONNX_IN_VERSION_DIR)
         lines += _param("intra_op_threads", str(m.intra_op_threads))
-    return HEADER + "\n".join(lines) + "\n"
+    return _header(m) + "\n".join(lines) + "\n"
 
 
 def render_production(m: ModelSpec) -> str:
@@ -76,7 +83,7 @@ def render_production(m: ModelSpec) -> str:
                   '        parameters {{ key: "max_workspace_size_bytes" value: {} }}'.format(
                       _q(str(m.tensorrt.max_workspace_mb * 1024 * 1024))),
                   "      }", "    ]", "  }", "}"]
-    return HEADER + "\n".join(lines) + "\n"
+    return _header(m) + "\n".join(lines) + "\n"
 
 
 def render(spec: RepoSpec) -> dict[str, str]:

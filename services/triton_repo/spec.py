@@ -71,6 +71,10 @@ class ModelSpec(Strict):
     kind: Literal["onnx", "identity"] = Field(default="onnx",
                                               description="onnx: an ONNX file; identity: built-in test model")
     onnx: str | None = Field(default=None, description="ONNX file name in the model cache")
+    opt_in: bool = Field(default=False,
+                         description="its licence needs an acknowledgement to build it (the model manifest's "
+                                     "requires_acknowledgement): served only where its ONNX file is provided, "
+                                     "skipped (not an error) where it is absent")
     max_batch_size: int = Field(ge=0, le=1024, description="0 disables batching")
     inputs: tuple[TensorSpec, ...] = Field(min_length=1)
     outputs: tuple[TensorSpec, ...] = Field(min_length=1)
@@ -84,8 +88,8 @@ class ModelSpec(Strict):
     def _check(self) -> "ModelSpec":
         if self.kind == "onnx" and not self.onnx:
             raise ValueError(f"{self.name}: kind onnx needs an onnx file name")
-        if self.kind == "identity" and self.onnx:
-            raise ValueError(f"{self.name}: the identity model has no onnx file")
+        if self.kind == "identity" and (self.onnx or self.opt_in):
+            raise ValueError(f"{self.name}: the identity model has no onnx file and is always served")
         names = [t.name for t in (*self.inputs, *self.outputs)]
         if len(set(names)) != len(names):
             raise ValueError(f"{self.name}: tensor names must be unique: {names}")

@@ -129,3 +129,87 @@ def test_models_yaml_agrees_with_the_models_manifest() -> None:
 
         assert {t.name: (t.dtype, batch + list(t.dims)) for t in m.inputs} == contract(built.inputs), m.name
         assert {t.name: (t.dtype, batch + list(t.dims)) for t in m.outputs} == contract(built.outputs), m.name
+
+
+def test_w600k_mbf_is_served_in_both_variants_as_an_opt_in_embedder() -> None:
+    spec = load_spec()
+    m = spec.get("w600k_mbf")
+    emb = spec.get("mobilefacenet512")
+    assert m.opt_in and not emb.opt_in and m.onnx == "w600k_mbf.onnx"
+    assert (m.max_batch_size, m.dynamic_batching, m.instances, m.tensorrt) == (
+        emb.max_batch_size, emb.dynamic_batching, emb.instances, emb.tensorrt)
+    assert m.description != emb.description and "non-commercial research only" in m.description
+    for variant in VARIANTS:
+        text = (DEPLOY_DIR / variant / "w600k_mbf" / "config.pbtxt").read_text()
+        assert "# OPT-IN: served only if w600k_mbf.onnx is provided" in text, variant
+        cfg = parse(text)
+        assert [(t.name, tuple(t.dims)) for t in cfg.input] == [("input", (112, 112, 3))]
+        assert [(t.name, tuple(t.dims)) for t in cfg.output] == [("embedding", (512,))]
+    assert "OPT-IN" not in (DEPLOY_DIR / "production" / "mobilefacenet512" / "config.pbtxt").read_text()
+
+
+def test_opt_in_models_are_the_models_manifest_s_gated_ones() -> None:
+    """opt_in in models.yaml marks exactly the models `lfr models build` builds only with an acknowledgement."""
+    manifest = pytest.importorskip("services.models.manifest").load_manifest()
+    gated = {n for n, m in manifest.models.items() if m.requires_acknowledgement}
+    assert {m.name for m in load_spec().models if m.opt_in} == gated == {"w600k_mbf"}
+
+
+def _models_init():
+    import importlib.util
+
+    path = DEPLOY_DIR.parent / "docker" / "models_init.py"
+    spec = importlib.util.spec_from_file_location("models_init", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_production_lay_out_serves_w600k_mbf_only_when_its_onnx_is_provided(tmp_path: Path) -> None:
+    """The models-init of compose and k8s: without w600k_mbf.onnx the others are laid out and it is skipped
+    (not an error); with it, it is laid out like any model."""
+    module = _models_init()
+    spec = load_spec()
+    onnx = tmp_path / "onnx"
+    onnx.mkdir()
+    for m in spec.models:
+        if m.in_production and not m.opt_in:
+            (onnx / m.onnx).write_bytes(m.name.encode())
+    without = module.lay_out(DEPLOY_DIR, onnx, tmp_path / "a")
+    assert "w600k_mbf" not in without and not (tmp_path / "a" / "w600k_mbf").exists()
+    assert set(without) == {m.name for m in spec.models if m.in_production and not m.opt_in}
+    (onnx / "w600k_mbf.onnx").write_bytes(b"w600k")
+    with_it = module.lay_out(DEPLOY_DIR, onnx, tmp_path / "b")
+    assert set(with_it) == set(without) | {"w600k_mbf"}
+    assert (tmp_path / "b" / "w600k_mbf" / "1" / "model.onnx").read_bytes() == b"w600k"
+    (onnx / "faceboxes.onnx").unlink()
+    with pytest.raises(FileNotFoundError, match="faceboxes.onnx is missing"):
+        module.lay_out(DEPLOY_DIR, onnx, tmp_path / "c")
+
+
+def test_identity_cannot_be_opt_in() -> None:
+    with pytest.raises(ValueError):
+        ModelSpec.model_validate({"name": "identity", "kind": "identity", "opt_in": True, "max_batch_size": 4,
+                                  "inputs": [{"name": "I", "dtype": "float32", "dims": [-1]}],
+                                  "outputs": [{"name": "O", "dtype": "float32", "dims": [-1]}]})
+
+
+def test_local_assembly_says_how_to_build_a_missing_opt_in_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A missing opt-in model is skipped with an info line (its licence, the build command), not a warning."""
+    import logging
+
+    from services.common.stack_paths import StackPaths
+    from services.triton_repo.assemble import assemble
+
+    monkeypatch.setenv("LFR_CACHE", str(tmp_path / "cache"))
+    paths = StackPaths(cache=tmp_path / "cache", state=tmp_path / "state")
+    with caplog.at_level(logging.INFO, logger="lfr.triton_repo"):
+        report = assemble(paths)
+    assert "w600k_mbf" in report.skipped and report.served == ("identity",)
+    opt_in = [r for r in caplog.records if "w600k_mbf" in r.getMessage()]
+    assert [r.levelno for r in opt_in] == [logging.INFO]
+    msg = opt_in[0].getMessage()
+    assert "opt-in" in msg and "lfr models build w600k_mbf --accept-licence insightface-non-commercial-research" in msg
+    others = [r for r in caplog.records if "mobilefacenet512" in r.getMessage()]
+    assert [r.levelno for r in others] == [logging.WARNING]
