@@ -68,6 +68,7 @@ def request_for(method: str, principal: str, tag: str) -> Any:
             valid_from_unix_ns=now - 1_000_000_000, valid_until_unix_ns=now + 60_000_000_000),
         "EnrolSubject": watchlist_pb2.EnrolSubjectRequest(watchlist_id=f"wl-missing-{tag}", subject_id="s"),
         "RemoveSubject": watchlist_pb2.RemoveSubjectRequest(watchlist_id=f"wl-missing-{tag}", subject_id="s"),
+        "ReembedWatchlist": watchlist_pb2.ReembedWatchlistRequest(watchlist_id=f"wl-missing-{tag}", reason="test"),
         "ListWatchlists": watchlist_pb2.ListWatchlistsRequest(page_size=1),
         "GetWatchlist": watchlist_pb2.GetWatchlistRequest(watchlist_id=f"wl-missing-{tag}"),
         "CloseWatchlist": watchlist_pb2.CloseWatchlistRequest(watchlist_id=f"wl-missing-{tag}", reason="test"),

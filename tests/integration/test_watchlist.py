@@ -245,7 +245,7 @@ def test_audit_chain_ok_metric(service: watchlist_pb2_grpc.WatchlistServiceStub)
     assert 'lfr_audit_records_total{action="watchlist.create"}' in text
 
 
-def test_a_collection_of_another_embedder_is_refused_with_the_fix(milvus, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_collection_of_another_embedder_is_refused_with_the_fix(milvus) -> None:
     """A faces collection made by another embedder (another dimension, say the 192-d
     MobileFaceNet of earlier releases) can never match this release's probes:
     ensure_collection's check says so, with what to do, on the real Milvus's own
@@ -253,7 +253,6 @@ def test_a_collection_of_another_embedder_is_refused_with_the_fix(milvus, monkey
     from pymilvus import DataType
 
     from services.common.errors import SetupError
-    from services.watchlist import schema
     from services.watchlist.schema import build_index, build_schema, check_embedding_dim
 
     name = f"lfr_dimcheck_{uuid.uuid4().hex[:8]}"
@@ -271,10 +270,10 @@ def test_a_collection_of_another_embedder_is_refused_with_the_fix(milvus, monkey
         milvus.create_collection(name, schema=build_schema(milvus), index_params=build_index(milvus))
         check_embedding_dim(milvus.describe_collection(name))  # this release's schema passes
         milvus.drop_collection(name)
-        with monkeypatch.context() as m:  # same dimension, another network's name
-            m.setattr(schema, "EMBEDDER", "another512")
-            milvus.create_collection(name, schema=build_schema(milvus), index_params=build_index(milvus))
+        # same dimension, another network's name (a collection made under another embedder's name)
+        milvus.create_collection(name, schema=build_schema(milvus, "another512"), index_params=build_index(milvus))
         with pytest.raises(SetupError, match="512-d embeddings of another512"):
             check_embedding_dim(milvus.describe_collection(name))
+        check_embedding_dim(milvus.describe_collection(name), "another512")  # its own embedder reads it
     finally:
         milvus.drop_collection(name)
