@@ -3,7 +3,7 @@
 # configs + the ONNX files built by `lfr models build`), laid out into /models at pod start by the
 # Triton Deployment's initContainer. Weights are never committed; they enter only through the named
 # build context `onnx`:
-#   docker buildx build -f deploy/docker/models.Dockerfile --build-context onnx=$HOME/.cache/lfr/models -t lfr/models:<tag> .
+#   docker buildx build -f deploy/docker/models.Dockerfile --build-context onnx=$HOME/.cache/lfr/models/onnx -t lfr/models:<tag> .
 # An opt-in model (models.yaml opt_in: w600k_mbf, non-commercial research only) is copied only when its ONNX file
 # is in that context: build an operational image from a cache without it (models_init.py skips it when absent).
 FROM python:3.11.14-slim-bookworm
