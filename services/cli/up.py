@@ -159,8 +159,21 @@ class LiveStatus:
                 f"{int(metric(alr, 'lfr_alerts_total'))} alerts | consumer lag {int(lag)}")
 
 
+def embedder_line() -> str:
+    """The active face embedder, its licence and the threshold the matcher applies (and where it comes from)."""
+    from services.face.embedders import embedder_spec
+    from services.matcher.config import MatcherSettings
+
+    settings = MatcherSettings()
+    name = settings.face.embedder
+    threshold, _ = settings.threshold_choice()
+    source = "LFR_MATCHER__THRESHOLD" if settings.matcher.threshold is not None else "its calibration"
+    use = embedder_spec(name).card.operational_use
+    return f"{name} (operational use {use}), match threshold {threshold} ({source})"
+
+
 def ready_block(console_url: str, prometheus_url: str | None, watchlist_id: str, deployment: str,
-                subjects: list[str], zone: str, camera: str, video: Path) -> str:
+                subjects: list[str], zone: str, camera: str, video: Path, embedder: str = "") -> str:
     """What a person needs once everything is up."""
     rule = "-" * 78
     prom = f"{prometheus_url}/ (every service and Triton scraped, the alert rules loaded)" if prometheus_url \
@@ -174,6 +187,8 @@ def ready_block(console_url: str, prometheus_url: str | None, watchlist_id: str,
         f"  demo        watchlist {watchlist_id} (deployment {deployment}): {', '.join(subjects)}",
         f"              officer {DEMO_OFFICER} on duty in zone {zone}, device {DEMO_DEVICE}",
         f"              camera {camera} streams {video.name}, looping",
+        *([f"  embedder    {embedder}", "              (LFR_FACE__EMBEDDER chooses another: lfr models list)"]
+          if embedder else []),
         "  stop        Ctrl-C here stops everything this run started (`make down` stops the stack)",
         rule,
     ])
@@ -259,7 +274,8 @@ async def run_up(video: Path, enrolments: list[Enrolment], as_json: bool, stack:
         await _until(stop, pipeline.start(("ingest",), ingest_cameras=ingest_registry))
         say(f"streaming {video} as {camera.id} at {camera.fps:g} fps, looping; Ctrl-C stops everything")
         say(ready_block(f"http://127.0.0.1:{layout.console_port()}/", prometheus, watchlists[-1],
-                        camera.deployment_id, [e.name for e in enrolments], camera.zone, camera.id, video))
+                        camera.deployment_id, [e.name for e in enrolments], camera.zone, camera.id, video,
+                        embedder_line()))
         live = LiveStatus(layout)
         await asyncio.to_thread(live.line)  # the baseline: the first line shown has a rate
         status_every = STATUS_TTY_S if out.tty else STATUS_PIPE_S

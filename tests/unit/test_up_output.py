@@ -97,3 +97,17 @@ def test_ready_block_says_what_a_person_needs() -> None:
     assert "http://127.0.0.1:9090/" in block and "wl-1" in block and "demo-officer" in block
     assert "Ctrl-C" in block and "make down" in block
     assert "not in this stack" in ready_block("u", None, "w", "d", [], "z", "c", Path("v"))
+
+
+def test_ready_block_names_the_embedder_and_where_its_threshold_comes_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.cli.up import embedder_line
+    from services.face.embedders import DEFAULT_EMBEDDER, calibrated_threshold
+
+    monkeypatch.delenv("LFR_MATCHER__THRESHOLD", raising=False)
+    monkeypatch.delenv("LFR_FACE__EMBEDDER", raising=False)
+    line = embedder_line()
+    assert line == (f"{DEFAULT_EMBEDDER} (operational use permitted), match threshold "
+                    f"{calibrated_threshold(DEFAULT_EMBEDDER)} (its calibration)")
+    assert f"  embedder    {line}" in ready_block("u", None, "w", "d", [], "z", "c", Path("v"), line)
+    monkeypatch.setenv("LFR_MATCHER__THRESHOLD", "0.61")
+    assert embedder_line().endswith("match threshold 0.61 (LFR_MATCHER__THRESHOLD)")
