@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from services.cli.up import STOP_SIGNALS, Output, ready_block
 
 REPO = Path(__file__).resolve().parents[2]
