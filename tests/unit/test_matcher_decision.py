@@ -45,13 +45,30 @@ def test_decide_is_score_at_or_above_threshold_on_the_best_hit() -> None:
     assert decide([_hit("a", 0.9), _hit("b", 0.6)], 0.5) == _hit("a", 0.9)
 
 
-def test_threshold_path_from_default_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert MatcherSettings().threshold == calibrated_threshold(DEFAULT_EMBEDDER)
+def test_the_default_threshold_is_the_calibrated_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each embedder's calibration gives the matcher its default; an explicit threshold overrides it and says
+    so; an embedder without a calibration and no threshold stops the matcher with the command that makes one."""
+    from services.common.errors import SetupError
+    from services.face import embedders as embedders_mod
+    from services.matcher import config as matcher_config
+
+    monkeypatch.delenv("LFR_MATCHER__THRESHOLD", raising=False)
+    for name in embedders_mod.embedders():
+        monkeypatch.setenv("LFR_FACE__EMBEDDER", name)
+        threshold, source = MatcherSettings().threshold_choice()
+        assert threshold == calibrated_threshold(name) and source.startswith(f"{name}'s calibration on lfw_dev")
+    assert calibrated_threshold(DEFAULT_EMBEDDER) != calibrated_threshold("w600k_mbf")  # other scales
     monkeypatch.setenv("LFR_MATCHER__THRESHOLD", "0.61")
-    assert MatcherSettings().threshold == pytest.approx(0.61)
+    threshold, source = MatcherSettings().threshold_choice()
+    assert threshold == pytest.approx(0.61) and "overrides w600k_mbf's calibrated" in source
     monkeypatch.setenv("LFR_MATCHER__THRESHOLD", "1.5")
     with pytest.raises(ValueError):
         MatcherSettings()
+    monkeypatch.delenv("LFR_MATCHER__THRESHOLD")
+    monkeypatch.setattr(matcher_config, "load_calibration", lambda name: None)  # never calibrated
+    with pytest.raises(SetupError) as e:
+        MatcherSettings().threshold_choice()
+    assert "has no calibration" in e.value.cause and "--calibrate" in e.value.fix
 
 
 # --- fakes -------------------------------------------------------------------------
