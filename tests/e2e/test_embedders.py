@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import urllib.request
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -56,51 +57,59 @@ def _require_served(name: str) -> None:
                 f"LFR_MODELS_ACCEPT_LICENCES={token} (CI sets it)")
 
 
-@pytest.mark.parametrize("name", sorted(set(embedders()) - {DEFAULT_EMBEDDER}))
-async def test_another_embedder_alerts_at_its_own_threshold_after_the_watchlist_moves(e2e: E2E, name: str) -> None:
-    _require_served(name)
+@pytest.fixture(scope="module", params=sorted(set(embedders()) - {DEFAULT_EMBEDDER}))
+def emb(request: pytest.FixtureRequest) -> Iterator[E2E]:
+    """A second whole pipeline whose services run on embedder ``request.param``."""
+    _require_served(request.param)
+    with pipeline_session("e2e-emb", {"hamilton": CamSpec("hamilton", HAMILTON)}, PORT_OFFSET,
+                          embedder=request.param) as session:
+        yield session
+
+
+async def test_another_embedder_alerts_at_its_own_threshold_after_the_watchlist_moves(e2e: E2E, emb: E2E) -> None:
+    name = emb.layout.embedder
+    assert name is not None
     threshold = calibrated_threshold(name)
-    with pipeline_session("e2e-emb", {"hamilton": CamSpec("hamilton", HAMILTON)}, PORT_OFFSET, embedder=name) as emb:
-        deployment = emb.cameras["hamilton"].deployment_id
-        default_client, client = e2e.watchlists(), emb.watchlists()
-        wl = await e2e.new_watchlist(default_client, deployment, f"built with {DEFAULT_EMBEDDER}")
-        try:
-            await default_client.enrol(wl, LMM)
-            got = await client.stub.GetWatchlist(watchlist_pb2.GetWatchlistRequest(watchlist_id=wl), timeout=30)
-            assert got.watchlist.embedder == DEFAULT_EMBEDDER and got.watchlist.image_count == 1
+    deployment = emb.cameras["hamilton"].deployment_id
+    default_client, client = e2e.watchlists(), emb.watchlists()
+    wl = await e2e.new_watchlist(default_client, deployment, f"built with {DEFAULT_EMBEDDER}")
+    try:
+        await default_client.enrol(wl, LMM)
+        got = await client.stub.GetWatchlist(watchlist_pb2.GetWatchlistRequest(watchlist_id=wl), timeout=30)
+        assert got.watchlist.embedder == DEFAULT_EMBEDDER and got.watchlist.image_count == 1
 
-            # 1. stranded: no faces added, no alert (never compared across embedders)
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await client.enrol(wl, LMM)
-            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-            assert f"built with embedder {DEFAULT_EMBEDDER}" in (refused.value.details() or "")
-            assert "lfr watchlist reembed" in (refused.value.details() or "")
-            before = await emb.run("hamilton")
-            print(f"\n{name}, watchlist still on {DEFAULT_EMBEDDER}: {before.summary()}")
-            assert before.alerts_by_subject() == {} and before.matches == [], before.summary()
+        # 1. stranded: no faces added, no alert (never compared across embedders)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await client.enrol(wl, LMM)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert f"built with embedder {DEFAULT_EMBEDDER}" in (refused.value.details() or "")
+        assert "lfr watchlist reembed" in (refused.value.details() or "")
+        before = await emb.run("hamilton")
+        print(f"\n{name}, watchlist still on {DEFAULT_EMBEDDER}: {before.summary()}")
+        assert before.alerts_by_subject() == {} and before.matches == [], before.summary()
 
-            # 2. moved, audited; the clip again
-            with pytest.raises(grpc.aio.AioRpcError) as no_reason:
-                await client.stub.ReembedWatchlist(watchlist_pb2.ReembedWatchlistRequest(watchlist_id=wl), timeout=60)
-            assert no_reason.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            moved = await client.stub.ReembedWatchlist(watchlist_pb2.ReembedWatchlistRequest(
-                watchlist_id=wl, reason="e2e: the platform moved to " + name), timeout=120)
-            assert (moved.from_embedder, moved.to_embedder, moved.subjects, moved.vectors) == (
-                DEFAULT_EMBEDDER, name, 1, 1)
-            assert moved.watchlist.embedder == name
-            again = await client.stub.ReembedWatchlist(watchlist_pb2.ReembedWatchlistRequest(
-                watchlist_id=wl, reason="twice"), timeout=60)
-            assert again.vectors == 0 and again.from_embedder == name  # idempotent
-            records = [audit_pb2.AuditRecord.FromString(v) for v in await read_topic(emb.layout.topics.audit)]
-            reembeds = [r for r in records if r.action == "watchlist.reembed" and wl in r.subject_ids]
-            assert len(reembeds) == 1 and dict(reembeds[0].details)["to_embedder"] == name
+        # 2. moved, audited; the clip again
+        with pytest.raises(grpc.aio.AioRpcError) as no_reason:
+            await client.stub.ReembedWatchlist(watchlist_pb2.ReembedWatchlistRequest(watchlist_id=wl), timeout=60)
+        assert no_reason.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        moved = await client.stub.ReembedWatchlist(watchlist_pb2.ReembedWatchlistRequest(
+            watchlist_id=wl, reason="e2e: the platform moved to " + name), timeout=120)
+        assert (moved.from_embedder, moved.to_embedder, moved.subjects, moved.vectors) == (
+            DEFAULT_EMBEDDER, name, 1, 1)
+        assert moved.watchlist.embedder == name
+        again = await client.stub.ReembedWatchlist(watchlist_pb2.ReembedWatchlistRequest(
+            watchlist_id=wl, reason="twice"), timeout=60)
+        assert again.vectors == 0 and again.from_embedder == name  # idempotent
+        records = [audit_pb2.AuditRecord.FromString(v) for v in await read_topic(emb.layout.topics.audit)]
+        reembeds = [r for r in records if r.action == "watchlist.reembed" and wl in r.subject_ids]
+        assert len(reembeds) == 1 and dict(reembeds[0].details)["to_embedder"] == name
 
-            after = await emb.run("hamilton")
-            print(f"{name}, watchlist moved: {after.summary()} (threshold {threshold})")
-            assert after.alerts_by_subject() == {LMM.subject_id: 1}, after.summary()
-            assert {m.subject_id for m in after.matches} == {LMM.subject_id}
-            assert after.alerts[0].best_score >= threshold
-        finally:
-            await client.close(wl, "e2e test done")
-            await client.close_channel()
-            await default_client.close_channel()
+        after = await emb.run("hamilton")
+        print(f"{name}, watchlist moved: {after.summary()} (threshold {threshold})")
+        assert after.alerts_by_subject() == {LMM.subject_id: 1}, after.summary()
+        assert {m.subject_id for m in after.matches} == {LMM.subject_id}
+        assert after.alerts[0].best_score >= threshold
+    finally:
+        await client.close(wl, "e2e test done")
+        await client.close_channel()
+        await default_client.close_channel()
