@@ -8,6 +8,7 @@ import random
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -69,6 +70,18 @@ def wait_listening(proc: subprocess.Popen[bytes] | subprocess.Popen[str], port: 
                 proc.kill()
                 pytest.fail(f"{what} did not start: {log.read_text()[-2000:]}")
             time.sleep(0.1)
+
+
+def require_triton_model(model: str = "mobilefacenet512") -> None:
+    """Fail the test, saying how to fix it, unless the local Triton serves ``model``."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:8000/v2/models/{model}/ready", timeout=3) as r:
+            if r.status == 200:
+                return
+    except OSError as e:
+        pytest.fail(f"Triton model {model} not ready on 127.0.0.1:8000 ({e}): run '.venv/bin/lfr models build' "
+                    "and '.venv/bin/lfr stack up --only triton'")
+    pytest.fail(f"Triton model {model} not ready on 127.0.0.1:8000")
 
 
 async def health(port: int) -> int | None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
+from rig_support import require_triton_model
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +26,7 @@ UNLISTED = "Zz_Unlisted_Passer_By"  # a passer-by's folder under a name the CSV 
 def triton_up() -> None:
     if not LFW.is_dir() or not SEX.is_file():
         pytest.fail(f"shared data missing: {LFW}, {SEX}")
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:8000/v2/models/mobilefacenet512/ready", timeout=3) as r:
-            assert r.status == 200
-    except OSError as e:
-        pytest.fail(f"Triton face models not ready on 127.0.0.1:8000 ({e}): run '.venv/bin/lfr models build' "
-                    "and '.venv/bin/lfr stack up --only triton'")
+    require_triton_model()
 
 
 def _slice(root: Path) -> dict[str, str]:

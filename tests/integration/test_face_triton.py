@@ -9,12 +9,12 @@ import json
 import shutil
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from rig_support import require_triton_model
 
 from services.common.triton_client import TritonClient, TritonClientSettings
 from services.eval.core import load_rgb
@@ -35,12 +35,7 @@ URL = "127.0.0.1:8001"
 def triton_up() -> None:
     if not FACES.is_dir():
         pytest.fail(f"shared face data missing at {FACES}")
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:8000/v2/models/mobilefacenet512/ready", timeout=3) as r:
-            assert r.status == 200
-    except OSError as e:
-        pytest.fail(f"Triton face models not ready on 127.0.0.1:8000 ({e}): run '.venv/bin/lfr models build' "
-                    "and '.venv/bin/lfr stack up --only triton'")
+    require_triton_model()
 
 
 def load(name: str) -> np.ndarray:
