@@ -32,12 +32,14 @@ ENV_PREFIX = "LFR_"
 NESTED_DELIMITER = "__"
 CONFIG_ENV = "LFR_CONFIG"
 
-# LFR_* variables that are not service settings (paths for the CLI and bootstrap).
-RESERVED_ENV: frozenset[str] = frozenset({"config", "cache", "state", "python", "client"})
+# LFR_* variables that are not service settings (paths for the CLI and bootstrap; the model build's licence
+# acknowledgements, LFR_MODELS_ACCEPT_LICENCES, exported by the Makefile to every child of make).
+RESERVED_ENV: frozenset[str] = frozenset({"config", "cache", "state", "python", "client", "models_accept_licences"})
 # Top-level sections that belong to some service: set in a shared environment
 # (``make up``), each service ignores the others' sections instead of failing.
 SERVICE_SECTIONS: frozenset[str] = frozenset(
-    {"ingest", "recognizer", "matcher", "alerts", "watchlist", "officers", "console", "audit"}
+    {"ingest", "recognizer", "matcher", "alerts", "watchlist", "officers", "console", "audit",
+     "face"}  # face: the recognizer's, matcher's and watchlist's (LFR_FACE__EMBEDDER for the whole platform)
 )
 
 MiB = 1024 * 1024

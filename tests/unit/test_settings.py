@@ -57,7 +57,10 @@ def test_other_services_sections_and_reserved_vars_are_ignored(monkeypatch: pyte
     monkeypatch.setenv("LFR_MATCHER__MATCHES_TOPIC", "x")  # the matcher's, set in a shared environment
     monkeypatch.setenv("LFR_CACHE", str(tmp_path))
     monkeypatch.setenv("LFR_STATE", str(tmp_path))
+    monkeypatch.setenv("LFR_MODELS_ACCEPT_LICENCES", "insightface-non-commercial-research")  # make's, for the build
+    monkeypatch.setenv("LFR_FACE__EMBEDDER", "w600k_mbf")  # the face services'
     assert IngestSettings().grpc.port == 50051
+    assert MatcherSettings().face.embedder == "w600k_mbf"
     with pytest.raises(ValidationError):  # ...but the matcher validates it (no field named so)
         monkeypatch.setenv("LFR_MATCHER__MATCHES_TOPICC", "x")
         MatcherSettings()
