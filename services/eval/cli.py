@@ -154,7 +154,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.calibrate is not None:
         from services.eval.core import write_calibrations
 
-        report["calibration"] = write_calibrations(report, args.calibrate)
+        try:
+            report["calibration"] = write_calibrations(report, args.calibrate)
+        except ValueError as e:  # too few passers-by, or a threshold no matcher could use
+            raise SetupError(f"no calibration written: {e}",
+                             "calibrate on a labelled set with enough passers-by (lfw_dev has 800)") from e
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")

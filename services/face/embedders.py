@@ -24,6 +24,8 @@ from services.common.paths import REPO_ROOT
 MANIFEST_FILE: Final[Path] = REPO_ROOT / "services" / "models" / "manifest.json"
 CALIBRATION_DIR: Final[Path] = REPO_ROOT / "services" / "models" / "calibration"
 DEFAULT_EMBEDDER: Final[str] = "mobilefacenet512"
+# a calibration on fewer passers-by says little about false alerts (zero of 100 bounds FPIR below 3 % only)
+MIN_CALIBRATION_NONMATED: Final[int] = 100
 
 
 class InputConvention(BaseModel):
@@ -59,11 +61,11 @@ class ModelCard(BaseModel):
 class EmbedderSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input: InputConvention = Field(default_factory=InputConvention)
+    input: InputConvention = Field(default_factory=InputConvention, description="what the served graph takes")
     output_tensor: str = Field("embedding", min_length=1, description="output tensor name (L2-normalised here)")
     dim: int = Field(512, ge=16, le=4096, description="embedding dimension")
     distance: Literal["cosine"] = Field("cosine", description="how two embeddings are compared")
-    card: ModelCard
+    card: ModelCard = Field(description="whose model, on what terms, trained on what (docs/model-cards.md)")
 
 
 class Calibration(BaseModel):
@@ -71,19 +73,19 @@ class Calibration(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    embedder: str
-    dataset: str = Field(description="the folder evaluated (its name) and its counts")
+    embedder: str = Field(min_length=1, description="the embedder calibrated (the file's name must match)")
+    dataset: str = Field(description="the folder evaluated (its name)")
     measured: str = Field(description="UTC date and time of the run")
     counts: dict[str, int] = Field(description="subjects enrolled, mated and non-mated probes")
-    threshold_zero_false_alerts: float
-    threshold_fpir_0_01: float
-    threshold_fpir_0_001: float
-    recommended_threshold: float = Field(ge=-1, le=1, description="the matcher's default for this embedder")
-    recommended_rule: str
-    tpir_at_zero_false_alerts: float
-    tpir_at_fpir_0_01: float
-    tpir_at_recommended: float
-    fpir_at_recommended: float
+    threshold_zero_false_alerts: float = Field(description="just above the highest passer-by's top score")
+    threshold_fpir_0_01: float = Field(description="the lowest threshold with at most 1 % of passers-by alerting")
+    threshold_fpir_0_001: float = Field(description="the same at 0.1 %")
+    recommended_threshold: float = Field(gt=0, le=1, description="the matcher's default for this embedder")
+    recommended_rule: str = Field(description="how the recommended threshold follows from the measurement")
+    tpir_at_zero_false_alerts: float = Field(ge=0, le=1, description="mated searches found at the first threshold")
+    tpir_at_fpir_0_01: float = Field(ge=0, le=1, description="... at the FPIR 1e-2 threshold")
+    tpir_at_recommended: float = Field(ge=0, le=1, description="... at the recommended threshold")
+    fpir_at_recommended: float = Field(ge=0, le=1, description="passers-by alerting at the recommended threshold")
 
 
 @functools.cache
@@ -115,7 +117,11 @@ def load_calibration(name: str, directory: Path = CALIBRATION_DIR) -> Calibratio
     path = calibration_path(name, directory)
     if not path.is_file():
         return None
-    return Calibration.model_validate_json(path.read_text())
+    cal = Calibration.model_validate_json(path.read_text())
+    if cal.embedder != name:  # a record copied under another embedder's name: its threshold is not this one's
+        raise ValueError(f"{path} calibrates {cal.embedder}, not {name}: run 'lfr eval DIR --embedder {name} "
+                         "--calibrate'")
+    return cal
 
 
 def calibrated_threshold(name: str, directory: Path = CALIBRATION_DIR) -> float:
@@ -129,8 +135,13 @@ def calibrated_threshold(name: str, directory: Path = CALIBRATION_DIR) -> float:
 
 
 def calibration_from_report(name: str, report: dict[str, Any], now: dt.datetime | None = None) -> Calibration:
-    """The calibration record of one ``services.eval.core.compute_metrics`` report."""
+    """The calibration record of one ``services.eval.core.compute_metrics`` report; ValueError when the set
+    has too few passers-by to say anything about false alerts."""
     counts = report.get("counts", {})
+    nonmated = int(counts.get("nonmated_probes", 0))
+    if nonmated < MIN_CALIBRATION_NONMATED:
+        raise ValueError(f"{nonmated} passers-by (identities with one image) are too few to calibrate {name}: "
+                         f"give a set with at least {MIN_CALIBRATION_NONMATED}")
     when = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return Calibration(
         embedder=name, dataset=Path(str(report.get("dataset", "?"))).name, measured=when,

@@ -155,3 +155,30 @@ def test_det_plots_overall_and_one_file_per_group_column(tmp_path: Path) -> None
     assert group_plot_path(out, "age band") == tmp_path / "det-age_band.png"
     for p in (out, *written):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_calibration_no_matcher_could_use_is_refused(tmp_path: Path) -> None:
+    """Too few passers-by, a threshold at or below 0 (no passer-by had a usable face: every face would alert),
+    or a record copied under another embedder's name: never a matcher's default."""
+    import json
+
+    import pytest
+
+    from services.face.embedders import calibration_from_report
+
+    scores = {"emb_a": _scores(seed=1)}
+    results, _, _ = embedder_results(scores, EvalSettings(bootstrap_resamples=0))
+    few = {**results["emb_a"], "dataset": "tiny", "counts": {"nonmated_probes": 20}}
+    with pytest.raises(ValueError, match="20 passers-by .* too few"):
+        calibration_from_report("emb_a", few)
+    blind = {**results["emb_a"], "dataset": "blind", "counts": {"nonmated_probes": 800},
+             "threshold_zero_false_alerts": -1.0, "recommended_threshold": -0.98}
+    with pytest.raises(ValueError, match="recommended_threshold"):
+        calibration_from_report("emb_a", blind)
+    report = {"dataset": "/d/lfw_dev", "counts": {"nonmated_probes": 800}, "results": results, "comparison": []}
+    path = tmp_path / "emb_a.json"
+    write_calibrations(report, tmp_path)
+    path.rename(tmp_path / "emb_b.json")
+    with pytest.raises(ValueError, match="calibrates emb_a, not emb_b"):
+        load_calibration("emb_b", tmp_path)
+    assert json.loads((tmp_path / "emb_b.json").read_text())["embedder"] == "emb_a"
