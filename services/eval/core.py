@@ -449,7 +449,7 @@ async def evaluate(ds: Dataset, runner: ModelRunner, settings: EvalSettings, fac
 
 def write_calibrations(report: dict[str, Any], directory: Path = CALIBRATION_DIR) -> dict[str, str]:
     """One calibration record per embedder of the report (services.face.embedders.write_calibration);
-    embedder -> the file written."""
-    return {name: str(write_calibration(calibration_from_report(
-        name, {**res, "dataset": report["dataset"], "counts": report["counts"]}), directory))
-        for name, res in report["results"].items()}
+    embedder -> the file written. All are checked before any is written (ValueError: none written)."""
+    records = [calibration_from_report(name, {**res, "dataset": report["dataset"], "counts": report["counts"]})
+               for name, res in report["results"].items()]
+    return {cal.embedder: str(write_calibration(cal, directory)) for cal in records}

@@ -33,9 +33,13 @@ class MatcherOptions(Section):
         None, ge=-1.0, le=1.0,
         description="cosine similarity at or above which the best watchlist hit is a match. Unset (the default): "
                     "the active embedder's calibrated threshold (services/models/calibration/<face.embedder>.json). "
-                    "Set it only from `lfr eval --calibrate` on your own data: scores of two embedders are on "
-                    "different scales",
+                    "Set it only from `lfr eval --calibrate` on your own data, together with threshold_embedder: "
+                    "scores of two embedders are on different scales",
     )
+    threshold_embedder: str | None = Field(
+        None, description="the embedder an explicit threshold was tuned for (LFR_MATCHER__THRESHOLD_EMBEDDER); "
+                          "required with threshold, and it must be face.embedder: a threshold never follows the "
+                          "platform to another model")
     top_k: int = Field(
         1, ge=1, le=1000,
         description="subjects kept per face (Milvus is asked for top_k x 4 rows, then one per subject). decide() looks "
@@ -67,6 +71,13 @@ class MatcherSettings(ServiceSettings):
         embedder = self.face.embedder
         cal = load_calibration(embedder)
         if self.matcher.threshold is not None:
+            tuned_for = self.matcher.threshold_embedder
+            if tuned_for != embedder:
+                raise SetupError(
+                    f"matcher.threshold {self.matcher.threshold} was set for embedder {tuned_for or '(not said)'}, "
+                    f"but the platform runs {embedder}: scores of two embedders are on different scales",
+                    f"unset LFR_MATCHER__THRESHOLD to use {embedder}'s calibration, or set a threshold measured "
+                    f"for {embedder} with LFR_MATCHER__THRESHOLD_EMBEDDER={embedder}")
             note = (f"overrides {embedder}'s calibrated {cal.recommended_threshold}" if cal is not None
                     else f"{embedder} has no calibration")
             return self.matcher.threshold, f"matcher.threshold (LFR_MATCHER__THRESHOLD), {note}"

@@ -343,11 +343,12 @@ class Matcher(RedisUser, KafkaWorker):
                 shred.append(p.key)
                 continue
             made_by = p.obs.model.embedder
-            if made_by and made_by != self.embedder:  # never compare two embedders' vectors
+            if made_by != self.embedder:  # never compare two embedders' vectors; an unnamed one fails closed
                 out.dead_letter(p.record, PoisonMessage(
                     dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD,
-                    f"face embedded by {made_by}; this matcher searches {self.embedder}'s watchlists: run every "
-                    "service with the same face.embedder (LFR_FACE__EMBEDDER)"))
+                    f"face embedded by {made_by or 'an unnamed embedder (model.embedder empty)'}; this matcher "
+                    f"searches {self.embedder}'s watchlists: run every service with the same face.embedder "
+                    "(LFR_FACE__EMBEDDER)"))
                 shred.append(p.key)
                 continue
             if len(secret.embedding) != EMBEDDING_DIM:

@@ -49,6 +49,12 @@ class WatchlistOptions(Section):
                     "the callers' deadlines: the console's is 10 s); 0 = ask, do not wait. The old segment "
                     "files then go at Milvus' garbage collection (dataCoord.gc.*, k8s/base/milvus/milvus.yaml)")
     unit_norm_tolerance: float = Field(1e-3, gt=0, le=0.5, description="|norm-1| accepted for BulkImport vectors")
+    lock_lease_s: float = Field(
+        300.0, ge=5, le=3600,
+        description="lease of a watchlist's lock (enrol, close, expiry, move: one at a time per watchlist, across "
+                    "replicas); a replica that dies holding it frees it after this long")
+    lock_wait_s: float = Field(10.0, ge=0.1, le=300,
+                               description="longest a call waits for a watchlist's lock before UNAVAILABLE (retry)")
     reembed_from_retained_images: bool = Field(
         True, description="ReembedWatchlist may embed the retained aligned enrolment images (kept for the "
                           "officers' side-by-side review) again with a new embedder. A force whose retention rules "

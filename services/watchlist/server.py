@@ -19,7 +19,7 @@ from services.common.service import ServiceContext
 from services.common.triton_client import TritonClient, TritonClientSettings, TritonError
 from services.face.pipeline import face_models
 from services.watchlist.config import WatchlistSettings
-from services.watchlist.service import Refusal, WatchlistCore
+from services.watchlist.service import Refusal, WatchlistCore, WatchlistLocks
 from services.watchlist.store import Store
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,8 @@ class WatchlistRuntime:
         store = Store(self.milvus, s.milvus.timeout_s, s.watchlist.local_engine_file, s.watchlist.compact_wait_s,
                       s.face.embedder)
         await asyncio.to_thread(store.ensure)
-        self.core = WatchlistCore(s, store, FacePipeline(self.triton, s.face), self.audit, self._on_limit)
+        locks = WatchlistLocks(self.redis, s.watchlist.lock_lease_s, s.watchlist.lock_wait_s)
+        self.core = WatchlistCore(s, store, FacePipeline(self.triton, s.face), self.audit, self._on_limit, locks)
         await self._report_other_embedders(self.core, warn=True)
         return True
 

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 NS = 1_000_000_000
+LOCK_PREFIX = "lfr:watchlist:"  # lfr:watchlist:<id>:lock (the watchlist service's Redis user may use lfr:watchlist:*)
 OPEN = watchlist_pb2.WATCHLIST_STATE_ACTIVE  # stored state of a live watchlist (PENDING/ACTIVE from the clock)
 CLOSED = watchlist_pb2.WATCHLIST_STATE_CLOSED
 EXPIRED = watchlist_pb2.WATCHLIST_STATE_EXPIRED
@@ -121,11 +123,49 @@ def subject_proto(info: SubjectInfo) -> watchlist_pb2.Subject:
                                  image_count=len(info.image_refs), source_refs=info.image_refs)
 
 
+class WatchlistLocks:
+    """One change at a time per watchlist (enrol, close, expiry, move), across the service's replicas: a Redis
+    lock with a lease (``lfr:watchlist:<id>:lock``; in-process only without Redis, as in unit tests). Without it
+    a close racing an enrolment or a move could leave faces of a closed watchlist searchable."""
+
+    def __init__(self, redis: Any | None = None, lease_s: float = 300.0, wait_s: float = 10.0) -> None:
+        self.redis = redis
+        self.lease_s = lease_s
+        self.wait_s = wait_s
+        self._local: dict[str, asyncio.Lock] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, watchlist_id: str) -> AsyncIterator[None]:
+        """UNAVAILABLE (retry) when another change of the watchlist holds it longer than ``wait_s``."""
+        local = self._local.setdefault(watchlist_id, asyncio.Lock())
+        try:
+            await asyncio.wait_for(local.acquire(), self.wait_s)
+        except asyncio.TimeoutError:
+            raise Refusal(grpc.StatusCode.UNAVAILABLE,
+                          f"watchlist {watchlist_id} is being changed by another call: retry in a moment") from None
+        lock = None
+        try:
+            if self.redis is not None:
+                lock = self.redis.lock(f"{LOCK_PREFIX}{watchlist_id}:lock", timeout=self.lease_s,
+                                       blocking_timeout=self.wait_s)
+                if not await lock.acquire():
+                    raise Refusal(grpc.StatusCode.UNAVAILABLE, f"watchlist {watchlist_id} is being changed by "
+                                                               "another replica: retry in a moment")
+            yield
+        finally:
+            if lock is not None and await lock.owned():
+                await lock.release()
+            local.release()
+            if not local.locked():
+                self._local.pop(watchlist_id, None)
+
+
 class WatchlistCore:
     """The service's logic, independent of gRPC plumbing (``deadline`` is a loop time or None)."""
 
     def __init__(self, settings: WatchlistSettings, store: Store, pipeline: Any, audit: AuditWriter,
-                 on_limit: Callable[[str], None] = lambda reason: None) -> None:
+                 on_limit: Callable[[str], None] = lambda reason: None, locks: WatchlistLocks | None = None) -> None:
+        self.locks = locks or WatchlistLocks()
         self.on_limit = on_limit  # counts an enrolment refused by a limit (reason: services.watchlist.limits)
         self.settings = settings
         self.options = settings.watchlist
@@ -205,6 +245,11 @@ class WatchlistCore:
 
     async def enrol(self, req: watchlist_pb2.EnrolSubjectRequest, actor: str,
                     deadline: float | None) -> watchlist_pb2.EnrolSubjectResponse:
+        async with self.locks.hold(_id(req.watchlist_id, "watchlist_id")):
+            return await self._enrol(req, actor, deadline)
+
+    async def _enrol(self, req: watchlist_pb2.EnrolSubjectRequest, actor: str,
+                     deadline: float | None) -> watchlist_pb2.EnrolSubjectResponse:
         subject_id = _id(req.subject_id, "subject_id")
         category = CATEGORY_NAMES.get(req.category)
         if category is None:
@@ -340,6 +385,11 @@ class WatchlistCore:
 
     async def close(self, req: watchlist_pb2.CloseWatchlistRequest, actor: str,
                     deadline: float | None) -> watchlist_pb2.CloseWatchlistResponse:
+        async with self.locks.hold(_id(req.watchlist_id, "watchlist_id")):
+            return await self._close(req, actor, deadline)
+
+    async def _close(self, req: watchlist_pb2.CloseWatchlistRequest, actor: str,
+                     deadline: float | None) -> watchlist_pb2.CloseWatchlistResponse:
         wl = await self._db(deadline, self.store.get_watchlist, _id(req.watchlist_id, "watchlist_id"))
         if wl is None:
             raise Refusal(grpc.StatusCode.NOT_FOUND, f"watchlist {req.watchlist_id} does not exist")
@@ -404,11 +454,17 @@ class WatchlistCore:
     async def reembed(self, req: watchlist_pb2.ReembedWatchlistRequest, actor: str,
                       deadline: float | None) -> watchlist_pb2.ReembedWatchlistResponse:
         """Move an open watchlist to the active embedder: embed every face again from its retained aligned
-        enrolment image, insert the new vectors, then destroy the old ones; audited. Idempotent: a watchlist
-        on the active embedder answers 0 vectors; a run cut short leaves the old faces in place and the next
-        run replaces what it had inserted."""
+        enrolment image, insert the new vectors, audit the move, then destroy the old vectors (under the
+        watchlist's lock: no close, expiry or enrolment meanwhile). Idempotent: a watchlist on the active
+        embedder answers 0 vectors; a run cut short before the audit record removes what it inserted, one cut
+        short after it leaves both copies and the next run moves it again (recorded again)."""
         if not req.reason.strip():
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "reason is required (why the watchlist moves embedder)")
+        async with self.locks.hold(_id(req.watchlist_id, "watchlist_id")):
+            return await self._reembed(req, actor, deadline)
+
+    async def _reembed(self, req: watchlist_pb2.ReembedWatchlistRequest, actor: str,
+                       deadline: float | None) -> watchlist_pb2.ReembedWatchlistResponse:
         wl = await self._open_watchlist(req.watchlist_id, deadline)
         target = self.store.embedder
         await self._db(deadline, self.store.refresh_collections)
@@ -444,19 +500,24 @@ class WatchlistCore:
         new_rows = [self._face_row(wl, r["subject_id"], r["category"], r["image_ref"], r["image_jpeg_b64"], v)
                     for r, v in zip(rows, vectors)]
         expr = schema.watchlist_filter(wl["watchlist_id"])
-        # a run cut short may have left rows in the target: replace them, never add a second copy
+        # a run cut short after its audit record may have left rows in the target: replace them, never a second copy
         await self._db(deadline, self.store.destroy_faces, expr, [self.store.collection])
-        if new_rows:
-            await self._db(deadline, self.store.insert_faces, new_rows)
-        gone = await self._db(deadline, self.store.destroy_faces, expr, [self.store.others[source]])
+        inserted = await self._db(deadline, self.store.insert_faces, new_rows) if new_rows else []
         subjects = {r["subject_id"] for r in rows}
-        await self.audit.record(audit_mod.WATCHLIST_REEMBED, actor=actor, deployment_id=wl["deployment_id"],
-                                subject_ids=[wl["watchlist_id"]],
-                                details={"from_embedder": source, "to_embedder": target, "subjects": str(len(subjects)),
-                                         "vectors": str(len(new_rows)), "reason": req.reason[:256],
-                                         "old_vectors_deleted": str(gone.count), "storage_erasure": gone.erasure})
+        try:  # recorded before the old vectors go: a move is never done unrecorded
+            await _under(deadline, self.audit.record(
+                audit_mod.WATCHLIST_REEMBED, actor=actor, deployment_id=wl["deployment_id"],
+                subject_ids=[wl["watchlist_id"]],
+                details={"from_embedder": source, "to_embedder": target, "subjects": str(len(subjects)),
+                         "vectors": str(len(new_rows)), "reason": req.reason[:256],
+                         "old_vectors_to_delete": str(len(rows))}))
+        except BaseException:
+            await asyncio.to_thread(self.store.delete_ids, inserted)  # not recorded -> not moved
+            raise
+        gone = await self._db(deadline, self.store.destroy_faces, expr, [self.store.others[source]])
         log.info("watchlist moved to the active embedder", extra={
-            "watchlist_id": wl["watchlist_id"], "from": source, "to": target, "vectors": len(new_rows)})
+            "watchlist_id": wl["watchlist_id"], "from": source, "to": target, "vectors": len(new_rows),
+            "old_vectors_deleted": gone.count, "storage_erasure": gone.erasure})
         done.subjects, done.vectors = len(subjects), len(new_rows)
         done.watchlist.CopyFrom(to_proto(wl, time.time_ns(), len(subjects), len(new_rows), target))
         return done
@@ -483,7 +544,10 @@ class WatchlistCore:
         failures: list[Exception] = []
         for wl in due:
             try:
-                await self.destroy(wl, EXPIRED, "expired", "reaper", None)
+                async with self.locks.hold(wl["watchlist_id"]):
+                    current = await asyncio.to_thread(self.store.get_watchlist, wl["watchlist_id"])
+                    if current is not None and current["state"] == OPEN:  # not closed meanwhile
+                        await self.destroy(current, EXPIRED, "expired", "reaper", None)
             except Exception as e:  # noqa: BLE001 - collected, raised after the other destructions
                 failures.append(e)
         for watchlist_id in list(self._unaudited):

@@ -30,6 +30,7 @@ from lfr.v1 import alerts_pb2, alerts_pb2_grpc, common_pb2, faces_pb2, matches_p
 
 from services.common.grpc_client import aio_channel, dev_server_env
 from services.common.sealing import redis_key, seal
+from services.face.embedders import DEFAULT_EMBEDDER
 from services.officers.state import OfficerStore, go_on_duty, set_status
 from services.watchlist.schema import COLLECTION, EMBEDDING_DIM, ensure_collection, watchlist_filter
 
@@ -253,7 +254,7 @@ class Camera:
                                       deployment_id=self.ids["deployment"], seq=self.seq,
                                       capture_unix_ns=time.time_ns()),
             box=common_pb2.BoundingBox(x1=10, y1=10, x2=60, y2=70), det_score=0.99, quality=0.9,
-            secret=sealed.sealed)
+            secret=sealed.sealed, model=common_pb2.ModelVersion(embedder=DEFAULT_EMBEDDER))
         await self.producer.send_and_wait(self.ids["faces"], obs.SerializeToString(), key=self.ids["camera"].encode())
         return obs_id, key
 

@@ -29,6 +29,7 @@ from services.common.sealing import redis_key, seal
 from services.common.service import ServiceContext, serve
 from services.common.settings import KafkaSettings
 from services.common.topics import DLQ, FACES, MATCHES
+from services.face.embedders import DEFAULT_EMBEDDER
 from services.matcher.config import MatcherSettings
 from services.matcher.worker import Matcher
 from services.watchlist.schema import EMBEDDING_DIM
@@ -118,7 +119,8 @@ async def test_a_failed_batch_is_shredded_before_it_is_dead_lettered(topics: dic
                 observation_id=obs_id, secret=sealed.sealed, det_score=0.99, quality=0.9,
                 frame=common_pb2.FrameRef(camera_id=camera, zone="it-zone", deployment_id="it-op", seq=i + 1,
                                           capture_unix_ns=time.time_ns()),
-                box=common_pb2.BoundingBox(x1=1, y1=2, x2=30, y2=40)).SerializeToString())
+                box=common_pb2.BoundingBox(x1=1, y1=2, x2=30, y2=40),
+                model=common_pb2.ModelVersion(embedder=DEFAULT_EMBEDDER)).SerializeToString())
         assert await redis.exists(*keys) == FACES_COUNT
         acks = [await producer.send(topics["faces"], value=value, key=record_key(camera)) for value in batch]
         await asyncio.gather(*acks)  # sent together: one batch for the matcher

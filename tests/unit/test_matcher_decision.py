@@ -59,6 +59,13 @@ def test_the_default_threshold_is_the_calibrated_one(monkeypatch: pytest.MonkeyP
         assert threshold == calibrated_threshold(name) and source.startswith(f"{name}'s calibration on lfw_dev")
     assert calibrated_threshold(DEFAULT_EMBEDDER) != calibrated_threshold("w600k_mbf")  # other scales
     monkeypatch.setenv("LFR_MATCHER__THRESHOLD", "0.61")
+    with pytest.raises(SetupError) as e:  # a threshold without the embedder it was measured for
+        MatcherSettings().threshold_choice()
+    assert "set for embedder (not said)" in e.value.cause and "THRESHOLD_EMBEDDER=w600k_mbf" in e.value.fix
+    monkeypatch.setenv("LFR_MATCHER__THRESHOLD_EMBEDDER", DEFAULT_EMBEDDER)  # ... or for another embedder
+    with pytest.raises(SetupError, match=f"was set for embedder {DEFAULT_EMBEDDER}, but the platform runs w600k_mbf"):
+        MatcherSettings().threshold_choice()
+    monkeypatch.setenv("LFR_MATCHER__THRESHOLD_EMBEDDER", "w600k_mbf")
     threshold, source = MatcherSettings().threshold_choice()
     assert threshold == pytest.approx(0.61) and "overrides w600k_mbf's calibrated" in source
     monkeypatch.setenv("LFR_MATCHER__THRESHOLD", "1.5")
@@ -156,7 +163,8 @@ class Rig:
 def _rig(tmp_path: Path, down_calls: int = 0, min_officers: int = 0) -> Rig:
     cams = tmp_path / "cameras.yaml"
     cams.write_text("cameras:\n  - {id: cam-1, zone: zone-a, deployment_id: op-1, source: /dev/null}\n")
-    settings = MatcherSettings(matcher={"cameras_file": cams, "threshold": 0.6, "retry_max_backoff_s": 0.05,
+    settings = MatcherSettings(matcher={"cameras_file": cams, "threshold": 0.6, "threshold_embedder": DEFAULT_EMBEDDER,
+                                        "retry_max_backoff_s": 0.05,
                                         "gating": {"min_officers": min_officers}})  # gating: test_officers_gating.py
     ctx = ServiceContext(name="matcher", settings=settings, metrics=MetricsFactory("matcher"),
                          grpc=GrpcServer(settings.grpc), stop=asyncio.Event())
@@ -172,7 +180,7 @@ def _rig(tmp_path: Path, down_calls: int = 0, min_officers: int = 0) -> Rig:
 
 
 def _observation(rig: Rig, obs_id: str, first: float, camera: str = "cam-1", store_key: bool = True,
-                 embedder: str = "") -> bytes:
+                 embedder: str = DEFAULT_EMBEDDER) -> bytes:
     secret = faces_pb2.FaceSecret(embedding=_vec(first), crop_jpeg=b"\xff\xd8crop-" + obs_id.encode(),
                                   crop_width=112, crop_height=112)
     sealed = seal(secret.SerializeToString(), obs_id)
@@ -295,10 +303,13 @@ async def test_a_face_of_another_embedder_is_never_searched(tmp_path: Path) -> N
     rig = _rig(tmp_path)
     assert rig.matcher.embedder == DEFAULT_EMBEDDER
     records = [Rec(FACES, 0, 0, _observation(rig, "same", 0.9, embedder=DEFAULT_EMBEDDER)),
-               Rec(FACES, 0, 1, _observation(rig, "other", 0.9, embedder="w600k_mbf"))]
+               Rec(FACES, 0, 1, _observation(rig, "other", 0.9, embedder="w600k_mbf")),
+               Rec(FACES, 0, 2, _observation(rig, "unnamed", 0.9, embedder=""))]
     await rig.loop.process({("faces", 0): records})
     assert rig.redis.data == {}
     matches = [matches_pb2.MatchCandidate.FromString(v) for t, v, _ in rig.producer.sent if t == MATCHES]
     assert [m.observation_id for m in matches] == ["same"]
     dead = [dlq_pb2.DeadLetter.FromString(v) for t, v, _ in rig.producer.sent if t == "lfr.dlq.v1"]
-    assert len(dead) == 1 and "face embedded by w600k_mbf" in dead[0].detail and "LFR_FACE__EMBEDDER" in dead[0].detail
+    assert [d.source_offset for d in dead] == [1, 2]
+    assert "face embedded by w600k_mbf" in dead[0].detail and "LFR_FACE__EMBEDDER" in dead[0].detail
+    assert "an unnamed embedder" in dead[1].detail

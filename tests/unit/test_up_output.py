@@ -112,4 +112,5 @@ def test_ready_block_names_the_embedder_and_where_its_threshold_comes_from(monke
                     f"{calibrated_threshold(DEFAULT_EMBEDDER)} (its calibration)")
     assert f"  embedder    {line}" in ready_block("u", None, "w", "d", [], "z", "c", Path("v"), line)
     monkeypatch.setenv("LFR_MATCHER__THRESHOLD", "0.61")
+    monkeypatch.setenv("LFR_MATCHER__THRESHOLD_EMBEDDER", DEFAULT_EMBEDDER)
     assert embedder_line().endswith("match threshold 0.61 (LFR_MATCHER__THRESHOLD)")

@@ -67,6 +67,10 @@ class FakeStore:
     def subjects(self, watchlist_id: str) -> dict[str, Any]:
         return {}
 
+    def delete_ids(self, ids: list[int]) -> None:
+        keep = set(range(len(self.rows[NEW]))) - set(ids)
+        self.rows[NEW] = [r for i, r in enumerate(self.rows[NEW]) if i in keep]
+
 
 class FakeEmbedder:
     async def embed(self, aligned: list[np.ndarray]) -> np.ndarray:
@@ -79,10 +83,13 @@ class FakePipeline:
 
 
 class Audit:
-    def __init__(self) -> None:
+    def __init__(self, fail: bool = False) -> None:
         self.records: list[tuple[str, dict[str, str]]] = []
+        self.fail = fail
 
     async def record(self, action: str, **kw: Any) -> None:
+        if self.fail:
+            raise audit_mod.AuditError("audit log unavailable")
         self.records.append((action, dict(kw.get("details") or {})))
 
 
@@ -108,7 +115,7 @@ def test_moves_every_face_then_destroys_the_old_ones_audited() -> None:
     assert {r["image_jpeg_b64"] for r in store.rows[NEW]} == {_b64()}  # the review image travels with the face
     assert audit.records == [(audit_mod.WATCHLIST_REEMBED, {
         "from_embedder": "mobilefacenet512", "to_embedder": "w600k_mbf", "subjects": "2", "vectors": "3",
-        "reason": "moved to w600k_mbf", "old_vectors_deleted": "3", "storage_erasure": "vacuumed"})]
+        "reason": "moved to w600k_mbf", "old_vectors_to_delete": "3"})]
     again = _reembed(_core(store, audit))
     assert again.vectors == 0 and len(audit.records) == 1
 
@@ -125,3 +132,38 @@ def test_refused_with_what_to_do_and_nothing_moved(case: str) -> None:
             "no reason": (grpc.StatusCode.INVALID_ARGUMENT, "reason is required")}[case]
     assert e.value.code == want[0] and want[1] in e.value.message, e.value.message
     assert store.rows[OLD] == rows and store.rows[NEW] == [] and audit.records == []
+
+
+def test_an_unrecorded_move_is_undone() -> None:
+    """The audit record goes before the old vectors: when it cannot be written the new ones are removed and the
+    watchlist stays where it was (a retry moves it, recorded)."""
+    rows = [_row("a", _b64()), _row("b", _b64())]
+    store = FakeStore(list(rows))
+    with pytest.raises(audit_mod.AuditError):
+        _reembed(_core(store, Audit(fail=True)))
+    assert store.rows[OLD] == rows and store.rows[NEW] == []
+    audit = Audit()
+    assert _reembed(_core(store, audit)).vectors == 2 and len(audit.records) == 1
+
+
+async def test_a_close_waits_for_a_move_of_the_same_watchlist() -> None:
+    """One change at a time per watchlist: a close that arrives during a move runs after it, so no face the
+    move inserts outlives the close."""
+    from services.watchlist.service import WatchlistLocks
+
+    locks, order = WatchlistLocks(wait_s=5), []
+
+    async def change(name: str, seconds: float) -> None:
+        async with locks.hold("wl"):
+            order.append(f"{name} start")
+            await asyncio.sleep(seconds)
+            order.append(f"{name} end")
+
+    await asyncio.gather(change("move", 0.2), change("close", 0))
+    assert order == ["move start", "move end", "close start", "close end"]
+    busy = WatchlistLocks(wait_s=0.1)
+    async with busy.hold("wl"):
+        with pytest.raises(Refusal) as e:
+            async with busy.hold("wl"):
+                pass
+    assert e.value.code == grpc.StatusCode.UNAVAILABLE and "retry" in e.value.message
