@@ -83,6 +83,9 @@ class PipelineLayout(BaseModel):
     embedder: str | None = Field(
         None, description="face.embedder of the services that embed or search faces (recognizer, watchlist, "
                           "matcher); None: LFR_FACE__EMBEDDER as inherited, else the default")
+    accept_licence: str | None = Field(
+        None, description="face.accept_licence of those services, for an embedder whose terms need it; None: "
+                          "LFR_FACE__ACCEPT_LICENCE as inherited")
 
     def grpc_port(self, service: str) -> int:
         return BASE_PORTS[service][0] + self.port_offset
@@ -112,8 +115,11 @@ class PipelineLayout(BaseModel):
             env |= server_env(service, audit_topic=t.audit)
         else:
             env["LFR_GRPC__DEV_PKI"] = "false"  # plaintext, even where the dev PKI exists
-        if self.embedder is not None and service in ("recognizer", "matcher", "watchlist"):
-            env["LFR_FACE__EMBEDDER"] = self.embedder
+        if service in ("recognizer", "matcher", "watchlist"):
+            if self.embedder is not None:
+                env["LFR_FACE__EMBEDDER"] = self.embedder
+            if self.accept_licence is not None:
+                env["LFR_FACE__ACCEPT_LICENCE"] = self.accept_licence
         if service == "ingest":
             env |= {"LFR_INGEST__FRAMES_TOPIC": t.frames, "LFR_INGEST__AUDIT_TOPIC": t.audit,
                     "LFR_INGEST__CAMERAS_FILE": str(ingest_cameras or self.cameras_file)}

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from services.face.embedders import DEFAULT_EMBEDDER, embedders
+from services.face.embedders import DEFAULT_EMBEDDER, acknowledgement_of, embedders
 
 
 class DetectorConfig(BaseModel):
@@ -93,6 +93,21 @@ class FaceConfig(BaseModel):
                            "0.9415 / 0.967 with, 0.94 / 0.9685 without: noise, so off (the 192-d MobileFaceNet "
                            "needed it)")
     embed_batch: int = Field(64, ge=1, le=1024, description="most faces per embedder call")
+
+    accept_licence: str | None = Field(
+        None, description="the acknowledgement token of an embedder whose terms forbid operational use "
+                          "(LFR_FACE__ACCEPT_LICENCE; the model manifest's requires_acknowledgement): such an "
+                          "embedder is never built (LFR_MODELS_ACCEPT_LICENCES) nor run without it. Set it only "
+                          "where the force holds a licence, or for non-commercial research")
+
+    @model_validator(mode="after")
+    def _licence_acknowledged(self) -> "FaceConfig":
+        token = acknowledgement_of(self.embedder)
+        if token is not None and self.accept_licence != token:
+            raise ValueError(f"embedder {self.embedder}'s terms forbid operational use (docs/model-cards.md): it "
+                             f"runs only with face.accept_licence = {token} (LFR_FACE__ACCEPT_LICENCE), where the "
+                             "force holds a licence or for non-commercial research")
+        return self
 
     @field_validator("embedder")
     @classmethod

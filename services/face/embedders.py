@@ -99,6 +99,11 @@ def embedders(path: Path = MANIFEST_FILE) -> dict[str, EmbedderSpec]:
             for name, m in _manifest_models(path).items() if m.get("embedder") is not None}
 
 
+def acknowledgement_of(name: str) -> str | None:
+    """The token an embedder's terms require before it is built or run (None: its terms allow operational use)."""
+    return _manifest_models().get(name, {}).get("requires_acknowledgement")
+
+
 def embedder_spec(name: str) -> EmbedderSpec:
     """The named embedder's spec; ValueError naming the choices when the manifest has no such embedder."""
     known = embedders()

@@ -25,8 +25,10 @@ graph edits, the input convention, and the card below. `lfr models list` shows e
 **Licences.** InsightFace's pretrained models (here `w600k_mbf`) are released for **non-commercial research
 only**; operational use by a police force is not research and is not permitted under those terms. Such a
 model is opt-in: `lfr models build` never builds it unless its acknowledgement token is given
-(`--accept-licence TOKEN` or `{env}`). A deployment never gives it unless it holds a licence for
-the model; the project's own CI gives it, because testing this open-source project is non-commercial.
+(`--accept-licence TOKEN` or `{env}`), and the recognizer, matcher and watchlist service refuse to
+start on it unless `face.accept_licence` (`LFR_FACE__ACCEPT_LICENCE`) holds the same token. A deployment never
+gives it unless it holds a licence for the model; the project's own CI gives it, because testing this
+open-source project is non-commercial.
 
 A force that wants to use a model whose card says operational use **forbidden** (here `w600k_mbf`) must **hold
 a licence** for it from its owner. Otherwise it uses the default or **its own licensed model through the same
@@ -70,7 +72,8 @@ def render_card(name: str, man: Manifest | None = None, level: int = 1) -> str:
     else:
         lines.append(_row("licence", pkg.license))
     token = spec.requires_acknowledgement
-    opt_in = f" (or `{ACCEPT_ENV}={token}`); opt-in: never built by default" if token else ""
+    opt_in = (f" (or `{ACCEPT_ENV}={token}`); opt-in: never built by default; run only with "
+              f"`LFR_FACE__ACCEPT_LICENCE={token}`") if token else ""
     lines += [
         _row("source", f"{pkg.source} `{pkg.spec}` ({pkg.url}), `{pkg.tarball}` sha256 `{pkg.sha256}`; member "
                        f"`{spec.source}` sha256 `{pkg.files[spec.source]}`"),

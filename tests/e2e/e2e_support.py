@@ -242,7 +242,7 @@ class CamSpec:
 
 @contextlib.contextmanager
 def pipeline_session(kind: str, cameras: dict[str, CamSpec], port_offset: int,
-                     embedder: str | None = None) -> Iterator[E2E]:
+                     embedder: str | None = None, accept_licence: str | None = None) -> Iterator[E2E]:
     """A whole real pipeline (the services as child processes, private topics, groups, cameras and a camera
     registry of its own) for the block. Camera ids, zones and deployments are prefixed with ``kind`` and a
     random tag. Stopped and its topics deleted after; every service must stop cleanly."""
@@ -260,7 +260,8 @@ def pipeline_session(kind: str, cameras: dict[str, CamSpec], port_offset: int,
                         source=str(c.source), fps=c.fps, loop=False) for key, c in cameras.items()}
     layout = PipelineLayout(port_offset=port_offset, topics=Topics(**names), group_prefix=f"lfr-{kind}-{tag}",
                             cameras_file=work / "cameras.yaml", log_dir=state_dir() / "logs", log_prefix=f"{kind}-",
-                            pid_dir=state_dir() / "pids" / "services", embedder=embedder)
+                            pid_dir=state_dir() / "pids" / "services", embedder=embedder,
+                            accept_licence=accept_licence)
     write_registry(layout.cameras_file, list(cams.values()))
     pipeline = Pipeline(layout)
     started = time.monotonic()

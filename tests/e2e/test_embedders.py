@@ -62,7 +62,8 @@ def emb(request: pytest.FixtureRequest) -> Iterator[E2E]:
     """A second whole pipeline whose services run on embedder ``request.param``."""
     _require_served(request.param)
     with pipeline_session("e2e-emb", {"hamilton": CamSpec("hamilton", HAMILTON)}, PORT_OFFSET,
-                          embedder=request.param) as session:
+                          embedder=request.param,
+                          accept_licence=load_manifest().models[request.param].requires_acknowledgement) as session:
         yield session
 
 

@@ -53,6 +53,7 @@ def test_the_default_threshold_is_the_calibrated_one(monkeypatch: pytest.MonkeyP
     from services.matcher import config as matcher_config
 
     monkeypatch.delenv("LFR_MATCHER__THRESHOLD", raising=False)
+    monkeypatch.setenv("LFR_FACE__ACCEPT_LICENCE", "insightface-non-commercial-research")  # w600k_mbf's terms
     for name in embedders_mod.embedders():
         monkeypatch.setenv("LFR_FACE__EMBEDDER", name)
         threshold, source = MatcherSettings().threshold_choice()

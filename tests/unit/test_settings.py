@@ -60,6 +60,9 @@ def test_other_services_sections_and_reserved_vars_are_ignored(monkeypatch: pyte
     monkeypatch.setenv("LFR_MODELS_ACCEPT_LICENCES", "insightface-non-commercial-research")  # make's, for the build
     monkeypatch.setenv("LFR_FACE__EMBEDDER", "w600k_mbf")  # the face services'
     assert IngestSettings().grpc.port == 50051
+    with pytest.raises(ValidationError, match="LFR_FACE__ACCEPT_LICENCE"):  # research-only terms: never by accident
+        MatcherSettings()
+    monkeypatch.setenv("LFR_FACE__ACCEPT_LICENCE", "insightface-non-commercial-research")
     assert MatcherSettings().face.embedder == "w600k_mbf"
     with pytest.raises(ValidationError):  # ...but the matcher validates it (no field named so)
         monkeypatch.setenv("LFR_MATCHER__MATCHES_TOPICC", "x")
