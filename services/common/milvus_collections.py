@@ -16,7 +16,8 @@ DEFAULT_EMBEDDER_OF_FACES = "mobilefacenet512"  # the embedder whose faces FACES
 
 def faces_collection(embedder: str) -> str:
     """The collection of enrolled faces embedded by ``embedder``: vectors of two embedders are never
-    compared, so each has its own (the default keeps the name it has always had)."""
+    compared, so each has its own (the default keeps the name it has always had; the others are
+    ``<FACES_COLLECTION>__<embedder>``, which services/watchlist/schema.py reads back by name)."""
     return FACES_COLLECTION if embedder == DEFAULT_EMBEDDER_OF_FACES else f"{FACES_COLLECTION}__{embedder}"
 
 WATCHLISTS_COLLECTION = "lfr_watchlists"

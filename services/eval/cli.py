@@ -35,8 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                     "embedders compared on the same faces, accuracy per group")
     p.add_argument("dir", type=Path, help="one folder per identity; >= 2 images: subject, 1 image: passer-by")
     p.add_argument("--embedder", type=_names, default=None, metavar="A[,B...]",
-                   help="embedders to evaluate on the same detected, aligned faces (default: the configured one, "
-                        "face.embedder); with two or more, every pair is compared (b - a, paired bootstrap)")
+                   help="embedders to evaluate on the same detected, aligned faces (default: the default embedder, "
+                        "mobilefacenet512); with two or more, every pair is compared (b - a, paired bootstrap)")
     p.add_argument("--groups", type=Path, metavar="FILE.csv",
                    help="CSV 'identity,<column>...' (e.g. identity,sex): TPIR, FNIR and FPIR per group of each "
                         "column, with intervals; identities it does not list are in the group 'unknown'")

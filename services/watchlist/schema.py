@@ -11,7 +11,7 @@ from pymilvus import DataType, MilvusClient
 from services.common.errors import SetupError
 from services.common.milvus_collections import FACES_COLLECTION, WATCHLISTS_COLLECTION, faces_collection
 from services.face.embedder import EMBEDDING_DIM
-from services.face.embedders import DEFAULT_EMBEDDER, embedders
+from services.face.embedders import DEFAULT_EMBEDDER
 
 COLLECTION = FACES_COLLECTION  # the default embedder's faces (faces_collection(DEFAULT_EMBEDDER))
 EMBEDDER_TAG = "embedder="  # the collection's description names the embedder of its vectors
@@ -60,8 +60,18 @@ def ensure_collection(client: MilvusClient, embedder: str = DEFAULT_EMBEDDER) ->
 
 
 def other_embedder_collections(client: MilvusClient, embedder: str) -> dict[str, str]:
-    """embedder -> collection, for every other embedder of the manifest whose faces collection exists."""
-    return {e: faces_collection(e) for e in embedders() if e != embedder and client.has_collection(faces_collection(e))}
+    """embedder -> collection, for every other faces collection that exists, by name: also one of an embedder
+    no longer in the manifest, so that a close or an expiry still reaches its faces."""
+    active = faces_collection(embedder)
+    out: dict[str, str] = {}
+    for name in sorted(client.list_collections()):
+        if name == active:
+            continue
+        if name == FACES_COLLECTION:
+            out[DEFAULT_EMBEDDER] = name
+        elif name.startswith(FACES_COLLECTION + "__"):
+            out[name[len(FACES_COLLECTION) + 2:]] = name
+    return out
 
 
 def check_embedding_dim(description: dict, embedder: str = DEFAULT_EMBEDDER) -> None:

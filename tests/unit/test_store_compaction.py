@@ -33,8 +33,8 @@ class FakeMilvus:
     def query(self, collection: str, filter: str, output_fields: list[str], timeout: float) -> list[dict[str, Any]]:
         return [{"count(*)": 3}]
 
-    def has_collection(self, collection: str) -> bool:
-        return False  # the default embedder's collection only
+    def list_collections(self) -> list[str]:
+        return ["lfr_watchlist_faces", "lfr_watchlists"]  # the default embedder's faces only
 
     def delete(self, collection: str, timeout: float, **kw: Any) -> None:
         self.calls.append(("delete", collection))
@@ -152,8 +152,8 @@ def test_destroy_faces_says_what_happened_to_the_bytes(tmp_path: Any) -> None:
 class TwoEmbedders(FakeMilvus):
     """The default embedder's faces collection and w600k_mbf's both exist; 2 rows of the watchlist in the latter."""
 
-    def has_collection(self, collection: str) -> bool:
-        return True
+    def list_collections(self) -> list[str]:
+        return ["lfr_watchlist_faces", "lfr_watchlist_faces__w600k_mbf", "lfr_watchlists"]
 
     def query(self, collection: str, filter: str, output_fields: list[str], timeout: float) -> list[dict[str, Any]]:
         return [{"count(*)": 2 if collection.endswith("__w600k_mbf") else 0}]
@@ -167,3 +167,21 @@ def test_a_delete_reaches_the_faces_of_every_embedder() -> None:
     gone = store.destroy_faces(schema.watchlist_filter("wl"))
     assert gone.count == 2
     assert [c for op, c in client.calls if op == "delete"] == ["lfr_watchlist_faces__w600k_mbf"]
+
+
+class RetiredEmbedder(FakeMilvus):
+    """A faces collection of an embedder the manifest no longer lists still holds a watchlist's rows."""
+
+    def list_collections(self) -> list[str]:
+        return ["lfr_watchlist_faces", "lfr_watchlist_faces__retired_net", "lfr_watchlists", "lfr_eval_x"]
+
+    def query(self, collection: str, filter: str, output_fields: list[str], timeout: float) -> list[dict[str, Any]]:
+        return [{"count(*)": 1 if collection.endswith("__retired_net") else 0}]
+
+
+def test_a_delete_reaches_the_faces_of_a_retired_embedder() -> None:
+    client = RetiredEmbedder()
+    store = Store(client, timeout_s=5, compact_wait_s=0)
+    assert store.face_collections() == ["lfr_watchlist_faces", "lfr_watchlist_faces__retired_net"]
+    assert store.destroy_faces(schema.watchlist_filter("wl")).count == 1
+    assert [c for op, c in client.calls if op == "delete"] == ["lfr_watchlist_faces__retired_net"]
