@@ -8,8 +8,9 @@ a module and one line here. Modules import nothing heavy at import time.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from services.cli.main import add_subcommands
 
 # `lfr bench <name>` -> module; --help order
 BENCHES: tuple[str, ...] = (
@@ -20,12 +21,4 @@ BENCHES: tuple[str, ...] = (
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("bench", help="benchmarks (lfr bench <name> --help)")
-    benches = p.add_subparsers(dest="bench", required=True, metavar="NAME")
-    for name in BENCHES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name and name.startswith(e.name):
-                continue
-            raise
-        mod.add_parser(benches)
+    add_subcommands(p.add_subparsers(dest="bench", required=True, metavar="NAME"), BENCHES)

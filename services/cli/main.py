@@ -8,6 +8,8 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Iterable
+from typing import Any
 
 from services.common.errors import SetupError
 from services.common.paths import REPO_ROOT
@@ -34,7 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     if str(REPO_ROOT) not in sys.path:  # bench/ is not an installed package: import it from the checkout
         sys.path.append(str(REPO_ROOT))
-    for name in SUBCOMMANDS:
+    add_subcommands(sub, SUBCOMMANDS)
+    return parser
+
+
+def add_subcommands(sub: Any, modules: Iterable[str]) -> None:
+    """``add_parser(sub)`` of each module, in order; a module that does not exist (yet) is skipped."""
+    for name in modules:
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as e:
@@ -42,7 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.add_parser(sub)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

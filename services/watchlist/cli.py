@@ -22,18 +22,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from services.cli.grpc_cli import Target, add_service_options, call_blocking
 from services.common.ports import local_address
 
 DEFAULT_ADDRESS = local_address("watchlist")
+TARGET = Target("watchlist service", "start it (python -m services.watchlist) or pass --address")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}  # the formats the service accepts (limits.ACCEPTED_FORMATS)
 CATEGORIES = ("wanted", "missing", "at_risk")
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("watchlist", help="create, fill, inspect and close watchlists (gRPC WatchlistService)")
-    p.add_argument("--address", default=DEFAULT_ADDRESS, help="watchlist service host:port (default %(default)s)")
-    p.add_argument("--timeout", type=float, default=30.0, help="deadline of each call, seconds")
-    p.add_argument("--json", action="store_true", help="print results as JSON")
+    add_service_options(p, DEFAULT_ADDRESS, "watchlist service host:port", flag="--address", timeout_s=30.0,
+                        json_help="print results as JSON")
     w = p.add_subparsers(dest="watchlist_command", required=True)
 
     c = w.add_parser("create", help="create an authorised watchlist for one deployment")
@@ -116,18 +117,7 @@ def _stub(args: argparse.Namespace) -> Any:
 
 
 def _call(args: argparse.Namespace, method: Any, request: Any) -> Any:
-    import grpc
-
-    from services.common.grpc_client import unreachable
-
-    try:
-        return method(request, timeout=args.timeout)
-    except grpc.RpcError as e:
-        if (why := unreachable(e, "watchlist service", args.address,
-                               "start it (python -m services.watchlist) or pass --address")) is not None:
-            raise why from e
-        print(f"lfr: {e.code().name}: {e.details()}", file=sys.stderr)
-        raise SystemExit(1) from e
+    return call_blocking(method, request, args.address, TARGET, args.timeout)
 
 
 def _iso(ns: int) -> str:
