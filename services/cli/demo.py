@@ -21,7 +21,9 @@
    components it started, exits 0.
 
 The pieces (:class:`WatchlistClient`, :class:`AlertListener`,
-:func:`stream_pass`) are what ``lfr up`` and the e2e tests use too.
+:func:`stream_pass`) are what ``lfr up`` and the e2e tests use too; the run
+itself (services, watchlist, officer and device, alert stream, the teardown)
+is :class:`DemoSession`, which ``lfr up`` runs as well.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,18 @@ class Enrolment(BaseModel):
         return cls(name=name.strip(), subject_id=slug, image=repo_path(image.strip()))
 
 
+def frame_to_alert_ms(alert: Any) -> float:
+    """Capture to alert raised, in ms (the alerts service's clock), rounded to 0.1 ms."""
+    return round(max(0, alert.alert_unix_ns - alert.capture_unix_ns) / 1e6, 1)
+
+
+def _alert_fields(alert: Any, names: dict[str, str]) -> dict[str, Any]:
+    """What both views show of an alert: ids, the subject's display name, score, camera and zone."""
+    return {"alert_id": alert.alert_id, "subject_id": alert.subject_id,
+            "subject": names.get(alert.subject_id, alert.subject_id), "score": round(float(alert.best_score), 4),
+            "camera": alert.camera_id, "zone": alert.zone}
+
+
 @dataclasses.dataclass(frozen=True)
 class AlertView:
     """What the demo prints about an alert."""
@@ -93,10 +107,7 @@ class AlertView:
 
     @classmethod
     def of(cls, alert: Any, names: dict[str, str]) -> "AlertView":
-        return cls(alert_id=alert.alert_id, subject_id=alert.subject_id,
-                   subject=names.get(alert.subject_id, alert.subject_id), score=round(float(alert.best_score), 4),
-                   camera=alert.camera_id, zone=alert.zone,
-                   latency_ms=round(max(0, alert.alert_unix_ns - alert.capture_unix_ns) / 1e6, 1),
+        return cls(**_alert_fields(alert, names), latency_ms=frame_to_alert_ms(alert),
                    match_count=int(alert.match_count), watchlist_id=alert.watchlist_id,
                    capture_unix_ns=int(alert.capture_unix_ns))
 
@@ -234,10 +245,8 @@ class DeviceView:
     @classmethod
     def of(cls, msg: Any, device: str, names: dict[str, str], received_ns: int, acknowledged: bool) -> "DeviceView":
         a = msg.alert
-        return cls(alert_id=a.alert_id, subject_id=a.subject_id, subject=names.get(a.subject_id, a.subject_id),
-                   score=round(float(a.best_score), 4), camera=a.camera_id, zone=a.zone, device=device,
-                   escalation_level=int(msg.escalation_level),
-                   frame_to_alert_ms=round(max(0, a.alert_unix_ns - a.capture_unix_ns) / 1e6, 1),
+        return cls(**_alert_fields(a, names), device=device, escalation_level=int(msg.escalation_level),
+                   frame_to_alert_ms=frame_to_alert_ms(a),
                    frame_to_device_ms=round(max(0, received_ns - a.capture_unix_ns) / 1e6, 1),
                    live_crop_bytes=len(a.live_crop.jpeg), watchlist_image_bytes=len(a.watchlist_image.jpeg),
                    acknowledged=acknowledged)
@@ -380,11 +389,13 @@ async def stream_pass(pipeline: Pipeline, camera: Camera, registry: Path, second
 
 
 def demo_camera(video: Path, loop: bool, cameras_file: Path = CAMERAS_FILE) -> Camera:
-    """demo-cam-1 as deploy/local/cameras.yaml declares it, with ``video`` as its source."""
+    """demo-cam-1 as deploy/local/cameras.yaml declares it, with ``video`` (a file that exists) as its source."""
     reg = CameraRegistry.load(repo_path(cameras_file))
     cam = reg.get(DEMO_CAMERA_ID)
     if cam is None:
         raise SetupError(f"{cameras_file} has no camera {DEMO_CAMERA_ID}", "restore deploy/local/cameras.yaml")
+    if not video.is_file():
+        raise SetupError(f"video {video} does not exist", "pass --video PATH")
     return cam.model_copy(update={"source": str(video), "loop": loop})
 
 
@@ -432,7 +443,106 @@ def _say(quiet: bool) -> Callable[[str], None]:
 
 DEMO_OFFICER = "demo-officer"
 DEMO_DEVICE = f"{DEMO_OFFICER}-device"  # DutyOfficer's device id
+DEMO_SERVICES = (*PIPELINE_ORDER, OFFICERS)  # what the demo starts before the camera (ingest streams it)
 DEVICE_WAIT_S = 10.0  # after the drain: how long the demo waits for raised alerts to reach the device
+
+Step = Callable[[str, Awaitable[Any]], Awaitable[None]]  # runs one teardown action (``what`` names it)
+
+
+async def propagate(what: str, action: Awaitable[Any]) -> None:
+    """A teardown :data:`Step` that lets a failure through."""
+    await action
+
+
+class DemoSession:
+    """One run of the demo on ``layout`` (``lfr demo``, ``lfr up``): its pipeline (the services and the officers
+    service), demo watchlists for the camera's deployment with ``enrolments``, the demo officer on duty in the
+    camera's zone with their device subscribed (each alert acknowledged and handed to ``on_view``), an
+    AlertService.StreamAlerts subscription counting what is raised; :meth:`stop_streams` takes down what was
+    set up. Each piece starts when the caller says, in the caller's order; ``say`` reports progress."""
+
+    def __init__(self, layout: PipelineLayout, camera: Camera, enrolments: list[Enrolment],
+                 say: Callable[[str], None], on_view: Callable[[DeviceView], None] | None = None) -> None:
+        self.layout = layout
+        self.camera = camera
+        self.enrolments = enrolments
+        self.names = {e.subject_id: e.name for e in enrolments}
+        self.say = say
+        self.on_view = on_view
+        self.pipeline = Pipeline(layout)
+        self.officer = DutyOfficer(DEMO_OFFICER, [camera.zone])
+        self.client: WatchlistClient | None = None
+        self.watchlists: list[str] = []  # created and not closed yet (closed by stop_streams)
+        self.listener: AlertListener | None = None
+        self.device: DeviceListener | None = None
+
+    async def create_watchlist(self, command: str) -> str:
+        """A demo watchlist of the camera's deployment, valid 1 h, named after ``command`` (``lfr demo``)."""
+        if self.client is None:
+            self.client = WatchlistClient(self.layout.grpc_port("watchlist"))
+        wl = await self.client.create(
+            self.camera.deployment_id, name=command, authorisation_ref=f"DEMO-{time.strftime('%Y%m%d-%H%M%S')}",
+            officer="demo officer", purpose="demo", criteria=f"faces given to {command} --enrol")
+        self.watchlists.append(wl)
+        return wl
+
+    async def enrol(self, watchlist_id: str, enrolled: Callable[[Enrolment], str]) -> None:
+        """Enrol every face into the watchlist, saying ``enrolled(enrolment)`` after each."""
+        assert self.client is not None, "create_watchlist first"
+        for e in self.enrolments:
+            await self.client.enrol(watchlist_id, e)
+            self.say(enrolled(e))
+
+    async def close_watchlist(self, watchlist_id: str, reason: str) -> Any:
+        """Close (destroy) one of the session's watchlists now."""
+        assert self.client is not None, "create_watchlist first"
+        resp = await self.client.close(watchlist_id, reason)
+        self.watchlists.remove(watchlist_id)
+        return resp
+
+    async def officer_on_duty(self) -> None:
+        if await self.officer.start():
+            self.say(f"officer {self.officer.officer_id} on duty in {self.camera.zone} with device "
+                     f"{self.officer.device_id} (cameras run only while officers are on duty)")
+
+    async def subscribe_device(self) -> DeviceListener:
+        """The officer's device (DeviceService.Subscribe), from now on: alerts of earlier runs are skipped."""
+        self.device = DeviceListener(self.layout.grpc_port(OFFICERS), self.officer.officer_id,
+                                     self.officer.device_id, self.names, self.on_view, since_ns=time.time_ns())
+        await self.device.start()
+        return self.device
+
+    async def listen_alerts(self) -> AlertListener:
+        """AlertService.StreamAlerts for the camera."""
+        self.listener = AlertListener(self.layout.grpc_port("alerts"), deployment_id=self.camera.deployment_id,
+                                      camera_ids=(self.camera.id,))
+        await self.listener.start()
+        return self.listener
+
+    def check_streams(self, device: bool = True) -> None:
+        """SetupError when the alert stream (and with ``device``, the device's) has failed."""
+        if self.listener is not None and (err := self.listener.failed()) is not None:
+            raise SetupError(f"the alert stream failed: {err}", f"read {self.layout.log_file('alerts')}")
+        if device and self.device is not None and (err := self.device.failed()) is not None:
+            raise SetupError(f"the device stream failed: {err}", f"read {self.layout.log_file(OFFICERS)}")
+
+    async def stop_streams(self, reason: str, step: Step = propagate) -> None:
+        """Unsubscribe the device and the alert stream, take the officer off duty, close (destroy) every
+        watchlist left (``reason``; a failure is reported and the others still closed), close the channel;
+        each through ``step``. The services keep running (``pipeline.stop``)."""
+        if self.device is not None:
+            await step("stopping the device stream", self.device.stop())
+        if self.listener is not None:
+            await step("stopping the alert stream", self.listener.stop())
+        await step("taking the demo officer off duty", self.officer.stop())
+        if self.client is not None:
+            for wl in self.watchlists:
+                try:
+                    resp = await self.client.close(wl, reason)
+                    self.say(f"watchlist {wl} closed: {resp.vectors_deleted} vector(s) destroyed")
+                except Exception as e:  # report and go on stopping everything
+                    self.say(f"lfr: warning: could not close watchlist {wl}: {e}")
+            await step("closing the watchlist channel", self.client.close_channel())
 
 
 def device_summary(raised: int, views: list[DeviceView]) -> str:
@@ -448,75 +558,42 @@ async def run_demo(video: Path, enrolments: list[Enrolment], seconds: float | No
     say = _say(as_json)
     layout = layout or default_layout()
     camera = demo_camera(video, loop=seconds is not None)
-    if not video.is_file():
-        raise SetupError(f"video {video} does not exist", "pass --video PATH")
     for e in enrolments:
         if not e.image.is_file():
             raise SetupError(f"image {e.image} for {e.name} does not exist", "fix --enrol NAME=IMAGE")
-    names = {e.subject_id: e.name for e in enrolments}
 
     def on_view(view: DeviceView) -> None:
         print(view.json() if as_json else view.line(), flush=True)
 
     await asyncio.to_thread(stack.up, say)
     write_registry(layout.cameras_file, [camera])
-    pipeline = Pipeline(layout)
-    watchlists: WatchlistClient | None = None
-    listener: AlertListener | None = None
-    device: DeviceListener | None = None
-    watchlist_id = ""
-    officer = DutyOfficer(DEMO_OFFICER, [camera.zone])
+    session = DemoSession(layout, camera, enrolments, say, on_view)
     try:
-        names_started = (*PIPELINE_ORDER, OFFICERS)
-        say(f"services: starting {', '.join(names_started)} (logs in {layout.log_dir})")
-        await pipeline.start(names_started)
-        watchlists = WatchlistClient(layout.grpc_port("watchlist"))
-        watchlist_id = await watchlists.create(
-            camera.deployment_id, name="lfr demo", authorisation_ref=f"DEMO-{time.strftime('%Y%m%d-%H%M%S')}",
-            officer="demo officer", purpose="demo", criteria="faces given to lfr demo --enrol")
+        say(f"services: starting {', '.join(DEMO_SERVICES)} (logs in {layout.log_dir})")
+        await session.pipeline.start(DEMO_SERVICES)
+        watchlist_id = await session.create_watchlist("lfr demo")
         say(f"watchlist {watchlist_id} created for deployment {camera.deployment_id}, valid 1 h")
-        for e in enrolments:
-            await watchlists.enrol(watchlist_id, e)
-            say(f"enrolled {e.name} ({e.subject_id}) from {e.image}")
-        if await officer.start():
-            say(f"officer {officer.officer_id} on duty in {camera.zone} with device {DEMO_DEVICE} "
-                "(cameras run only while officers are on duty)")
-        device = DeviceListener(layout.grpc_port(OFFICERS), DEMO_OFFICER, DEMO_DEVICE, names, on_view,
-                                since_ns=time.time_ns())
-        await device.start()
+        await session.enrol(watchlist_id, lambda e: f"enrolled {e.name} ({e.subject_id}) from {e.image}")
+        await session.officer_on_duty()
+        device = await session.subscribe_device()
         say(f"device {DEMO_DEVICE} subscribed (DeviceService.Subscribe on :{layout.grpc_port(OFFICERS)}); "
             "alerts are printed as they arrive on it and acknowledged")
-        listener = AlertListener(layout.grpc_port("alerts"), deployment_id=camera.deployment_id,
-                                 camera_ids=(camera.id,))
-        await listener.start()
+        listener = await session.listen_alerts()
         say(f"streaming {video} as {camera.id} at {camera.fps:g} fps"
             + (f" for {seconds:g} s" if seconds is not None else " (one pass)"))
-        stats = await stream_pass(pipeline, camera, state_dir() / "demo" / "ingest-cameras.yaml", seconds)
-        if (err := listener.failed()) is not None:
-            raise SetupError(f"the alert stream failed: {err}", f"read {layout.log_file('alerts')}")
+        stats = await stream_pass(session.pipeline, camera, state_dir() / "demo" / "ingest-cameras.yaml", seconds)
+        session.check_streams(device=False)
         await device.wait_for(len(listener.alerts), DEVICE_WAIT_S)
         say(f"streamed {stats.published} frames in {stats.seconds:g} s; "
             + device_summary(len(listener.alerts), device.views))
     finally:
-        if device is not None:
-            await device.stop()
-        if listener is not None:
-            await listener.stop()
-        await officer.stop()
-        if watchlists is not None:
-            if watchlist_id:
-                try:
-                    resp = await watchlists.close(watchlist_id, "demo finished")
-                    say(f"watchlist {watchlist_id} closed: {resp.vectors_deleted} vector(s) destroyed")
-                except Exception as e:  # report and go on stopping everything
-                    say(f"lfr: warning: could not close watchlist {watchlist_id}: {e}")
-            await watchlists.close_channel()
-        codes = await asyncio.to_thread(pipeline.stop)
+        await session.stop_streams("demo finished")
+        codes = await asyncio.to_thread(session.pipeline.stop)
         bad = {k: c for k, c in codes.items() if c not in (0, None)}
         if bad:
             say(f"lfr: warning: services exited with {bad}; logs in {layout.log_dir}")
         await asyncio.to_thread(stack.down, say)
-    return device.views if device is not None else []
+    return session.device.views if session.device is not None else []
 
 
 def add_parser(sub: Any) -> None:

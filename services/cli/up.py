@@ -40,11 +40,9 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from services.cli.demo import (DEFAULT_ENROL, DEFAULT_VIDEO, DEMO_DEVICE, DEMO_OFFICER, AlertListener, DeviceListener,
-                               DeviceView, Enrolment, StackHandle, WatchlistClient, default_layout, demo_camera,
-                               repo_path)
-from services.cli.launch import (CONSOLE, OFFICERS, PIPELINE_ORDER, DutyOfficer, Pipeline, PipelineLayout, metric,
-                                 scrape, state_dir, write_registry)
+from services.cli.demo import (DEFAULT_ENROL, DEFAULT_VIDEO, DEMO_DEVICE, DEMO_OFFICER, DEMO_SERVICES, DemoSession,
+                               DeviceView, Enrolment, StackHandle, default_layout, demo_camera, repo_path)
+from services.cli.launch import CONSOLE, PipelineLayout, metric, scrape, state_dir, write_registry
 from services.common.errors import SetupError
 
 RENEW_BEFORE_S = 300.0  # renew the watchlist this long before its window ends
@@ -213,13 +211,9 @@ async def _until(stop: asyncio.Event, coro: Any) -> Any:
     raise Stopped()
 
 
-async def _new_watchlist(client: WatchlistClient, deployment: str, enrolments: list[Enrolment],
-                         say: Any) -> str:
-    wl = await client.create(deployment, name="lfr up", authorisation_ref=f"DEMO-{time.strftime('%Y%m%d-%H%M%S')}",
-                             officer="demo officer", purpose="demo", criteria="faces given to lfr up --enrol")
-    for e in enrolments:
-        await client.enrol(wl, e)
-        say(f"enrolled {e.name} ({e.subject_id}) into watchlist {wl}")
+async def _new_watchlist(session: DemoSession) -> str:
+    wl = await session.create_watchlist("lfr up")
+    await session.enrol(wl, lambda e: f"enrolled {e.name} ({e.subject_id}) into watchlist {wl}")
     return wl
 
 
@@ -232,19 +226,12 @@ async def run_up(video: Path, enrolments: list[Enrolment], as_json: bool, stack:
         out.say(msg, progress)
 
     camera = demo_camera(video, loop=True)
-    if not video.is_file():
-        raise SetupError(f"video {video} does not exist", "pass --video PATH")
-    names = {e.subject_id: e.name for e in enrolments}
 
     def on_view(view: DeviceView) -> None:
         out.say(view.json() if as_json else view.line())
 
-    pipeline = Pipeline(layout)
-    client: WatchlistClient | None = None
-    listener: AlertListener | None = None
-    device: DeviceListener | None = None
-    watchlists: list[str] = []
-    officer = DutyOfficer(DEMO_OFFICER, [camera.zone])
+    session = DemoSession(layout, camera, enrolments, say, on_view)
+    pipeline = session.pipeline
     code = 0
     try:
         await asyncio.to_thread(stack.up, say)  # not interruptible: a half-started server would be left behind
@@ -253,27 +240,20 @@ async def run_up(video: Path, enrolments: list[Enrolment], as_json: bool, stack:
         write_registry(layout.cameras_file, [camera])
         ingest_registry = write_registry(state_dir() / "demo" / "ingest-cameras.yaml", [camera])
         say(f"services: starting (logs in {layout.log_dir})")
-        await _until(stop, pipeline.start((*PIPELINE_ORDER, OFFICERS)))
+        await _until(stop, pipeline.start(DEMO_SERVICES))
         prom = stack.components.get("prometheus")  # the local stack's Prometheus, where the stack has one
         prometheus: str | None = prom.url if prom is not None else None
         say("console: starting")
         await _until(stop, pipeline.start((CONSOLE,), prometheus_url=prometheus))
-        client = WatchlistClient(layout.grpc_port("watchlist"))
-        watchlists.append(await _until(stop, _new_watchlist(client, camera.deployment_id, enrolments, say)))
+        watchlist_id = await _until(stop, _new_watchlist(session))
         renew_at = time.monotonic() + 3600 - RENEW_BEFORE_S
-        listener = AlertListener(layout.grpc_port("alerts"), deployment_id=camera.deployment_id,
-                                 camera_ids=(camera.id,))
-        await _until(stop, listener.start())
-        if await _until(stop, officer.start()):
-            say(f"officer {officer.officer_id} on duty in {camera.zone} with device {DEMO_DEVICE} "
-                "(cameras run only while officers are on duty)")
-        device = DeviceListener(layout.grpc_port(OFFICERS), DEMO_OFFICER, DEMO_DEVICE, names, on_view,
-                                since_ns=time.time_ns())
-        await _until(stop, device.start())
+        await _until(stop, session.listen_alerts())
+        await _until(stop, session.officer_on_duty())
+        await _until(stop, session.subscribe_device())
         say(f"device {DEMO_DEVICE} subscribed; alerts are printed as they arrive on it and acknowledged")
         await _until(stop, pipeline.start(("ingest",), ingest_cameras=ingest_registry))
         say(f"streaming {video} as {camera.id} at {camera.fps:g} fps, looping; Ctrl-C stops everything")
-        say(ready_block(f"http://127.0.0.1:{layout.console_port()}/", prometheus, watchlists[-1],
+        say(ready_block(f"http://127.0.0.1:{layout.console_port()}/", prometheus, watchlist_id,
                         camera.deployment_id, [e.name for e in enrolments], camera.zone, camera.id, video,
                         embedder_line()))
         live = LiveStatus(layout)
@@ -290,15 +270,11 @@ async def run_up(video: Path, enrolments: list[Enrolment], as_json: bool, stack:
                     next_persist = time.monotonic() + STATUS_PIPE_S
                 next_status = time.monotonic() + status_every
             pipeline.check_alive()
-            if (err := listener.failed()) is not None:
-                raise SetupError(f"the alert stream failed: {err}", f"read {layout.log_file('alerts')}")
-            if (err := device.failed()) is not None:
-                raise SetupError(f"the device stream failed: {err}", f"read {layout.log_file(OFFICERS)}")
+            session.check_streams()
             if time.monotonic() >= renew_at:
-                old = watchlists[-1]
-                watchlists.append(await _new_watchlist(client, camera.deployment_id, enrolments, say))
-                await client.close(old, "renewed by lfr up")
-                watchlists.remove(old)
+                old = watchlist_id
+                watchlist_id = await _new_watchlist(session)
+                await session.close_watchlist(old, "renewed by lfr up")
                 say(f"watchlist {old} closed (renewed)")
                 renew_at = time.monotonic() + 3600 - RENEW_BEFORE_S
             try:
@@ -320,19 +296,7 @@ async def run_up(video: Path, enrolments: list[Enrolment], as_json: bool, stack:
             except Exception as e:  # noqa: BLE001 - report and go on stopping everything
                 say(f"lfr: warning: {what} failed: {type(e).__name__}: {e}")
 
-        if device is not None:
-            await step("stopping the device stream", device.stop())
-        if listener is not None:
-            await step("stopping the alert stream", listener.stop())
-        await step("taking the demo officer off duty", officer.stop())
-        if client is not None:
-            for wl in watchlists:
-                try:
-                    resp = await client.close(wl, "lfr up stopped")
-                    say(f"watchlist {wl} closed: {resp.vectors_deleted} vector(s) destroyed")
-                except Exception as e:  # report and go on stopping everything
-                    say(f"lfr: warning: could not close watchlist {wl}: {e}")
-            await step("closing the watchlist channel", client.close_channel())
+        await session.stop_streams("lfr up stopped", step)
         codes = await asyncio.to_thread(pipeline.stop)
         say("services stopped" + (f" (exit codes {codes})" if any(c not in (0, None) for c in codes.values())
                                   else ""))
