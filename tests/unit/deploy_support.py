@@ -77,6 +77,13 @@ def run(cmd: list[str | Path], timeout: float = 120, cwd: Path = ROOT) -> subpro
     return subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def kustomize_build(path: Path) -> tuple[str, list[dict]]:
+    """``kustomize build PATH`` with the pinned kustomize: the rendered YAML and its documents."""
+    proc = run([tool("kustomize", "KUSTOMIZE_VERSION"), "build", path])
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout, [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
 def catalog() -> set[str]:
     """The metric names of deploy/prometheus/metrics-catalog.txt."""
     names = set()

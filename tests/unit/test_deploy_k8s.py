@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from deploy_support import ROOT, SCHEMAS, missing, run, tool, versions
+from deploy_support import ROOT, SCHEMAS, kustomize_build, missing, run, tool, versions
 
 OVERLAYS = ("dev", "prod")
 SERVICES = {"ingest": 50051, "recognizer": 50052, "matcher": 50053, "alerts": 50054, "watchlist": 50055, "officers": 50056}
@@ -23,11 +23,8 @@ NO_SCHEMA = ("Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "Milvus")
 
 @pytest.fixture(scope="module", params=OVERLAYS)
 def rendered(request) -> tuple[str, str, list[dict]]:
-    kustomize = tool("kustomize", "KUSTOMIZE_VERSION")
-    proc = run([kustomize, "build", ROOT / "k8s" / "overlays" / request.param])
-    assert proc.returncode == 0, proc.stderr
-    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
-    return request.param, proc.stdout, docs
+    text, docs = kustomize_build(ROOT / "k8s" / "overlays" / request.param)
+    return request.param, text, docs
 
 
 def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:

@@ -24,9 +24,8 @@ import stat
 from pathlib import Path
 
 import pytest
-import yaml
 
-from deploy_support import ROOT, run, tool
+from deploy_support import ROOT, kustomize_build
 
 SERVICES = ("ingest", "recognizer", "matcher", "alerts", "watchlist", "officers")
 MOUNT = "/var/run/secrets/lfr"
@@ -36,9 +35,7 @@ KEYRING = "/etc/lfr/audit-keyring"
 
 
 def _render(overlay: str) -> tuple[str, list[dict]]:
-    proc = run([tool("kustomize", "KUSTOMIZE_VERSION"), "build", ROOT / "k8s" / "overlays" / overlay])
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout, [d for d in yaml.safe_load_all(proc.stdout) if d]
+    return kustomize_build(ROOT / "k8s" / "overlays" / overlay)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import inspect
 import pytest
 import yaml
 
-from deploy_support import ROOT
+from deploy_support import ROOT, kustomize_build
 
 SERVICES = ("ingest", "recognizer", "matcher", "alerts", "watchlist", "officers")
 
@@ -37,9 +37,8 @@ def compose_env(service: str) -> dict[str, str]:
 
 
 def k8s_env(service: str) -> dict[str, str]:
-    docs = []
-    for path in (ROOT / "k8s" / "base").rglob("*.yaml"):
-        docs += [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    """The service's environment in k8s/base as rendered (its workload is built from shared parts)."""
+    _, docs = kustomize_build(ROOT / "k8s" / "base")
     config_maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
     (dep,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == f"lfr-{service}"]
     env: dict[str, str] = {}
