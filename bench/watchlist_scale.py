@@ -1,6 +1,6 @@
 """Scale check of the watchlist search (issue 5): bulk-import N synthetic subjects
 (unit vectors) through the WatchlistService's BulkImport RPC, then time the
-matcher's search (services.watchlist.search.search_active: single probe, the
+matcher's search (services.common.faces_search.search_active: single probe, the
 deployment/time filter, dedup by subject) against numpy brute force over the
 same vectors, in the same run; then the per-face cost when several faces are
 searched in one call (the matcher searches each (deployment, capture second)
@@ -50,7 +50,7 @@ def parse_args() -> argparse.Namespace:
                    help="subjects returned per probe (the matcher's top_k, services/matcher/config.py: 1)")
     p.add_argument("--min-score", action=argparse.BooleanOptionalAction, default=True,
                    help="search as the matcher does: ids and scores only, then the fields of the rows at or above "
-                        "--threshold in one query (services.watchlist.search.search_active min_score); "
+                        "--threshold in one query (services.common.faces_search.search_active min_score); "
                         "--no-min-score: the fields come with every hit")
     p.add_argument("--threshold", type=float, default=None,
                    help="the matcher's threshold (default: the default embedder's calibration)")
@@ -152,7 +152,7 @@ def variants(client: Any, vecs: np.ndarray, probes: np.ndarray, deployment: str,
     """The same rows in a scratch collection with other indexes / unflushed / without filter."""
     from pymilvus.exceptions import MilvusException
 
-    from services.watchlist import schema
+    from services.common import faces_schema as schema
 
     out: dict[str, Any] = {}
     rows = [{"watchlist_id": "bench", "deployment_id": deployment, "subject_id": f"syn-{i}", "category": "wanted",
@@ -208,7 +208,7 @@ def batched_comparison(client: Any, vecs: np.ndarray, probes: np.ndarray, deploy
                        min_score: float | None) -> dict[str, Any]:
     """Per-face cost of ``search_active`` with B faces in one call vs numpy brute force over a (B, N) score
     matrix, interleaved size by size in the same run. Milvus answers a B-probe search in one round trip."""
-    from services.watchlist.search import OVERSAMPLE, search_active
+    from services.common.faces_search import OVERSAMPLE, search_active
 
     deployments, valid_from, valid_until = rows
     k = args.limit * OVERSAMPLE
@@ -249,10 +249,10 @@ def main() -> int:
     from lfr.v1 import watchlist_pb2, watchlist_pb2_grpc
 
     from services.common.clients import milvus_client
+    from services.common.faces_search import OVERSAMPLE, search_active
     from services.common.grpc_client import sync_channel
     from services.face.embedder import EMBEDDING_DIM
     from services.face.embedders import DEFAULT_EMBEDDER, calibrated_threshold
-    from services.watchlist.search import OVERSAMPLE, search_active
 
     min_score = (calibrated_threshold(DEFAULT_EMBEDDER) if args.threshold is None else args.threshold) if args.min_score else None
     rng = np.random.default_rng(args.seed)

@@ -11,8 +11,8 @@ sighting starts a new pass, hence a new alert.
 Windows are measured on capture times (the frames' clock), not on when the
 alerts service happens to process them, so a backlog or a restart does not
 split or merge passes. The state lives in Redis (``lfr:pass:<camera>:<subject>``,
-expiring ``ttl`` after the last sighting), so a restarted service or several
-replicas continue the same pass instead of raising it again.
+:func:`services.common.pass_keys.pass_key`, expiring ``ttl`` after the last sighting),
+so a restarted service or several replicas continue the same pass instead of raising it again.
 
 The alert id is derived from (camera, subject, first observation id): a
 redelivered first match yields the same id, which is the alert's idempotency
@@ -25,12 +25,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from typing import Any, Protocol
-
-PASS_PREFIX = "lfr:pass:"
-
-
-def pass_key(camera_id: str, subject_id: str) -> str:
-    return f"{PASS_PREFIX}{camera_id}:{subject_id}"
 
 
 def alert_id_for(camera_id: str, subject_id: str, first_observation_id: str) -> str:

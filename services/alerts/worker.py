@@ -35,9 +35,10 @@ import grpc
 from lfr.v1 import alerts_pb2, alerts_pb2_grpc, common_pb2, dlq_pb2, matches_pb2
 
 from services.alerts.config import AlertsOptions, AlertsSettings
-from services.alerts.passes import PassState, PassStore, RedisPassStore, Sighting, pass_key
+from services.alerts.passes import PassState, PassStore, RedisPassStore, Sighting
 from services.common import clients
 from services.common.kafka import Outbox, PoisonMessage, RecordLike, decode, make_headers, record_key
+from services.common.pass_keys import pass_key
 from services.common.retry import retry_until_up
 from services.common.service import ServiceContext
 from services.common.worker import KafkaWorker, RedisUser

@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from services.common import ports
+from services.common.availability import GatingOptions
 from services.common.errors import SetupError
 from services.common.paths import REPO_ROOT
 from services.common.settings import RedisSettings, Section, ServiceSettings
-from services.officers.state import GatingOptions
 
 # the DEVELOPMENT users (published passwords "<username>-dev"): loaded only with console.dev_users on loopback
 DEV_USERS_FILE = REPO_ROOT / "deploy" / "local" / "console-users.yaml"

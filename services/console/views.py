@@ -83,7 +83,7 @@ def available_count(officers: Sequence[officers_pb2.OfficerState], zone: str, no
 
 def cameras_body(cameras: Sequence[Camera], officers: Sequence[officers_pb2.OfficerState], min_officers: int,
                  ingest_active: dict[str, float] | None, error: str = "") -> str:
-    from services.officers.state import may_run
+    from services.common.availability import may_run
 
     now = time.time_ns()
     out = [notice(error, "error")] if error else []

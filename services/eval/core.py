@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.faces_schema import MAX_ID
 from services.common.paths import REPO_ROOT
 from services.common.runner import ModelRunner
 from services.eval.groups import Group, assign_groups, group_report
@@ -46,7 +47,6 @@ from services.face.embedder import Embedder
 from services.face.embedders import (CALIBRATION_DIR, calibration_from_report, calibration_path,
                                      load_calibration, write_calibration)
 from services.face.pipeline import Face, FacePipeline
-from services.watchlist.schema import MAX_ID
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
 EVAL_WATCHLIST = "lfr-eval"
@@ -198,13 +198,12 @@ async def time_embedders(runner: ModelRunner, face_cfg: FaceConfig, embedders: l
 # ------------------------------------------------------------------ Milvus
 
 class MilvusGallery:
-    """A temporary collection with the watchlist schema (services.watchlist.schema) for one embedder's
+    """A temporary collection with the faces schema (services.common.faces_schema) for one embedder's
     vectors, dropped on close."""
 
     def __init__(self, uri: str, embedder: str, name: str | None = None) -> None:
+        from services.common import faces_schema as schema
         from services.common.clients import milvus_client
-
-        from services.watchlist import schema
 
         self.client = milvus_client(uri)
         self.name = name or f"lfr_eval_{uuid.uuid4().hex[:12]}"

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# every embedder the platform ships makes 512-d vectors (the Milvus schema's dimension, defined there)
+from services.common.milvus_collections import EMBEDDING_DIM as EMBEDDING_DIM
 from services.common.runner import ModelRunner
 from services.face.embedders import DEFAULT_EMBEDDER, EmbedderSpec, embedder_spec
-
-# every embedder the platform ships makes 512-d vectors (the Milvus schema's dimension)
-EMBEDDING_DIM = 512
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

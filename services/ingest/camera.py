@@ -39,13 +39,13 @@ from services.common.errors import SetupError
 from services.common.frame_keys import FrameSealer
 from services.common.kafka import DLQ_TOPIC, make_headers, record_key
 from services.common.metrics import MetricsFactory
-from services.common.paths import REPO_ROOT
+from services.common.paths import REPO_ROOT, resolve
 from services.common.service import ServiceContext
 from services.common.settings import KafkaSettings
 from services.common.worker import KafkaWorker, RedisUser
 from services.ingest.buffer import DropOldestBuffer
 from services.ingest.gate import GateMonitor
-from services.ingest.config import IngestOptions, IngestSettings, resolve
+from services.ingest.config import IngestOptions, IngestSettings
 from services.ingest.metrics import IngestMetrics
 from services.ingest.sampling import Pacer
 from services.ingest.sources import FrameSource, RawFrame, SourceError, encode_jpeg, open_source

@@ -8,22 +8,15 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from services.common import ports
+from services.common.availability import GatingOptions
 from services.common.frame_keys import FrameKeyOptions
 from services.common.kafka import AUDIT_TOPIC, FRAMES_TOPIC
-from services.common.paths import REPO_ROOT
 from services.common.settings import RedisSettings, Section, ServiceSettings
 from services.common.topics import FRAMES
-from services.officers.state import GatingOptions
 
 DEFAULT_CAMERAS_FILE = Path("deploy/local/cameras.yaml")
 # room for the Frame envelope (ids, timestamps) and the record batch overhead
 _ENVELOPE_BYTES = 4096
-
-
-def resolve(path: Path | str, root: Path = REPO_ROOT) -> Path:
-    """A path from config: absolute as given, relative to the repository root otherwise."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else root / p
 
 
 class IngestOptions(Section):

@@ -3,7 +3,7 @@
 
 :class:`GateMonitor` polls officer availability in Redis every
 ``gating.poll_interval_s`` (one pipelined ``ZCOUNT`` per zone for all cameras,
-see :mod:`services.officers.state`) and keeps an in-memory open/closed flag per
+see :mod:`services.common.availability`) and keeps an in-memory open/closed flag per
 camera; ``CameraStream`` checks ``is_open(camera)`` before every capture and,
 while closed, releases the source and reads nothing. Frames therefore flow
 within one poll interval (+ opening the source) of an officer going on duty,
@@ -25,8 +25,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from services.common.availability import GatingOptions, may_run, zone_counts
 from services.common.cameras import Camera
-from services.officers.state import GatingOptions, may_run, zone_counts
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,7 @@ import cv2
 import numpy as np
 
 from services.common.cameras import Camera
-from services.common.paths import REPO_ROOT
-from services.ingest.config import resolve
+from services.common.paths import REPO_ROOT, resolve
 from services.ingest.sampling import LoopClock, Sampler, media_time
 
 log = logging.getLogger(__name__)

@@ -14,12 +14,12 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from services.common import ports
+from services.common.availability import GatingOptions
 from services.common.errors import SetupError
 from services.common.kafka import FACES_TOPIC, MATCHES_TOPIC
 from services.common.settings import MilvusSettings, RedisSettings, Section, ServiceSettings
 from services.face.config import FaceConfig
 from services.face.embedders import calibration_path, load_calibration
-from services.officers.state import GatingOptions
 
 
 class MatcherOptions(Section):

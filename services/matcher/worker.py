@@ -15,7 +15,7 @@ Per polled batch (one partition's records, see ``ConsumerLoop``):
 3. open each FaceSecret in memory (associated data = observation_id);
 4. search Milvus once per (deployment, capture second) group of faces with the
    filter of the watchlists active there and then
-   (``services.watchlist.search.search_active``: one hit per subject, best first);
+   (``services.common.faces_search.search_active``: one hit per subject, best first);
 5. :func:`decide` -- THE threshold decision, the only place it is made;
 6. non-matches: ``DEL`` their keys at once (one call), count
    ``lfr_nonmatches_discarded_total``, keep and log nothing else;
@@ -49,9 +49,12 @@ from cryptography.exceptions import InvalidTag
 from google.protobuf.message import DecodeError
 from lfr.v1 import common_pb2, dlq_pb2, faces_pb2, matches_pb2
 
-from services.common import clients
+from services.common import clients, faces_search
+from services.common.availability import may_run, zone_counts
 from services.common.cameras import Camera, CameraRegistry
 from services.common.errors import SetupError
+from services.common.faces_schema import EMBEDDING_DIM, ensure_collection
+from services.common.faces_search import Hit
 from services.common.kafka import ConsumerLoop, Outbox, PoisonMessage, RecordLike, decode, make_headers, record_key
 from services.common.milvus_collections import faces_collection
 from services.common.retry import retry_until_up
@@ -59,15 +62,11 @@ from services.common.sealing import open_sealed, redis_key
 from services.common.service import ServiceContext
 from services.common.worker import KafkaWorker, RedisUser
 from services.matcher.config import MatcherSettings
-from services.officers.state import may_run, zone_counts
-from services.watchlist import search as watchlist_search
-from services.watchlist.schema import EMBEDDING_DIM, ensure_collection
-from services.watchlist.search import Hit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-SearchFn = Callable[..., list[list[Hit]]]  # services.watchlist.search.search_active
-FetchImageFn = Callable[..., bytes | None]  # services.watchlist.search.fetch_image
+SearchFn = Callable[..., list[list[Hit]]]  # services.common.faces_search.search_active
+FetchImageFn = Callable[..., bytes | None]  # services.common.faces_search.fetch_image
 
 CATEGORIES = {
     "wanted": common_pb2.SUBJECT_CATEGORY_WANTED,
@@ -116,8 +115,8 @@ class Matcher(RedisUser, KafkaWorker):
                                            "embedder": self.embedder, "collection": self.collection})
         self.input_topic = settings.matcher.faces_topic  # type: ignore[misc]  # per instance (tests use their own topics)
         self.cameras = self._load_cameras()
-        self.search: SearchFn = search or watchlist_search.search_active
-        self.fetch_image: FetchImageFn = fetch_image or watchlist_search.fetch_image
+        self.search: SearchFn = search or faces_search.search_active
+        self.fetch_image: FetchImageFn = fetch_image or faces_search.fetch_image
         self.milvus: Any = None
         self.redis: Any = None
         m = ctx.metrics

@@ -32,7 +32,7 @@ from typing import Any
 
 from lfr.v1 import officers_pb2
 
-from services.officers.state import as_text, now_ms
+from services.common.availability import as_text, now_ms
 
 ALERT_PREFIX = "lfr:alert:"
 DEADLINES = "lfr:alerts:deadlines"

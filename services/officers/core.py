@@ -1,7 +1,8 @@
 """The officers service: availability (OfficerService), alert routing and
 escalation, device delivery and adjudication (DeviceService), retention purge.
 
-- Availability: :mod:`services.officers.state` (Redis, atomic per officer).
+- Availability: :mod:`services.officers.state` (Redis, atomic per officer; read with
+  :mod:`services.common.availability`).
 - Routing: a consumer group on ``lfr.alerts.v1`` (the alerts service's output,
   keyed by alert id). Each alert is stored once (``lfr:alert:<id>``, created by
   one atomic script: a redelivered alert is recognised) and routed to the
@@ -48,12 +49,16 @@ from typing import Any, TypeVar
 import grpc
 from lfr.v1 import alerts_pb2, officers_pb2, officers_pb2_grpc
 
-from services.alerts.passes import pass_key
 from services.common import clients
 from services.common.audit import AuditWriter
+from services.common.availability import (
+    AVAILABLE, BUSY, OFF_DUTY, Location, Officer, available_officers, available_supervisors, known_zones, now_ms,
+    on_duty_officers, zone_counts,
+)
 from services.common.cameras import CameraRegistry
 from services.common.grpc_server import current_identity
 from services.common.kafka import Outbox, RecordLike, decode
+from services.common.pass_keys import pass_key
 from services.common.retry import retry_until_up
 from services.common.service import ServiceContext
 from services.common.worker import KafkaWorker, RedisUser
@@ -65,10 +70,7 @@ from services.officers.alert_store import (
 from services.officers.config import OfficersSettings
 from services.officers.devices import DeviceHub, stream_device
 from services.officers.roster import Assignment, Device, Roster, assignments_for, unassigned
-from services.officers.state import (
-    AVAILABLE, BUSY, OFF_DUTY, Location, Officer, OfficerStore, StateError, available_officers, check_id,
-    available_supervisors, go_on_duty, heartbeat, known_zones, now_ms, on_duty_officers, set_status, zone_counts,
-)
+from services.officers.state import OfficerStore, StateError, check_id, go_on_duty, heartbeat, set_status
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

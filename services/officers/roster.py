@@ -24,7 +24,8 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from services.officers.state import StateError, as_text, check_id, now_ms
+from services.common.availability import as_text, now_ms
+from services.officers.state import StateError, check_id
 
 ROSTER_PREFIX = "lfr:roster:"
 ROSTERED = "lfr:rostered"

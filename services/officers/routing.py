@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Sequence
 
-from services.officers.state import Officer, distance_m
+from services.common.availability import Officer
+from services.officers.state import distance_m
 
 OFFICERS = "officers"
 SUPERVISOR = "supervisor"

@@ -54,11 +54,11 @@ from services.common.kafka import (
     make_headers,
     record_key,
 )
+from services.common.paths import resolve
 from services.common.service import ServiceContext
 from services.common.triton_client import TritonClient, TritonClientSettings, TritonInferenceError, TritonUnavailable
 from services.common.worker import KafkaWorker, RedisUser
 from services.face.pipeline import Face, FacePipeline, face_models
-from services.ingest.config import resolve
 from services.recognizer.config import RecognizerOptions, RecognizerSettings
 from services.recognizer.metrics import RecognizerMetrics
 from services.recognizer.models import CappedRunner, StageClock

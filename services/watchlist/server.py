@@ -250,8 +250,8 @@ async def setup(ctx: ServiceContext, settings: WatchlistSettings) -> None:
     # the audit log read and verified over gRPC (operator console, auditors' tools)
     from lfr.v1 import audit_pb2_grpc
 
-    from services.audit.service import SERVICE_NAME as AUDIT_SERVICE
-    from services.audit.service import AuditServicer
+    from services.watchlist.audit_service import SERVICE_NAME as AUDIT_SERVICE
+    from services.watchlist.audit_service import AuditServicer
 
     ctx.grpc.add(audit_pb2_grpc.add_AuditServiceServicer_to_server,
                  AuditServicer(settings.kafka, settings.watchlist.audit_topic, settings.audit,

@@ -37,6 +37,7 @@ import numpy as np
 from lfr.v1 import common_pb2, watchlist_pb2
 
 from services.common import audit as audit_mod
+from services.common import faces_schema
 from services.common.audit import AuditWriter
 from services.watchlist import enrol, limits, schema
 from services.watchlist.config import WatchlistSettings
@@ -73,7 +74,7 @@ def _id(value: str, field: str) -> str:
     if not value:
         raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"{field} is required")
     try:
-        return schema.check_id(value)
+        return faces_schema.check_id(value)
     except ValueError as e:
         raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {e}") from e
 
@@ -307,7 +308,8 @@ class WatchlistCore:
         wl = await self._db(deadline, self.store.get_watchlist, _id(req.watchlist_id, "watchlist_id"))
         if wl is None:
             raise Refusal(grpc.StatusCode.NOT_FOUND, f"watchlist {req.watchlist_id} does not exist")
-        gone = await self._db(deadline, self.store.destroy_faces, schema.subject_filter(wl["watchlist_id"], subject_id))
+        gone = await self._db(deadline, self.store.destroy_faces,
+                              faces_schema.subject_filter(wl["watchlist_id"], subject_id))
         n = gone.count
         if n == 0:
             raise Refusal(grpc.StatusCode.NOT_FOUND, f"subject {subject_id} is not in watchlist {wl['watchlist_id']}")
@@ -319,7 +321,7 @@ class WatchlistCore:
 
     async def list(self, req: watchlist_pb2.ListWatchlistsRequest,
                    deadline: float | None) -> watchlist_pb2.ListWatchlistsResponse:
-        expr = schema.deployment_filter(_id(req.deployment_id, "deployment_id")) if req.deployment_id \
+        expr = faces_schema.deployment_filter(_id(req.deployment_id, "deployment_id")) if req.deployment_id \
             else 'watchlist_id != ""'
         if not req.include_closed:
             expr += f" and state == {OPEN}"
@@ -357,7 +359,7 @@ class WatchlistCore:
                       deadline: float | None) -> tuple[dict[str, Any], int, int]:
         """Delete the watchlist's faces (vectors + subject metadata), mark it, audit it."""
         subjects = await self._db(deadline, self.store.subjects, wl["watchlist_id"])
-        gone = await self._db(deadline, self.store.destroy_faces, schema.watchlist_filter(wl["watchlist_id"]))
+        gone = await self._db(deadline, self.store.destroy_faces, faces_schema.watchlist_filter(wl["watchlist_id"]))
         n = gone.count
         row = {**wl, "state": state, "closed_ns": time.time_ns(), "close_reason": reason[:1024]}
         await self._db(deadline, self.store.put_watchlist, row)
@@ -394,7 +396,7 @@ class WatchlistCore:
         if wl is None:
             raise Refusal(grpc.StatusCode.NOT_FOUND, f"watchlist {req.watchlist_id} does not exist")
         if wl["state"] != OPEN:  # idempotent; still sweep in case an earlier close died half-way
-            n = await self._db(deadline, self.store.delete_faces, schema.watchlist_filter(wl["watchlist_id"]))
+            n = await self._db(deadline, self.store.delete_faces, faces_schema.watchlist_filter(wl["watchlist_id"]))
             await _under(deadline, self._audit_destroyed(wl["watchlist_id"]))
             return watchlist_pb2.CloseWatchlistResponse(watchlist=to_proto(wl, time.time_ns()), vectors_deleted=n)
         row, subjects, n = await self.destroy(wl, CLOSED, req.reason or "closed", actor, deadline)
@@ -418,13 +420,13 @@ class WatchlistCore:
                 vec = np.asarray(s.embedding, dtype=np.float32)
                 problem = ""
                 try:
-                    schema.check_id(s.subject_id)
+                    faces_schema.check_id(s.subject_id)
                 except ValueError as e:
                     problem = str(e)
                 if not problem and s.category not in CATEGORY_NAMES:
                     problem = "category is required"
-                if not problem and vec.shape != (schema.EMBEDDING_DIM,):
-                    problem = f"embedding has {vec.size} values, expected {schema.EMBEDDING_DIM}"
+                if not problem and vec.shape != (faces_schema.EMBEDDING_DIM,):
+                    problem = f"embedding has {vec.size} values, expected {faces_schema.EMBEDDING_DIM}"
                 if not problem and abs(float(np.linalg.norm(vec)) - 1.0) > tol:
                     problem = "embedding is not L2-normalised"
                 if problem:
@@ -499,7 +501,7 @@ class WatchlistCore:
         vectors = await _under(deadline, self.pipeline.embedder.embed(aligned)) if aligned else []
         new_rows = [self._face_row(wl, r["subject_id"], r["category"], r["image_ref"], r["image_jpeg_b64"], v)
                     for r, v in zip(rows, vectors)]
-        expr = schema.watchlist_filter(wl["watchlist_id"])
+        expr = faces_schema.watchlist_filter(wl["watchlist_id"])
         # a run cut short after its audit record may have left rows in the target: replace them, never a second copy
         await self._db(deadline, self.store.destroy_faces, expr, [self.store.collection])
         inserted = await self._db(deadline, self.store.insert_faces, new_rows) if new_rows else []
@@ -556,7 +558,7 @@ class WatchlistCore:
             except Exception as e:  # noqa: BLE001 - kept for the next round, raised below
                 failures.append(e)
         # belt and braces: faces whose own window ended, whatever their metadata says
-        orphans = await asyncio.to_thread(self.store.delete_faces, schema.expired_filter(now // NS))
+        orphans = await asyncio.to_thread(self.store.delete_faces, faces_schema.expired_filter(now // NS))
         if orphans:
             log.warning("reaper deleted expired faces with no open watchlist", extra={"vectors": orphans})
         if failures:

@@ -1,6 +1,6 @@
 """The service's store: watchlist metadata and enrolled faces, both in Milvus
-(services/watchlist/schema.py). Synchronous (pymilvus' MilvusClient): the
-service calls it through ``asyncio.to_thread``."""
+(services/watchlist/schema.py, services/common/faces_schema.py). Synchronous (pymilvus'
+MilvusClient): the service calls it through ``asyncio.to_thread``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from services.common import faces_schema
 from services.common.errors import SetupError
 from services.common.milvus_collections import faces_collection
 from services.face.embedders import DEFAULT_EMBEDDER
@@ -77,13 +78,13 @@ class Store:
             raise SetupError(f"watchlist: local_engine_file {self.engine_file} does not exist",
                              "point LFR_WATCHLIST__LOCAL_ENGINE_FILE at the local Milvus engine's milvus.db, "
                              "or unset it when Milvus is a standalone/cluster")
-        schema.ensure_collection(self.client, self.embedder)
+        faces_schema.ensure_collection(self.client, self.embedder)
         schema.ensure_watchlists_collection(self.client)
         self.refresh_collections()
 
     def refresh_collections(self) -> dict[str, str]:
         """Find the other embedders' faces collections (embedder -> collection)."""
-        self.others = schema.other_embedder_collections(self.client, self.embedder)
+        self.others = faces_schema.other_embedder_collections(self.client, self.embedder)
         return self.others
 
     def face_collections(self) -> list[str]:
@@ -93,7 +94,7 @@ class Store:
 
     def embedder_of(self, watchlist_id: str) -> str:
         """The embedder whose collection holds the watchlist's faces (the active one when it has none)."""
-        expr = schema.watchlist_filter(watchlist_id)
+        expr = faces_schema.watchlist_filter(watchlist_id)
         for embedder, collection in self.refresh_collections().items():
             if self._count_in(collection, expr):
                 return embedder
@@ -104,12 +105,13 @@ class Store:
         self.client.upsert(schema.WATCHLISTS_COLLECTION, [{**row, "_v": schema.DUMMY_VECTOR}], timeout=self.timeout_s)
 
     def get_watchlist(self, watchlist_id: str) -> dict[str, Any] | None:
-        rows = self.client.query(schema.WATCHLISTS_COLLECTION, filter=schema.watchlist_filter(watchlist_id),
+        rows = self.client.query(schema.WATCHLISTS_COLLECTION, filter=faces_schema.watchlist_filter(watchlist_id),
                                  output_fields=schema.WATCHLIST_FIELDS, timeout=self.timeout_s)
         return dict(rows[0]) if rows else None
 
     def find_by_request_id(self, request_id: str) -> dict[str, Any] | None:
-        rows = self.client.query(schema.WATCHLISTS_COLLECTION, filter=f"request_id == {schema._q(request_id)}",
+        rows = self.client.query(schema.WATCHLISTS_COLLECTION,
+                                 filter=f"request_id == {faces_schema.quote_id(request_id)}",
                                  output_fields=schema.WATCHLIST_FIELDS, timeout=self.timeout_s)
         return dict(rows[0]) if rows else None
 
@@ -228,13 +230,15 @@ class Store:
 
     def subjects(self, watchlist_id: str) -> dict[str, SubjectInfo]:
         out: dict[str, SubjectInfo] = {}
-        for r in self._query_faces(schema.watchlist_filter(watchlist_id), ["subject_id", "category", "image_ref"]):
+        for r in self._query_faces(faces_schema.watchlist_filter(watchlist_id),
+                                   ["subject_id", "category", "image_ref"]):
             info = out.setdefault(r["subject_id"], SubjectInfo(r["subject_id"], r["category"], []))
             info.image_refs.append(r["image_ref"])
         return out
 
     def subject(self, watchlist_id: str, subject_id: str) -> SubjectInfo | None:
-        rows = self._query_faces(schema.subject_filter(watchlist_id, subject_id), ["subject_id", "category", "image_ref"])
+        rows = self._query_faces(faces_schema.subject_filter(watchlist_id, subject_id),
+                                 ["subject_id", "category", "image_ref"])
         if not rows:
             return None
         return SubjectInfo(subject_id, rows[0]["category"], [r["image_ref"] for r in rows])
@@ -244,7 +248,7 @@ class Store:
 
     def face_rows(self, collection: str, watchlist_id: str, fields: list[str]) -> list[dict[str, Any]]:
         """Every face row of the watchlist in ``collection`` (``fields`` of each)."""
-        return self._query_all(collection, schema.watchlist_filter(watchlist_id), fields)
+        return self._query_all(collection, faces_schema.watchlist_filter(watchlist_id), fields)
 
     def _query_all(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
         rows = self.client.query(collection, filter=expr, output_fields=fields, limit=QUERY_LIMIT,

@@ -164,8 +164,9 @@ async def test_non_matching_faces_are_wiped_within_the_bound(e2e: E2E) -> None:
 
     # Milvus: no vector but the enrolled ones (the services' own client settings)
     from services.common import clients
+    from services.common.faces_schema import COLLECTION
+    from services.common.milvus_collections import WATCHLISTS_COLLECTION
     from services.common.settings import MilvusSettings
-    from services.watchlist.schema import COLLECTION, WATCHLISTS_COLLECTION
 
     client = await clients.connect_milvus(MilvusSettings())
     try:

@@ -28,11 +28,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lfr.v1 import alerts_pb2, alerts_pb2_grpc, common_pb2, faces_pb2, matches_pb2
 
+from services.common.faces_schema import COLLECTION, EMBEDDING_DIM, ensure_collection, watchlist_filter
 from services.common.grpc_client import aio_channel, dev_server_env
 from services.common.sealing import redis_key, seal
 from services.face.embedders import DEFAULT_EMBEDDER
 from services.officers.state import OfficerStore, go_on_duty, set_status
-from services.watchlist.schema import COLLECTION, EMBEDDING_DIM, ensure_collection, watchlist_filter
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

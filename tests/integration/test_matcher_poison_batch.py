@@ -24,6 +24,7 @@ from rig_support import BOOTSTRAP, free_port, health, private_topics
 from grpc_health.v1 import health_pb2
 from lfr.v1 import common_pb2, dlq_pb2, faces_pb2
 
+from services.common.faces_schema import EMBEDDING_DIM
 from services.common.kafka import record_key, start_producer
 from services.common.sealing import redis_key, seal
 from services.common.service import ServiceContext, serve
@@ -32,7 +33,6 @@ from services.common.topics import DLQ, FACES, MATCHES
 from services.face.embedders import DEFAULT_EMBEDDER
 from services.matcher.config import MatcherSettings
 from services.matcher.worker import Matcher
-from services.watchlist.schema import EMBEDDING_DIM
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

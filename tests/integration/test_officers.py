@@ -468,11 +468,11 @@ async def test_no_duplicate_alert_reaches_a_device_across_restarts(ids: dict[str
 async def test_officer_store_is_atomic_and_lapses_on_real_redis(ids: dict[str, str], redis: Any) -> None:
     """Concurrent writers on one officer leave the zone sets consistent; availability lapses at the TTL;
     the alert-creation script stores an alert exactly once."""
-    from services.officers.alert_store import AlertRecord, AlertStore
-    from services.officers.state import (
-        BUSY, OfficerStore, available_count, camera_may_run, go_on_duty, heartbeat, on_duty_officers, set_status,
-        zone_available_key, zone_on_duty_key,
+    from services.common.availability import (
+        BUSY, available_count, camera_may_run, on_duty_officers, zone_available_key, zone_on_duty_key,
     )
+    from services.officers.alert_store import AlertRecord, AlertStore
+    from services.officers.state import OfficerStore, go_on_duty, heartbeat, set_status
 
     u, za, zb = ids["uid"], ids["zone_a"], ids["zone_b"]
     store = OfficerStore(redis, ttl_s=1.5)

@@ -282,7 +282,7 @@ async def redis() -> AsyncIterator[Any]:
 
 
 async def test_an_officer_goes_on_duty_only_in_assigned_zones_never_as_supervisor(stack: Any, redis: Any) -> None:
-    from services.officers.state import camera_may_run, zone_supervisors_key
+    from services.common.availability import camera_may_run, zone_supervisors_key
 
     tag, layout, names = stack
     za, zb = f"itest-roles-{tag}-a", f"itest-roles-{tag}-b"
@@ -327,7 +327,7 @@ async def test_an_officer_goes_on_duty_only_in_assigned_zones_never_as_superviso
 
 
 async def test_an_expired_assignment_ends_the_duty(stack: Any, redis: Any) -> None:
-    from services.officers.state import camera_may_run
+    from services.common.availability import camera_may_run
 
     tag, layout, names = stack
     zone, device = f"itest-roles-{tag}-expiry", f"officer-2-{tag}-phone"

@@ -80,7 +80,7 @@ def _embedding(name: str) -> np.ndarray:
 
 
 def _count(milvus: object, wl: str) -> int:
-    from services.watchlist.schema import COLLECTION, watchlist_filter
+    from services.common.faces_schema import COLLECTION, watchlist_filter
 
     rows = milvus.query(COLLECTION, filter=watchlist_filter(wl), output_fields=["count(*)"])  # type: ignore[attr-defined]
     return int(rows[0]["count(*)"])
@@ -118,8 +118,8 @@ def test_create_without_authorisation_is_invalid_argument(service: watchlist_pb2
 
 def test_enrol_then_search_finds_the_subject_once(service: watchlist_pb2_grpc.WatchlistServiceStub,
                                                  milvus: object) -> None:
+    from services.common.faces_search import search_active
     from services.face.embedders import DEFAULT_EMBEDDER, calibrated_threshold
-    from services.watchlist.search import search_active
 
     deployment = _deployment()
     wl = _create(service, deployment)
@@ -253,7 +253,7 @@ def test_a_collection_of_another_embedder_is_refused_with_the_fix(milvus) -> Non
     from pymilvus import DataType
 
     from services.common.errors import SetupError
-    from services.watchlist.schema import build_index, build_schema, check_embedding_dim
+    from services.common.faces_schema import build_index, build_schema, check_embedding_dim
 
     name = f"lfr_dimcheck_{uuid.uuid4().hex[:8]}"
     old = milvus.create_schema(auto_id=True, enable_dynamic_field=False)

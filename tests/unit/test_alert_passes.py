@@ -11,11 +11,12 @@ import pytest
 from lfr.v1 import alerts_pb2, common_pb2, matches_pb2
 
 from services.alerts.config import AlertsOptions, AlertsSettings
-from services.alerts.passes import PassState, PassUpdate, Sighting, aggregate, alert_id_for, pass_key
+from services.alerts.passes import PassState, PassUpdate, Sighting, aggregate, alert_id_for
 from services.alerts.worker import AlertWorker, PassAggregator
 from services.common.grpc_server import GrpcServer
 from services.common.kafka import Outbox, PoisonMessage
 from services.common.metrics import MetricsFactory
+from services.common.pass_keys import pass_key
 from services.common.service import ServiceContext
 from kafka_support import Rec
 

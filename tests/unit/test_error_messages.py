@@ -75,8 +75,8 @@ async def test_the_audit_api_answers_a_fixed_message(method: str, monkeypatch: p
                                                       caplog: pytest.LogCaptureFixture) -> None:
     from lfr.v1 import audit_pb2, audit_pb2_grpc
 
-    from services.audit import service as audit_service
     from services.common.settings import AuditSettings, KafkaSettings
+    from services.watchlist import audit_service
 
     async def fail(*args: Any, **kwargs: Any) -> Any:
         raise AuditError(SECRET)

@@ -35,13 +35,13 @@ def test_milvus_roles_do_not_load_the_watchlist_service():
 
 
 def test_collection_names_have_one_source():
-    from services.common import acls
+    from services.common import acls, faces_schema
     from services.common.milvus_collections import (ALL_COLLECTIONS, FACES_COLLECTION, WATCHLISTS_COLLECTION,
                                                     faces_collection)
     from services.face.embedders import DEFAULT_EMBEDDER, embedders
     from services.watchlist import schema
 
-    assert (schema.COLLECTION, schema.WATCHLISTS_COLLECTION) == (FACES_COLLECTION, WATCHLISTS_COLLECTION)
+    assert (faces_schema.COLLECTION, schema.WATCHLISTS_COLLECTION) == (FACES_COLLECTION, WATCHLISTS_COLLECTION)
     assert ALL_COLLECTIONS == ("lfr_watchlist_faces", "lfr_watchlists")
     granted = {g.object_name for role in acls.milvus_roles() for g in role.grants if g.object_type == "Collection"}
     every_embedder = {faces_collection(e) for e in embedders()}

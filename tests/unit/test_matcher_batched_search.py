@@ -11,13 +11,13 @@ from typing import Any
 
 from lfr.v1 import common_pb2, faces_pb2
 
+from services.common.faces_schema import EMBEDDING_DIM
+from services.common.faces_search import Hit
 from services.common.grpc_server import GrpcServer
 from services.common.metrics import MetricsFactory
 from services.common.service import ServiceContext
 from services.matcher.config import MatcherSettings
 from services.matcher.worker import Matcher, Pending
-from services.watchlist.schema import EMBEDDING_DIM
-from services.watchlist.search import Hit
 
 S = 1_000_000_000
 

@@ -14,6 +14,8 @@ from kafka_support import Rec
 from lfr.v1 import common_pb2, dlq_pb2, faces_pb2, matches_pb2
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from services.common.faces_schema import EMBEDDING_DIM
+from services.common.faces_search import Hit
 from services.common.grpc_server import GrpcServer
 from services.common.kafka import ConsumerLoop, Outbox, RecordLike
 from services.common.metrics import MetricsFactory
@@ -23,8 +25,6 @@ from services.common.service import ServiceContext
 from services.face.embedders import DEFAULT_EMBEDDER, calibrated_threshold
 from services.matcher.config import MatcherSettings
 from services.matcher.worker import Matcher, decide
-from services.watchlist.schema import EMBEDDING_DIM
-from services.watchlist.search import Hit
 
 FACES = "lfr.faces.v1"
 MATCHES = "lfr.matches.v1"

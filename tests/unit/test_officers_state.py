@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 from test_matcher_decision import FACES, FakeRedis, Rec, _observation, _rig, _value
 
+from services.common.availability import (
+    ALL_OFFICERS, AVAILABLE, BUSY, OFF_DUTY, GatingOptions, Location, Officer, may_run, zone_available_key,
+    zone_on_duty_key, zone_supervisors_key,
+)
 from services.common.cameras import Camera
 from services.common.metrics import MetricsFactory
 from services.ingest.gate import GateMonitor
 from services.officers import routing
-from services.officers.state import (
-    ALL_OFFICERS, AVAILABLE, BUSY, OFF_DUTY, GatingOptions, Location, Officer, StateError, go_on_duty, heartbeat,
-    may_run, memberships, plan, set_status, zone_available_key, zone_on_duty_key, zone_supervisors_key,
-)
+from services.officers.state import StateError, go_on_duty, heartbeat, memberships, plan, set_status
 
 TTL = 30_000
 

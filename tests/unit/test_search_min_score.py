@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.watchlist.search import HIT_FIELDS, search_active
+from services.common.faces_search import HIT_FIELDS, search_active
 
 ROWS = {
     1: {"id": 1, "watchlist_id": "wl", "subject_id": "s-a", "category": "wanted", "image_ref": "a1"},

@@ -11,7 +11,8 @@ import grpc
 import pytest
 from pymilvus.exceptions import MilvusException
 
-from services.watchlist import schema, store as store_mod
+from services.common import faces_schema
+from services.watchlist import store as store_mod
 from services.watchlist.store import Store
 
 
@@ -69,7 +70,7 @@ def test_delete_on_a_server_flushes_then_compacts_and_waits_for_completion() -> 
     client = FakeMilvus(running_polls=2)
     assert Store(client, timeout_s=5).delete_faces('watchlist_id == "w"') == 3
     assert names(client) == ["delete", "flush", "flush", "compact", "state", "state", "state"]
-    assert ("compact", schema.COLLECTION) in client.calls
+    assert ("compact", faces_schema.COLLECTION) in client.calls
 
 
 def test_compaction_still_running_when_the_wait_ends_is_reported_not_raised() -> None:
@@ -164,7 +165,7 @@ def test_a_delete_reaches_the_faces_of_every_embedder() -> None:
     client = TwoEmbedders()
     store = Store(client, timeout_s=5, compact_wait_s=0)
     assert store.embedder_of("wl") == "w600k_mbf"
-    gone = store.destroy_faces(schema.watchlist_filter("wl"))
+    gone = store.destroy_faces(faces_schema.watchlist_filter("wl"))
     assert gone.count == 2
     assert [c for op, c in client.calls if op == "delete"] == ["lfr_watchlist_faces__w600k_mbf"]
 
@@ -183,5 +184,5 @@ def test_a_delete_reaches_the_faces_of_a_retired_embedder() -> None:
     client = RetiredEmbedder()
     store = Store(client, timeout_s=5, compact_wait_s=0)
     assert store.face_collections() == ["lfr_watchlist_faces", "lfr_watchlist_faces__retired_net"]
-    assert store.destroy_faces(schema.watchlist_filter("wl")).count == 1
+    assert store.destroy_faces(faces_schema.watchlist_filter("wl")).count == 1
     assert [c for op, c in client.calls if op == "delete"] == ["lfr_watchlist_faces__retired_net"]

@@ -7,8 +7,8 @@ import pytest
 
 from lfr.v1 import watchlist_pb2
 
+from services.common.faces_search import dedup_hits
 from services.watchlist.cli import parse_time
-from services.watchlist.search import dedup_hits
 from services.watchlist.service import REQUIRED_CREATE_FIELDS, Refusal, state_of, validate_create
 
 NOW = 1_800_000_000 * 10**9

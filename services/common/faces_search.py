@@ -1,4 +1,4 @@
-"""Deployment-scoped search of the enrolled faces, for the matcher.
+"""Deployment-scoped search of the enrolled faces (services/common/faces_schema.py), for the matcher.
 
 ``search_active`` searches only the faces of watchlists of ``deployment_id``
 whose validity window contains ``at_unix_s`` (the frame's capture time) and
@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from services.watchlist.schema import COLLECTION, METRIC, active_filter
+from services.common.faces_schema import COLLECTION, METRIC, active_filter
 
 OVERSAMPLE = 4
 MAX_TOPK = 16_384  # Milvus' limit on limit
