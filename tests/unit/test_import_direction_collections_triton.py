@@ -1,31 +1,21 @@
 """Issue #19 (sideways and upward imports): common names the Milvus collections itself and
 never reaches up into the watchlist service; services.stack may use services.triton_repo but
-never the other way round (both share services.common.stack_paths)."""
+never the other way round (both share services.common.stack_paths). The import graph of the runtime
+services and services/common as a whole: test_import_graph.py (whose helper these checks use)."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
 
+from test_import_graph import imported_modules
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _imported_modules(package: Path) -> set[str]:
-    """Every module named by an import statement anywhere in the package (inside functions too)."""
-    found: set[str] = set()
-    for py in package.rglob("*.py"):
-        for node in ast.walk(ast.parse(py.read_text(), filename=str(py))):
-            if isinstance(node, ast.Import):
-                found.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                found.add(node.module)
-    return found
-
-
 def test_common_imports_no_service_package_for_collection_names():
-    assert not {m for m in _imported_modules(REPO / "services" / "common") if m.startswith("services.watchlist")}
+    assert not {m for m in imported_modules(REPO / "services" / "common") if m.startswith("services.watchlist")}
 
 
 def test_milvus_roles_do_not_load_the_watchlist_service():
@@ -50,7 +40,7 @@ def test_collection_names_have_one_source():
 
 
 def test_triton_repo_never_imports_the_stack():
-    assert not {m for m in _imported_modules(REPO / "services" / "triton_repo") if m.startswith("services.stack")}
+    assert not {m for m in imported_modules(REPO / "services" / "triton_repo") if m.startswith("services.stack")}
 
 
 def test_stack_paths_is_one_class():
