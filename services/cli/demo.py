@@ -83,16 +83,9 @@ def frame_to_alert_ms(alert: Any) -> float:
     return round(max(0, alert.alert_unix_ns - alert.capture_unix_ns) / 1e6, 1)
 
 
-def _alert_fields(alert: Any, names: dict[str, str]) -> dict[str, Any]:
-    """What both views show of an alert: ids, the subject's display name, score, camera and zone."""
-    return {"alert_id": alert.alert_id, "subject_id": alert.subject_id,
-            "subject": names.get(alert.subject_id, alert.subject_id), "score": round(float(alert.best_score), 4),
-            "camera": alert.camera_id, "zone": alert.zone}
-
-
 @dataclasses.dataclass(frozen=True)
-class AlertView:
-    """What the demo prints about an alert."""
+class _AlertFields:
+    """What both views show of an alert: ids, the subject's display name, score, camera and zone."""
 
     alert_id: str
     subject_id: str
@@ -100,6 +93,18 @@ class AlertView:
     score: float
     camera: str
     zone: str
+
+    @staticmethod
+    def values(alert: Any, names: dict[str, str]) -> dict[str, Any]:
+        return {"alert_id": alert.alert_id, "subject_id": alert.subject_id,
+                "subject": names.get(alert.subject_id, alert.subject_id), "score": round(float(alert.best_score), 4),
+                "camera": alert.camera_id, "zone": alert.zone}
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertView(_AlertFields):
+    """What the demo prints about an alert."""
+
     latency_ms: float
     match_count: int
     watchlist_id: str
@@ -107,7 +112,7 @@ class AlertView:
 
     @classmethod
     def of(cls, alert: Any, names: dict[str, str]) -> "AlertView":
-        return cls(**_alert_fields(alert, names), latency_ms=frame_to_alert_ms(alert),
+        return cls(**_AlertFields.values(alert, names), latency_ms=frame_to_alert_ms(alert),
                    match_count=int(alert.match_count), watchlist_id=alert.watchlist_id,
                    capture_unix_ns=int(alert.capture_unix_ns))
 
@@ -219,17 +224,11 @@ class AlertListener:
 
 
 @dataclasses.dataclass(frozen=True)
-class DeviceView:
+class DeviceView(_AlertFields):
     """What the demo prints about an alert as it arrives on the officer's device
     (DeviceService.Subscribe): the alert, its latencies and whether both images
     for side-by-side adjudication came with it (their sizes, never their bytes)."""
 
-    alert_id: str
-    subject_id: str
-    subject: str
-    score: float
-    camera: str
-    zone: str
     device: str
     escalation_level: int
     frame_to_alert_ms: float   # capture -> alert raised (alerts service)
@@ -245,7 +244,7 @@ class DeviceView:
     @classmethod
     def of(cls, msg: Any, device: str, names: dict[str, str], received_ns: int, acknowledged: bool) -> "DeviceView":
         a = msg.alert
-        return cls(**_alert_fields(a, names), device=device, escalation_level=int(msg.escalation_level),
+        return cls(**_AlertFields.values(a, names), device=device, escalation_level=int(msg.escalation_level),
                    frame_to_alert_ms=frame_to_alert_ms(a),
                    frame_to_device_ms=round(max(0, received_ns - a.capture_unix_ns) / 1e6, 1),
                    live_crop_bytes=len(a.live_crop.jpeg), watchlist_image_bytes=len(a.watchlist_image.jpeg),
