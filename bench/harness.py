@@ -23,10 +23,9 @@ async def require_healthy_stack() -> None:
 
 async def private_topics(kind: str) -> tuple[str, dict[str, str]]:
     """A random run tag and the run's topic names by role (frames, faces, ...), created on the broker."""
-    from services.common.topics import ALERTS, AUDIT, DLQ, FACES, FRAMES, MATCHES, ensure_topics
+    from services.common.topics import ensure_topics, private_specs
 
     tag = "".join(random.choices(string.ascii_lowercase, k=6))
-    specs = [spec.model_copy(update={"name": f"lfr.{kind}.{tag}.{role}.v1"}) for spec, role in (
-        (FRAMES, "frames"), (FACES, "faces"), (MATCHES, "matches"), (ALERTS, "alerts"), (DLQ, "dlq"), (AUDIT, "audit"))]
-    await ensure_topics(BOOTSTRAP, tuple(specs))
-    return tag, {s.name.split(".")[3]: s.name for s in specs}
+    specs = private_specs(kind, tag)
+    await ensure_topics(BOOTSTRAP, tuple(specs.values()))
+    return tag, {role: spec.name for role, spec in specs.items()}

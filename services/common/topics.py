@@ -96,6 +96,21 @@ AUDIT = TopicSpec(
 TOPICS: tuple[TopicSpec, ...] = (FRAMES, FACES, MATCHES, ALERTS, DLQ, AUDIT)
 
 
+def private_specs(kind: str, tag: str, roles: Sequence[str] | None = None,
+                  max_partitions: int | None = None) -> dict[str, TopicSpec]:
+    """A test's or a benchmark's own copies of the platform's topics (their configs, at most ``max_partitions``
+    partitions each), named ``lfr.<kind>.<tag>.<role>.v1`` so that no other run reads them; by role (``frames``,
+    ``faces``, ... as in ``lfr.frames.v1``), only ``roles`` when given. Never validated as names: a tag may
+    hold digits."""
+    by_role = {spec.name.split(".")[1]: spec for spec in TOPICS}
+    out: dict[str, TopicSpec] = {}
+    for role in roles if roles is not None else by_role:
+        spec = by_role[role]
+        partitions = spec.partitions if max_partitions is None else min(spec.partitions, max_partitions)
+        out[role] = spec.model_copy(update={"name": f"lfr.{kind}.{tag}.{role}.v1", "partitions": partitions})
+    return out
+
+
 class TopicError(RuntimeError):
     """The broker refused to create or configure a declared topic."""
 

@@ -27,7 +27,6 @@ from services.cli.launch import (
 )
 from services.common.cameras import Camera
 from services.common.errors import SetupError
-from services.common.topics import ALERTS, AUDIT, DLQ, FACES, FRAMES, MATCHES, TopicSpec
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = (REPO.parent / "shared" / "data").resolve()
@@ -35,15 +34,8 @@ HAMILTON = DATA / "video" / "hamilton_white_house_short_clip.mp4"
 LMM_IMAGE = DATA / "faces" / "lin_manuel_miranda_1.png"
 LMM_ID = "lin-manuel-miranda"
 PORT_OFFSET = 5000
-BOOTSTRAP = "127.0.0.1:9092"
 CHAOS_FPS = 5.0
 RESULTS_FILE = state_dir() / "chaos-results.json"
-
-
-def topic_specs(tag: str) -> list[TopicSpec]:
-    return [spec.model_copy(update={"name": f"lfr.chaos.{tag}.{kind}.v1", "partitions": min(spec.partitions, 2)})
-            for spec, kind in ((FRAMES, "frames"), (FACES, "faces"), (MATCHES, "matches"), (ALERTS, "alerts"),
-                               (DLQ, "dlq"), (AUDIT, "audit"))]
 
 
 class OfficersProcess(ServiceProcess):

@@ -4,34 +4,21 @@ Devices and duty officers live on each test's own event loop (see chaos_support.
 
 from __future__ import annotations
 
-import asyncio
-import random
 import shutil
-import string
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from chaos_support import (
-    BOOTSTRAP, CHAOS_FPS, HAMILTON, LMM_ID, LMM_IMAGE, PORT_OFFSET, RESULTS_FILE, Rig, table, topic_specs,
-)
+from chaos_support import CHAOS_FPS, HAMILTON, LMM_ID, LMM_IMAGE, PORT_OFFSET, RESULTS_FILE, Rig, table
+from topics_support import KafkaTopics, random_tag, run_private
 from services.cli.demo import Enrolment, WatchlistClient
 from services.cli.launch import PipelineLayout, Topics, state_dir, write_registry
 from services.common.cameras import Camera
-from services.common.topics import delete_topics, ensure_topics
 
 # one camera per scenario: its own pass state, its own alerts at the device
 SCENARIOS = ("kill-ingest", "kill-recognizer", "kill-matcher", "kill-alerts", "kill-officers", "kill-watchlist",
              "redelivery", "dep-kafka", "dep-redis", "dep-triton", "dep-milvus", "fuzz")
-
-
-def _run(coro: object) -> object:
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)  # type: ignore[arg-type]
-    finally:
-        loop.close()
 
 
 async def _enrol(rig: Rig) -> str:
@@ -61,10 +48,9 @@ def rig() -> Iterator[Rig]:
     down = [f"{h.name}: {h.detail}" for h in manager.status(manager.load_components()) if not h.healthy]
     if down:
         pytest.fail("the local stack is not healthy (" + "; ".join(down) + ") — fix: .venv/bin/lfr stack up")
-    tag = "".join(random.choices(string.ascii_lowercase, k=8))
-    specs = topic_specs(tag)
-    _run(ensure_topics(BOOTSTRAP, tuple(specs)))
-    names = {s.name.split(".")[3]: s.name for s in specs}
+    tag = random_tag()
+    topics = KafkaTopics()
+    names = run_private(topics.copies("chaos", tag, max_partitions=2))
     work = state_dir() / "chaos" / tag
     cameras = {key: Camera(id=f"chaos-{tag}-{key}", zone=f"chaos-{tag}-zone", deployment_id=f"chaos-{tag}-hamilton",
                            source=str(HAMILTON), fps=CHAOS_FPS, loop=False) for key in SCENARIOS}
@@ -76,9 +62,9 @@ def rig() -> Iterator[Rig]:
     started = time.monotonic()
     try:
         rig.officers.start()
-        _run(rig.pipeline.start())
-        _run(rig.officers.wait_serving(120))
-        rig.watchlist_id = str(_run(_enrol(rig)))
+        run_private(rig.pipeline.start())
+        run_private(rig.officers.wait_serving(120))
+        rig.watchlist_id = str(run_private(_enrol(rig)))
         print(f"\nchaos pipeline {tag} SERVING in {time.monotonic() - started:.1f} s "
               f"(logs {layout.log_dir}/chaos-*.log)")
         yield rig
@@ -87,10 +73,10 @@ def rig() -> Iterator[Rig]:
             print("\n" + table(rig.results) + f"\n(written to {RESULTS_FILE})")
         if rig.watchlist_id:
             try:
-                _run(_close(rig))
+                run_private(_close(rig))
             except Exception as e:  # keep tearing down
                 print(f"chaos: could not close the watchlist: {e}")
         rig.pipeline.stop()
         rig.officers.stop()
-        _run(delete_topics(BOOTSTRAP, list(names.values())))
+        run_private(topics.delete())
         shutil.rmtree(work, ignore_errors=True)

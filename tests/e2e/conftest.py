@@ -1,4 +1,5 @@
-"""The e2e session fixture: one real pipeline for the whole session (see e2e_support.py)."""
+"""The e2e fixtures: one real pipeline for the whole session (see e2e_support.py); the officers service of
+that pipeline for a test module that asks for it (``officers``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from e2e_support import E2E, PORT_OFFSET, VIDEO, CamSpec, pipeline_session
+from e2e_support import E2E, PORT_OFFSET, VIDEO, CamSpec, officers_running, pipeline_session
+from services.cli.launch import ServiceProcess
 
 HAMILTON = VIDEO / "hamilton_white_house_short_clip.mp4"
 
@@ -27,3 +29,10 @@ def e2e() -> Iterator[E2E]:
     }
     with pipeline_session("e2e", cams, PORT_OFFSET) as session:
         yield session
+
+
+@pytest.fixture(scope="module")
+def officers(e2e: E2E) -> Iterator[ServiceProcess]:
+    """The officers service of the session's layout for one test module (see officers_running)."""
+    with officers_running(e2e) as svc:
+        yield svc

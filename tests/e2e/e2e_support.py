@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import random
 import shutil
-import string
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,18 +24,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from topics_support import BOOTSTRAP, KafkaTopics, random_tag, run_private
 
 from services.cli.demo import AlertListener, PassStats, WatchlistClient, stream_pass
 from services.cli.launch import DutyOfficer, Pipeline, PipelineLayout, ServiceProcess, Topics, state_dir, write_registry
 from services.common.cameras import Camera
-from services.common.topics import AUDIT, ALERTS, DLQ, FACES, FRAMES, MATCHES, TopicSpec, ensure_topics
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = (REPO.parent / "shared" / "data").resolve()
 VIDEO = DATA / "video"
 FACES_DIR = DATA / "faces"
 PORT_OFFSET = 3000
-BOOTSTRAP = "127.0.0.1:9092"
 E2E_FPS = 5.0
 
 
@@ -213,25 +210,6 @@ async def best_offline_score(reference: np.ndarray, video: Path, fps: float) -> 
     return (max(scores) if scores else float("nan")), len(scores)
 
 
-def _specs(tag: str) -> list[TopicSpec]:
-    out = []
-    for spec, kind in ((FRAMES, "frames"), (FACES, "faces"), (MATCHES, "matches"), (ALERTS, "alerts"), (DLQ, "dlq"),
-                       (AUDIT, "audit")):
-        out.append(spec.model_copy(update={"name": f"lfr.e2e.{tag}.{kind}.v1",
-                                           "partitions": min(spec.partitions, 2)}))
-    return out
-
-
-def _run_private(coro: Any) -> Any:
-    """Run a coroutine on a private loop (asyncio.run would unset the thread's current loop,
-    which other tests' fixtures may still ask for)."""
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
-
-
 @dataclasses.dataclass(frozen=True)
 class CamSpec:
     deployment: str
@@ -246,15 +224,12 @@ def pipeline_session(kind: str, cameras: dict[str, CamSpec], port_offset: int,
     """A whole real pipeline (the services as child processes, private topics, groups, cameras and a camera
     registry of its own) for the block. Camera ids, zones and deployments are prefixed with ``kind`` and a
     random tag. Stopped and its topics deleted after; every service must stop cleanly."""
-    from services.common.topics import delete_topics
-
     down = _stack_healthy()
     if down:
         pytest.fail("the local stack is not healthy (" + "; ".join(down) + ") — fix: .venv/bin/lfr stack up")
-    tag = "".join(random.choices(string.ascii_lowercase, k=8))
-    specs = _specs(tag)
-    _run_private(ensure_topics(BOOTSTRAP, tuple(specs)))
-    names = {sp.name.split(".")[3]: sp.name for sp in specs}
+    tag = random_tag()
+    topics = KafkaTopics()
+    names = run_private(topics.copies("e2e", tag, max_partitions=2))
     work = state_dir() / kind / tag
     cams = {key: Camera(id=f"{kind}-{tag}-{key}", zone=f"{kind}-{tag}-{c.zone}", deployment_id=f"{kind}-{tag}-{c.deployment}",
                         source=str(c.source), fps=c.fps, loop=False) for key, c in cameras.items()}
@@ -267,13 +242,13 @@ def pipeline_session(kind: str, cameras: dict[str, CamSpec], port_offset: int,
     started = time.monotonic()
     codes: dict[str, int | None] = {}
     try:
-        _run_private(pipeline.start())
+        run_private(pipeline.start())
         print(f"\n{kind} pipeline {tag} SERVING in {time.monotonic() - started:.1f} s "
               f"(logs {layout.log_dir}/{kind}-*.log)")
         yield E2E(tag, layout, pipeline, cams)
     finally:
         codes = pipeline.stop()
-        _run_private(delete_topics(BOOTSTRAP, list(names.values())))
+        run_private(topics.delete())
         shutil.rmtree(work, ignore_errors=True)
     assert all(c == 0 for c in codes.values()), f"services did not stop cleanly: {codes}"
 

@@ -35,6 +35,7 @@ import yaml
 from console_support import Browser, Child, console_service, node_modules, officers_service
 from e2e_support import BOOTSTRAP, E2E, FACES_DIR, REPO, VIDEO, read_topic, sealed_frame, video_frames
 from lfr.v1 import alerts_pb2, matches_pb2, officers_pb2, officers_pb2_grpc, watchlist_pb2
+from topics_support import run_private
 from services.cli.demo import Enrolment
 from services.common.kafka import record_key, start_producer
 from services.common.settings import KafkaSettings
@@ -54,15 +55,6 @@ ENROL_VISIBLE_S = 3.0  # Milvus' Bounded consistency (see test_dlq_e2e)
 SCREENSHOT = (REPO / "docs" / "console-alerts.png" if os.environ.get("LFR_UPDATE_DOCS") == "1"
               else REPO / ".lfr" / "console-alerts.png")
 ROLES = {"officer": ["officer"], "auditor": ["auditor"], "operator": ["operator"], "manager": ["watchlist_manager"]}
-
-
-def _run(coro: object) -> object:
-    """A coroutine on a private loop (asyncio.run would unset the loop other fixtures use)."""
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)  # type: ignore[arg-type]
-    finally:
-        loop.close()
 
 
 class ConsoleRig:
@@ -96,8 +88,8 @@ def rig(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleR
     try:
         officers.start()
         console.start()
-        _run(officers.wait_serving(60))
-        _run(console.wait_http(f"http://127.0.0.1:{console.grpc_port}/login"))
+        run_private(officers.wait_serving(60))
+        run_private(console.wait_http(f"http://127.0.0.1:{console.grpc_port}/login"))
 
         async def make_watchlist() -> str:
             client = e2e.watchlists()
@@ -108,7 +100,7 @@ def rig(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleR
             finally:
                 await client.close_channel()
 
-        watchlist_id = str(_run(make_watchlist()))
+        watchlist_id = str(run_private(make_watchlist()))
         browser = Browser(modules, f"http://127.0.0.1:{console.grpc_port}")
         print(f"\nconsole e2e: {browser.version} on :{console.grpc_port}, officers on :{officers.grpc_port}")
         yield ConsoleRig(e2e, users, browser, officers, console, watchlist_id)
@@ -125,7 +117,7 @@ def rig(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleR
                     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err  # already closed by the test
             await client.close_channel()
 
-        _run(cleanup())
+        run_private(cleanup())
         codes = {svc.name: svc.stop() for svc in (console, officers)}
         shutil.rmtree(work, ignore_errors=True)
         assert all(c == 0 for c in codes.values()), f"console/officers did not stop cleanly: {codes}"

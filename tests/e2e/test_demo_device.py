@@ -10,11 +10,9 @@ device's acknowledgement is recorded (GetAlert: ACKNOWLEDGED)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from e2e_support import E2E, FACES_DIR, officers_running
+from e2e_support import E2E, FACES_DIR
 from lfr.v1 import officers_pb2, officers_pb2_grpc
 from services.cli.demo import DeviceListener, Enrolment
 from services.cli.launch import OFFICERS, ServiceProcess
@@ -23,12 +21,6 @@ from services.common.grpc_client import aio_channel
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 LMM = Enrolment(name="Lin-Manuel Miranda", subject_id="lin-manuel-miranda", image=FACES_DIR / "lin_manuel_miranda_1.png")
-
-
-@pytest.fixture(scope="module")
-def officers(e2e: E2E) -> Iterator[ServiceProcess]:
-    with officers_running(e2e) as svc:
-        yield svc
 
 
 async def test_alert_arrives_on_the_demo_device(e2e: E2E, officers: ServiceProcess) -> None:

@@ -14,12 +14,11 @@ from __future__ import annotations
 import re
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from e2e_support import E2E, REPO, officers_running
+from e2e_support import E2E, REPO
 from services.cli.launch import OFFICERS, PIPELINE_ORDER, DutyOfficer, ServiceProcess, metric, scrape, write_registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -48,12 +47,6 @@ def exported(name: str, names: set[str]) -> bool:
 def page(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 (loopback)
         return r.read().decode()
-
-
-@pytest.fixture(scope="module")
-def officers(e2e: E2E) -> Iterator[ServiceProcess]:
-    with officers_running(e2e) as svc:
-        yield svc
 
 
 async def test_every_catalog_metric_is_exported(e2e: E2E, officers: ServiceProcess) -> None:

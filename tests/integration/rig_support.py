@@ -1,24 +1,18 @@
 """What the integration tests that start their own servers or services share: free ports, a gRPC health
-probe, and private Kafka topics made for one test and deleted after it (on the real broker)."""
+probe, a Triton readiness check (private Kafka topics: the ``kafka_topics`` fixture, tests/conftest.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import random
 import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from services.common.topics import TopicSpec, delete_topics, ensure_topics
-
-BOOTSTRAP = "127.0.0.1:9092"
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -92,13 +86,3 @@ async def health(port: int) -> int | None:
         except grpc.RpcError:
             return None
         return int(reply.status)
-
-
-@contextlib.asynccontextmanager
-async def private_topics(specs: Sequence[TopicSpec], bootstrap: str = BOOTSTRAP) -> AsyncIterator[None]:
-    """Create ``specs`` on the real broker for the block, delete them after it."""
-    await ensure_topics(bootstrap, tuple(specs))
-    try:
-        yield
-    finally:
-        await delete_topics(bootstrap, [s.name for s in specs])

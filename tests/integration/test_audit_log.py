@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 
 from lfr.v1 import audit_pb2
+from topics_support import delete_or_fail, private_topics_blocking
 
 from services.common.audit import AuditSigner, AuditWriter, CheckpointStore, build_record, read_records, sha256
 from services.common.pki import CertPaths, ensure_audit_key
 from services.common.settings import KafkaSettings
-from services.common.topics import TopicSpec, delete_topics, ensure_topics
+from services.common.topics import TopicSpec, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +42,9 @@ def _spec(name: str) -> TopicSpec:
     return TopicSpec(name=name, partitions=1, retention_ms=3_600_000, segment_ms=3_600_000)
 
 
-async def _delete_topics(names: list[str]) -> None:
-    if left := await delete_topics(KAFKA.bootstrap, names, wait_s=20):
-        raise AssertionError(f"topics {left} still exist")
-
-
 async def _recreate(name: str) -> None:
     """What a rogue Kafka administrator does to hide a history: delete the topic, create it again."""
-    await _delete_topics([name])
+    await delete_or_fail([name], KAFKA.bootstrap, wait_s=20)
     await ensure_topics(KAFKA.bootstrap, (_spec(name),))
 
 
@@ -56,9 +52,8 @@ async def _recreate(name: str) -> None:
 def topics() -> Iterator[tuple[str, str]]:
     tag = "".join(c for c in uuid.uuid4().hex if c.isalpha())[:8] or "x"
     names = (f"lfr.test.audit.{tag}.v1", f"lfr.test.tampered.{tag}.v1")
-    asyncio.run(ensure_topics(KAFKA.bootstrap, tuple(_spec(n) for n in names)))
-    yield names
-    asyncio.run(_delete_topics(list(names)))
+    with private_topics_blocking([_spec(n) for n in names], KAFKA.bootstrap, wait_s=20):
+        yield names
 
 
 @pytest.fixture

@@ -26,11 +26,12 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from lfr.v1 import dlq_pb2, frames_pb2
+from topics_support import KafkaTopics
 
 from services.cli.launch import PipelineLayout, ServiceProcess, Topics, state_dir, write_registry
 from services.common import frame_keys
 from services.common.cameras import Camera
-from services.common.topics import AUDIT, DLQ, FRAMES, HOUR_MS, ensure_topics
+from services.common.topics import AUDIT, DLQ, FRAMES, HOUR_MS
 
 pytestmark = [pytest.mark.timeout(240)]
 
@@ -68,8 +69,7 @@ async def _read_all(topic: str, partitions: int, want: int = 1, timeout_s: float
     return out
 
 
-async def test_frames_unreadable_once_their_keys_expire(tmp_path: Path) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
+async def test_frames_unreadable_once_their_keys_expire(tmp_path: Path, kafka_topics: KafkaTopics) -> None:
     from redis.asyncio import Redis
 
     if not VIDEO.is_file():
@@ -79,7 +79,7 @@ async def test_frames_unreadable_once_their_keys_expire(tmp_path: Path) -> None:
              "audit": f"lfr.itest.shred{tag}.audit.v1"}
     specs = (FRAMES.model_copy(update={"name": names["frames"], "partitions": 1, "retention_ms": HOUR_MS}),
              DLQ.model_copy(update={"name": names["dlq"]}), AUDIT.model_copy(update={"name": names["audit"]}))
-    await ensure_topics(BOOTSTRAP, specs)
+    await kafka_topics.ensure(specs)
     camera = Camera(id=f"itest-shred-{tag}", zone=f"itest-shred-{tag}", deployment_id=f"itest-shred-{tag}",
                     source=str(VIDEO), fps=5.0, loop=True)
     layout = PipelineLayout(port_offset=4000, topics=Topics(**names), group_prefix=f"itest-shred-{tag}",
@@ -153,9 +153,3 @@ async def test_frames_unreadable_once_their_keys_expire(tmp_path: Path) -> None:
         if recognizer is not None:
             recognizer.stop()
         await redis.aclose()
-        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10_000)
-        await admin.start()
-        try:
-            await admin.delete_topics(list(names.values()))
-        finally:
-            await admin.close()

@@ -8,17 +8,15 @@ registry, so parallel runs and a running `make up` do not see each other."""
 from __future__ import annotations
 
 import asyncio
-import random
-import string
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
-from rig_support import BOOTSTRAP, free_port, health, private_topics
+from rig_support import free_port, health
+from topics_support import BOOTSTRAP, KafkaTopics, random_tag
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2
 
@@ -29,7 +27,7 @@ from services.common.kafka import record_key, start_producer
 from services.common.sealing import open_sealed, redis_key
 from services.common.service import ServiceContext, serve
 from services.common.settings import KafkaSettings
-from services.common.topics import DLQ, FACES, FRAMES
+from services.common.topics import FACES
 from services.ingest.camera import stream_file
 from services.ingest.config import IngestOptions
 from services.recognizer.config import RecognizerSettings
@@ -45,15 +43,9 @@ FPS = 5.0
 
 
 @pytest.fixture
-async def topics() -> AsyncIterator[dict[str, str]]:
-    tag = "".join(random.choices(string.ascii_lowercase, k=10))
-    names = {"frames": f"lfr.test.{tag}.frames.v1", "faces": f"lfr.test.{tag}.faces.v1",
-             "dlq": f"lfr.test.{tag}.dlq.v1", "tag": tag}
-    specs = (FRAMES.model_copy(update={"name": names["frames"], "partitions": 2}),
-             FACES.model_copy(update={"name": names["faces"], "partitions": 2}),
-             DLQ.model_copy(update={"name": names["dlq"]}))
-    async with private_topics(specs):
-        yield names
+async def topics(kafka_topics: KafkaTopics) -> dict[str, str]:
+    tag = random_tag(10)
+    return {**await kafka_topics.copies("test", tag, ("frames", "faces", "dlq"), max_partitions=2), "tag": tag}
 
 
 async def _consume(topic: str, want: Any, timeout_s: float, what: str, partitions: int = 2) -> list[Any]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from topics_support import KafkaTopics, run_private
 
 from services.common.grpc_client import dev_server_env, sync_channel
 from services.stack import kafka_scram
@@ -57,28 +58,6 @@ def _sasl(user: str, password: str) -> dict[str, str]:
             "sasl_plain_username": user, "sasl_plain_password": password}
 
 
-async def _topics(*names: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=PLAIN)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, 1, 1) for n in names])
-    finally:
-        await admin.close()
-
-
-async def _drop_topics(*names: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=PLAIN)
-    await admin.start()
-    try:
-        await admin.delete_topics(list(names))
-    finally:
-        await admin.close()
-
-
 async def _consume(topic: str, creds: dict[str, str], want_key: bytes, timeout_s: float) -> list[object]:
     from aiokafka import AIOKafkaConsumer
 
@@ -102,9 +81,10 @@ def topics() -> dict[str, str]:
     suffix = uuid.uuid4().hex[:8]
     names = {"roundtrip": f"lfr.test.scram.{suffix}", "faces": f"lfr.test.scram-faces.{suffix}",
              "dlq": f"lfr.test.scram-dlq.{suffix}", "matches": f"lfr.test.scram-matches.{suffix}"}
-    asyncio.run(_topics(*names.values()))
+    made = KafkaTopics(PLAIN)
+    run_private(made.bare(names.values()))
     yield names
-    asyncio.run(_drop_topics(*names.values()))
+    run_private(made.delete())
 
 
 def test_right_credentials_produce_and_consume_on_the_scram_listener(topics: dict[str, str]) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lfr.v1 import alerts_pb2, alerts_pb2_grpc, common_pb2, faces_pb2, matches_pb2
+from topics_support import KafkaTopics
 
 from services.common.faces_schema import COLLECTION, EMBEDDING_DIM, ensure_collection, watchlist_filter
 from services.common.grpc_client import aio_channel, dev_server_env
@@ -180,20 +181,8 @@ def ids() -> dict[str, str]:
 
 
 @pytest.fixture
-async def topics(ids: dict[str, str]) -> AsyncIterator[None]:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
-    await admin.start()
-    names = [ids["faces"], ids["matches"], ids["alerts"]]
-    try:
-        await admin.create_topics([NewTopic(n, 1, 1) for n in names])
-        yield
-    finally:
-        try:
-            await admin.delete_topics(names)
-        finally:
-            await admin.close()
+async def topics(ids: dict[str, str], kafka_topics: KafkaTopics) -> None:
+    await kafka_topics.bare([ids["faces"], ids["matches"], ids["alerts"]])
 
 
 @pytest.fixture

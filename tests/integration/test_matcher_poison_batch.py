@@ -12,15 +12,13 @@ bytes left in Kafka are unreadable at once, not after the keys' TTL (60 s).
 from __future__ import annotations
 
 import asyncio
-import random
-import string
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rig_support import BOOTSTRAP, free_port, health, private_topics
+from rig_support import free_port, health
+from topics_support import BOOTSTRAP, KafkaTopics, random_tag
 from grpc_health.v1 import health_pb2
 from lfr.v1 import common_pb2, dlq_pb2, faces_pb2
 
@@ -29,7 +27,6 @@ from services.common.kafka import record_key, start_producer
 from services.common.sealing import redis_key, seal
 from services.common.service import ServiceContext, serve
 from services.common.settings import KafkaSettings
-from services.common.topics import DLQ, FACES, MATCHES
 from services.face.embedders import DEFAULT_EMBEDDER
 from services.matcher.config import MatcherSettings
 from services.matcher.worker import Matcher
@@ -40,15 +37,9 @@ FACES_COUNT = 4
 
 
 @pytest.fixture
-async def topics() -> AsyncIterator[dict[str, str]]:
-    tag = "".join(random.choices(string.ascii_lowercase, k=10))
-    names = {"faces": f"lfr.test.{tag}.faces.v1", "matches": f"lfr.test.{tag}.matches.v1",
-             "dlq": f"lfr.test.{tag}.dlq.v1", "tag": tag}
-    specs = (FACES.model_copy(update={"name": names["faces"], "partitions": 1}),
-             MATCHES.model_copy(update={"name": names["matches"], "partitions": 1}),
-             DLQ.model_copy(update={"name": names["dlq"]}))
-    async with private_topics(specs):
-        yield names
+async def topics(kafka_topics: KafkaTopics) -> dict[str, str]:
+    tag = random_tag(10)
+    return {**await kafka_topics.copies("test", tag, ("faces", "matches", "dlq"), max_partitions=1), "tag": tag}
 
 
 async def _dead_letters(topic: str, count: int, timeout_s: float) -> list[tuple[Any, dlq_pb2.DeadLetter]]:

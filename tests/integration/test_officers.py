@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from lfr.v1 import alerts_pb2, audit_pb2, common_pb2, frames_pb2, matches_pb2, officers_pb2, officers_pb2_grpc
 from test_matcher_alerts import KAFKA, REDIS_URL, Service, TopicReader
+from topics_support import KafkaTopics
 
 from services.common.audit import read_records
 from services.common.grpc_client import aio_channel
@@ -46,20 +47,8 @@ def ids() -> dict[str, str]:
 
 
 @pytest.fixture
-async def topics(ids: dict[str, str]) -> AsyncIterator[None]:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
-    await admin.start()
-    names = [ids["frames"], ids["matches"], ids["alerts"], ids["audit"]]
-    try:
-        await admin.create_topics([NewTopic(n, 1, 1) for n in names])
-        yield
-    finally:
-        try:
-            await admin.delete_topics(names)
-        finally:
-            await admin.close()
+async def topics(ids: dict[str, str], kafka_topics: KafkaTopics) -> None:
+    await kafka_topics.bare([ids["frames"], ids["matches"], ids["alerts"], ids["audit"]])
 
 
 @pytest.fixture

@@ -22,12 +22,13 @@ import pytest
 
 from lfr.v1 import audit_pb2, watchlist_pb2, watchlist_pb2_grpc
 
+from topics_support import private_topics_blocking
 from watchlist_support import watchlist_service
 from services.common.audit import WATCHLIST_CREATE, read_records
 from services.common.grpc_client import ClientTls, aio_channel
 from services.common.refusals import API_REFUSED
 from services.common.settings import GrpcRefusalSettings, KafkaSettings
-from services.common.topics import AUDIT, delete_topics, ensure_topics
+from services.common.topics import AUDIT
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -40,9 +41,8 @@ BURST = 1000
 @pytest.fixture(scope="module")
 def audit_topic() -> Iterator[str]:
     name = f"lfr.itest.flood{uuid.uuid4().hex[:8]}.audit.v1"
-    asyncio.run(ensure_topics(BOOTSTRAP, (AUDIT.model_copy(update={"name": name}),)))
-    yield name
-    asyncio.run(delete_topics(BOOTSTRAP, [name]))
+    with private_topics_blocking([AUDIT.model_copy(update={"name": name})], BOOTSTRAP):
+        yield name
 
 
 @pytest.fixture(scope="module")

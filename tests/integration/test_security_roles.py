@@ -23,6 +23,7 @@ from lfr.v1 import (
     alerts_pb2, alerts_pb2_grpc, audit_pb2, audit_pb2_grpc, officers_pb2, officers_pb2_grpc, watchlist_pb2,
     watchlist_pb2_grpc,
 )
+from topics_support import KafkaTopics, run_private
 
 from services.cli.launch import Pipeline, PipelineLayout, Topics, ensure_certs, write_registry
 from services.common import roles
@@ -31,7 +32,7 @@ from services.common.cameras import Camera
 from services.common.grpc_client import ClientTls, aio_channel
 from services.common.pki import DEV_CLIENTS
 from services.common.settings import KafkaSettings
-from services.common.topics import ALERTS, AUDIT, DLQ, MATCHES, ensure_topics
+from services.common.topics import ALERTS, AUDIT, DLQ, MATCHES
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -140,7 +141,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
              "dlq": f"lfr.itest.roles{tag}.dlq.v1", "audit": f"lfr.itest.roles{tag}.audit.v1"}
     specs = (ALERTS.model_copy(update={"name": names["alerts"]}), MATCHES.model_copy(update={"name": names["matches"]}),
              DLQ.model_copy(update={"name": names["dlq"]}), AUDIT.model_copy(update={"name": names["audit"]}))
-    asyncio.run(ensure_topics(BOOTSTRAP, specs))
+    topics = KafkaTopics(BOOTSTRAP)
+    run_private(topics.ensure(specs))
     camera = Camera(id=f"itest-roles-{tag}", zone=f"itest-roles-{tag}", deployment_id=f"itest-roles-{tag}",
                     source="/dev/null", fps=1.0)
     layout = PipelineLayout(port_offset=4200, topics=Topics(**names), group_prefix=f"itest-roles-{tag}",
@@ -153,17 +155,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield tag, layout, names
     finally:
         codes = pipeline.stop()
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        async def drop() -> None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10_000)
-            await admin.start()
-            try:
-                await admin.delete_topics(list(names.values()))
-            finally:
-                await admin.close()
-
-        asyncio.run(drop())
+        run_private(topics.delete())
     assert all(c == 0 for c in codes.values()), codes
 
 
