@@ -187,10 +187,9 @@ class AlertWorker(RedisUser, KafkaWorker):
     input_type = matches_pb2.MatchCandidate
 
     def __init__(self, ctx: ServiceContext, settings: AlertsSettings) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, input_topic=settings.alerts.matches_topic, group_id=settings.alerts.group_id)
         self.redis_settings = settings.redis
         self.options = settings.alerts
-        self.input_topic = settings.alerts.matches_topic  # type: ignore[misc]  # per instance (tests use their own topics)
         self.hub = AlertHub(settings.alerts.stream_queue)
         self.redis: Any = None
         self.aggregator: PassAggregator | None = None
@@ -198,18 +197,12 @@ class AlertWorker(RedisUser, KafkaWorker):
         self.alerts_total = m.counter("alerts_total", "alerts raised (one per subject per camera per pass)", ("zone",))
         self.frame_to_alert = m.histogram("frame_to_alert_seconds", "from the frame's capture to the alert's emission")
         self.stage_latency = m.histogram("stage_latency_seconds", "time spent in a pipeline stage", ("stage",))
-        self.consumer_lag = m.gauge("consumer_lag", "records behind the partition's end, per assigned topic", ("topic", "group"))
-        self._lag: dict[tuple[str, int], int] = {}
         ctx.add_dependency("redis", self.check_redis)
         ctx.grpc.add(
             alerts_pb2_grpc.add_AlertServiceServicer_to_server,
             AlertStreamServicer(self.hub, ctx.stop),
             alerts_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name,
         )
-
-    @property
-    def group_id(self) -> str:
-        return self.options.group_id
 
     async def connect(self) -> None:
         if self.redis is None:
@@ -243,17 +236,3 @@ class AlertWorker(RedisUser, KafkaWorker):
                                      "camera_id": alert.camera_id, "zone": alert.zone,
                                      "score": round(alert.best_score, 4), "observation_id": alert.best_observation_id})
         self.stage_latency.labels("alert").observe(time.perf_counter() - started)
-        self._update_lag(record)
-
-    def _update_lag(self, record: RecordLike) -> None:
-        highwater = getattr(self.consumer, "highwater", None)
-        if highwater is None:
-            return
-        from aiokafka.structs import TopicPartition
-
-        end = highwater(TopicPartition(record.topic, record.partition))
-        if end is None:
-            return
-        self._lag[(record.topic, record.partition)] = max(0, end - (record.offset + 1))
-        total = sum(v for (topic, _), v in self._lag.items() if topic == record.topic)
-        self.consumer_lag.labels(record.topic, self.group_id).set(total)

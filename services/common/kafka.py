@@ -25,11 +25,18 @@ reason INTERNAL (no crash loop on one bad record). Only a failure to publish
 Privacy: a dead letter keeps its source payload only for topics the caller
 lists in ``payload_topics``; for biometric topics (frames, faces, matches,
 alerts) it keeps the reason, topic, partition, offset and key, and drops the bytes.
+
+Consumer lag (``lag``, :class:`ConsumerLag`): ``lfr_consumer_lag{topic, group}``,
+the records between the consumer's position and each assigned partition's
+high-water mark, summed per topic (0 for a subscribed topic with no partition
+here). Refreshed after every fetched batch and at least every ``interval_s``
+(when idle, or while a batch takes long, e.g. a dependency is down).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -109,6 +116,16 @@ class SeekableConsumerLike(ConsumerLike, Protocol):
     async def position(self, partition: Any) -> int: ...
 
     def seek(self, partition: Any, offset: int) -> None: ...
+
+
+class LagConsumerLike(Protocol):
+    """What measuring the consumer lag needs (an AIOKafkaConsumer)."""
+
+    def assignment(self) -> set[Any]: ...
+
+    def highwater(self, partition: Any) -> int | None: ...
+
+    async def position(self, partition: Any) -> int: ...
 
 
 # --- keys and headers -------------------------------------------------------
@@ -282,6 +299,37 @@ class Outbox:
 RecordHandler = Callable[[RecordLike, Outbox], Awaitable[None]]
 BatchHandler = Callable[[list[RecordLike], Outbox], Awaitable[None]]
 
+LAG_INTERVAL_S = 5.0  # lfr_consumer_lag is refreshed at least this often (recognizer: recognizer.lag_interval_s)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsumerLag:
+    """Where a consumer loop reports its lag: ``gauge`` is ``lfr_consumer_lag`` labelled (topic, group)."""
+
+    gauge: Any
+    group: str
+    topics: tuple[str, ...]
+    interval_s: float = LAG_INTERVAL_S
+
+    async def measure(self, consumer: LagConsumerLike) -> None:
+        """Set the gauge of every subscribed topic: high-water mark - position, summed over the own
+        assignment (partitions without a high-water mark yet count 0). During a rebalance nothing is
+        set (the next refresh tries again)."""
+        from aiokafka.errors import KafkaError
+
+        totals = dict.fromkeys(self.topics, 0)
+        try:
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                if high is None:
+                    continue
+                totals[tp.topic] = totals.get(tp.topic, 0) + max(high - await consumer.position(tp), 0)
+        except (KafkaError, AssertionError, OSError) as e:  # rebalancing: try again next time
+            log.debug("lag not measured", extra={"error": repr(e)})
+            return
+        for topic, total in totals.items():
+            self.gauge.labels(topic, self.group).set(total)
+
 
 def build_dead_letter(
     record: RecordLike,
@@ -321,7 +369,8 @@ class ConsumerLoop:
     Give exactly one of ``handler`` (called per record, in order within a
     partition) or ``batch_handler`` (called once per partition batch; it reports
     bad records with ``out.dead_letter``; if it raises, every record of that
-    batch is dead-lettered as INTERNAL).
+    batch is dead-lettered as INTERNAL). With ``lag`` it reports the consumer
+    lag while it runs (see the module docstring).
     """
 
     def __init__(
@@ -341,6 +390,7 @@ class ConsumerLoop:
         poll_timeout_ms: int = 200,
         max_age_s: float | None = None,
         on_skipped: Callable[[Any, int], None] | None = None,
+        lag: ConsumerLag | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if (handler is None) == (batch_handler is None):
@@ -359,17 +409,40 @@ class ConsumerLoop:
         self._poll_timeout_ms = poll_timeout_ms
         self._max_age_s = max_age_s
         self._on_skipped = on_skipped
+        self._lag = lag
+        self._lag_due = asyncio.Event()
         self._clock = clock
 
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until ``stop`` is set; the batch in flight is finished and committed first."""
-        while not stop.is_set():
-            batches = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_records)
-            if batches and self._max_age_s is not None:
-                batches = await self.skip_stale(batches)
-            if batches:
-                await self.process(batches)
+        reporter = asyncio.create_task(self._report_lag(stop), name=f"{self._service}:lag") if self._lag else None
+        try:
+            while not stop.is_set():
+                batches = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_records)
+                if not batches:
+                    continue
+                if self._max_age_s is not None:
+                    batches = await self.skip_stale(batches)
+                if batches:
+                    await self.process(batches)
+                self._lag_due.set()  # handled or skipped: the lag changed
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+                await asyncio.gather(reporter, return_exceptions=True)
         log.info("consumer loop drained", extra={"service": self._service})
+
+    async def _report_lag(self, stop: asyncio.Event) -> None:
+        """Refresh the lag gauge after each handled batch (woken by ``run``) and at least every interval."""
+        assert self._lag is not None
+        consumer = cast(LagConsumerLike, self._consumer)
+        while not stop.is_set():
+            self._lag_due.clear()
+            await self._lag.measure(consumer)
+            try:
+                await asyncio.wait_for(self._lag_due.wait(), timeout=self._lag.interval_s)
+            except TimeoutError:
+                pass
 
     async def process(self, batches: dict[Any, list[Any]]) -> None:
         """Handle one fetched batch and commit it (partitions concurrently)."""

@@ -1,16 +1,28 @@
 """Base classes for a service's main task: connect (with retries), work until
-stop, close. :class:`KafkaWorker` adds the producer and, when it names an input
-topic, a consumer driven by :class:`services.common.kafka.ConsumerLoop`."""
+stop, close. :class:`KafkaWorker` adds the producer and, when it is given an input
+topic, a consumer driven by :class:`services.common.kafka.ConsumerLoop`
+(:meth:`KafkaWorker.consumer_loop`: the one place a worker's loop is set up)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from google.protobuf.message import Message
 
 from services.common import clients
-from services.common.kafka import ConsumerLoop, Outbox, RecordLike, decode, start_consumer, start_producer
+from services.common.kafka import (
+    LAG_INTERVAL_S,
+    BatchHandler,
+    ConsumerLag,
+    ConsumerLoop,
+    Outbox,
+    RecordLike,
+    decode,
+    start_consumer,
+    start_producer,
+)
 from services.common.metrics import MessageMetrics
 from services.common.service import ServiceContext
 
@@ -66,27 +78,28 @@ class RedisUser:
 
 
 class KafkaWorker(Worker):
-    """A worker with a Kafka producer and, if ``input_topic`` is set, a consumer loop.
+    """A worker with a Kafka producer and, if ``input_topic`` is given, a consumer of it in
+    ``group_id`` (default ``lfr-<service>``) and the consumer loop that reports its lag.
 
-    The pipeline issue overrides :meth:`handle` (per record) with the real work;
-    the default decodes the record as ``input_type`` (bad protobuf -> DLQ) and
-    drops it."""
+    A worker overrides :meth:`handle` (per record) with the real work, or :meth:`work`
+    with ``self.consumer_loop(batch_handler=...)``; the default handler decodes the
+    record as ``input_type`` (bad protobuf -> DLQ) and drops it."""
 
-    input_topic: ClassVar[str | None] = None
     input_type: ClassVar[type[Message] | None] = None
 
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, *, input_topic: str | None = None, group_id: str | None = None) -> None:
         super().__init__(ctx)
         self.settings = ctx.settings
         self.kafka = ctx.settings.kafka
+        self.input_topic = input_topic
+        self.group_id = group_id or f"lfr-{ctx.name}"
         self.messages = MessageMetrics.create(ctx.metrics)
+        self.consumer_lag = ctx.metrics.gauge(
+            "consumer_lag", "records behind the partitions' high-water marks (own assignment), per topic",
+            ("topic", "group")) if input_topic else None
         self.producer: Any = None
         self.consumer: Any = None
         ctx.add_dependency("kafka", self.check_kafka)
-
-    @property
-    def group_id(self) -> str:
-        return f"lfr-{self.ctx.name}"
 
     async def connect(self) -> None:
         if self.producer is None:
@@ -104,22 +117,40 @@ class KafkaWorker(Worker):
         assert self.input_type is not None
         decode(record, self.input_type, max_bytes=self.kafka.max_request_bytes)
 
-    async def work(self) -> None:
-        if self.consumer is None:
-            await self.ctx.stop.wait()
-            return
-        loop = ConsumerLoop(
+    def consumer_loop(
+        self,
+        *,
+        batch_handler: BatchHandler | None = None,
+        max_age_s: float | None = None,
+        on_skipped: Callable[[Any, int], None] | None = None,
+        lag_interval_s: float = LAG_INTERVAL_S,
+    ) -> ConsumerLoop:
+        """The loop over the input topic (after :meth:`connect`): :meth:`handle` per record, or
+        ``batch_handler`` per partition batch; dead letters as the Kafka settings say; the lag
+        reported as ``lfr_consumer_lag{topic, group}``, refreshed at least every ``lag_interval_s``."""
+        if self.consumer is None or self.input_topic is None or self.consumer_lag is None:
+            raise RuntimeError(f"{self.ctx.name}: no consumer (no input topic, or not connected yet)")
+        return ConsumerLoop(
             consumer=self.consumer,
             producer=self.producer,
             service=self.ctx.name,
             instance=self.settings.instance,
             metrics=self.messages,
-            handler=self.handle,
+            handler=None if batch_handler is not None else self.handle,
+            batch_handler=batch_handler,
             dlq_topic=self.kafka.dlq_topic,
             max_payload_bytes=self.kafka.dlq_max_payload_bytes,
             max_records=self.kafka.max_poll_records,
+            max_age_s=max_age_s,
+            on_skipped=on_skipped,
+            lag=ConsumerLag(self.consumer_lag, self.group_id, (self.input_topic,), lag_interval_s),
         )
-        await loop.run(self.ctx.stop)
+
+    async def work(self) -> None:
+        if self.consumer is None:
+            await self.ctx.stop.wait()
+            return
+        await self.consumer_loop().run(self.ctx.stop)
 
     async def close(self) -> None:
         # consumer first: its last offsets are already committed by the loop

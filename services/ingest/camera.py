@@ -347,10 +347,8 @@ class CameraIngestor(RedisUser, KafkaWorker):
     """Streams every camera of the registry, keyed by camera id (``record_key(camera_id)``),
     each only while its zone has enough available officers (``gate`` overrides that)."""
 
-    input_topic = None  # ingest only produces
-
     def __init__(self, ctx: ServiceContext, settings: IngestSettings, gate: Gate | None = None) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx)  # no input topic: ingest only produces
         self.options = settings.ingest
         self.redis_settings = settings.redis
         self.registry = load_registry(self.options.cameras_file)

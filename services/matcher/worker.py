@@ -55,7 +55,7 @@ from services.common.cameras import Camera, CameraRegistry
 from services.common.errors import SetupError
 from services.common.faces_schema import EMBEDDING_DIM, ensure_collection
 from services.common.faces_search import Hit
-from services.common.kafka import ConsumerLoop, Outbox, PoisonMessage, RecordLike, decode, make_headers, record_key
+from services.common.kafka import Outbox, PoisonMessage, RecordLike, decode, make_headers, record_key
 from services.common.milvus_collections import faces_collection
 from services.common.retry import retry_until_up
 from services.common.sealing import open_sealed, redis_key
@@ -104,7 +104,7 @@ class Matcher(RedisUser, KafkaWorker):
 
     def __init__(self, ctx: ServiceContext, settings: MatcherSettings, search: SearchFn | None = None,
                  fetch_image: FetchImageFn | None = None) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, input_topic=settings.matcher.faces_topic, group_id=settings.matcher.group_id)
         self.milvus_settings = settings.milvus
         self.redis_settings = settings.redis
         self.options = settings.matcher
@@ -113,7 +113,6 @@ class Matcher(RedisUser, KafkaWorker):
         self.collection = faces_collection(self.embedder)
         log.info("match threshold", extra={"threshold": self.threshold, "source": self.threshold_source,
                                            "embedder": self.embedder, "collection": self.collection})
-        self.input_topic = settings.matcher.faces_topic  # type: ignore[misc]  # per instance (tests use their own topics)
         self.cameras = self._load_cameras()
         self.search: SearchFn = search or faces_search.search_active
         self.fetch_image: FetchImageFn = fetch_image or faces_search.fetch_image
@@ -125,11 +124,9 @@ class Matcher(RedisUser, KafkaWorker):
             "nonmatches_discarded_total", "faces that matched no one: data key deleted at once, nothing kept"
         )
         self.stage_latency = m.histogram("stage_latency_seconds", "time spent in a pipeline stage", ("stage",))
-        self.consumer_lag = m.gauge("consumer_lag", "records behind the partition's end, per assigned topic", ("topic", "group"))
         self.faces_gated = m.counter(
             "faces_gated_total", "faces from a camera whose zone had no available officer: key deleted, not searched",
             ("camera",))
-        self._lag: dict[tuple[str, int], int] = {}
         ctx.add_dependency("milvus", self.check_milvus)
         ctx.add_dependency("redis", self.check_redis)
 
@@ -141,10 +138,6 @@ class Matcher(RedisUser, KafkaWorker):
             raise SetupError(f"camera registry {path} not found", "set LFR_MATCHER__CAMERAS_FILE to the cameras YAML") from e
         except ValueError as e:
             raise SetupError(f"camera registry {path} is invalid: {e}", "fix the cameras YAML") from e
-
-    @property
-    def group_id(self) -> str:
-        return self.options.group_id
 
     # --- connections ---------------------------------------------------------
 
@@ -203,19 +196,7 @@ class Matcher(RedisUser, KafkaWorker):
     # --- the consumer loop ---------------------------------------------------------
 
     async def work(self) -> None:
-        assert self.consumer is not None
-        loop = ConsumerLoop(
-            consumer=self.consumer,
-            producer=self.producer,
-            service=self.ctx.name,
-            instance=self.settings.instance,
-            metrics=self.messages,
-            batch_handler=self.handle_batch,
-            dlq_topic=self.kafka.dlq_topic,
-            max_payload_bytes=self.kafka.dlq_max_payload_bytes,
-            max_records=self.kafka.max_poll_records,
-        )
-        await loop.run(self.ctx.stop)
+        await self.consumer_loop(batch_handler=self.handle_batch).run(self.ctx.stop)
 
     async def handle_batch(self, records: list[RecordLike], out: Outbox) -> None:
         try:
@@ -278,7 +259,6 @@ class Matcher(RedisUser, KafkaWorker):
         elapsed = time.perf_counter() - started
         for _ in range(len(pending)):
             self.stage_latency.labels("match").observe(elapsed)
-        self._update_lag(records)
 
     def _admit(self, records: list[RecordLike], out: Outbox, shred: list[str]) -> list[Pending]:
         pending: list[Pending] = []
@@ -427,17 +407,3 @@ class Matcher(RedisUser, KafkaWorker):
                 width=secret.crop_width, height=secret.crop_height),
             match_unix_ns=decided_ns,
         )
-
-    def _update_lag(self, records: list[RecordLike]) -> None:
-        highwater = getattr(self.consumer, "highwater", None)
-        if highwater is None or not records:
-            return
-        from aiokafka.structs import TopicPartition
-
-        last = records[-1]
-        end = highwater(TopicPartition(last.topic, last.partition))
-        if end is None:
-            return
-        self._lag[(last.topic, last.partition)] = max(0, end - (last.offset + 1))
-        total = sum(v for (topic, _), v in self._lag.items() if topic == last.topic)
-        self.consumer_lag.labels(last.topic, self.group_id).set(total)

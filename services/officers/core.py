@@ -158,10 +158,9 @@ class Officers(RedisUser, KafkaWorker):
     input_type = alerts_pb2.Alert
 
     def __init__(self, ctx: ServiceContext, settings: OfficersSettings) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, input_topic=settings.officers.alerts_topic, group_id=settings.officers.group_id)
         self.options = settings.officers
         self.redis_settings = settings.redis
-        self.input_topic = settings.officers.alerts_topic  # type: ignore[misc]  # per instance (tests)
         self.cameras = self._load_cameras()
         self.redis: Any = None
         self.officers: OfficerStore | None = None
@@ -189,10 +188,6 @@ class Officers(RedisUser, KafkaWorker):
             log.warning("no camera registry: routing without camera locations",
                         extra={"cameras_file": str(self.options.cameras_file)})
             return CameraRegistry()
-
-    @property
-    def group_id(self) -> str:
-        return self.options.group_id
 
     # --- connections -----------------------------------------------------------------
 

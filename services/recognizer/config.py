@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from services.common import ports
-from services.common.kafka import FACES_TOPIC, FRAMES_TOPIC
+from services.common.kafka import FACES_TOPIC, FRAMES_TOPIC, LAG_INTERVAL_S
 from services.common.settings import RedisSettings, Section, ServiceSettings, TritonSettings
 from services.common.topics import FACES, FRAMES
 from services.face.config import FaceConfig
@@ -70,7 +70,9 @@ class RecognizerOptions(Section):
     crop_margin: float = Field(0.25, ge=0, le=1, description="margin added around the face box on each side, x box size")
     crop_max_px: int = Field(160, ge=32, le=512, description="longest side of the adjudication crop")
     crop_jpeg_quality: int = Field(90, ge=30, le=100, description="JPEG quality of the crop")
-    lag_interval_s: float = Field(5.0, gt=0, le=300, description="how often lfr_consumer_lag is refreshed")
+    lag_interval_s: float = Field(
+        LAG_INTERVAL_S, gt=0, le=300,
+        description="lfr_consumer_lag is refreshed after every fetched batch and at least this often (seconds)")
 
     @model_validator(mode="after")
     def _retry_bounds(self) -> RecognizerOptions:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 from services.common.metrics import MetricsFactory
 
@@ -20,7 +20,6 @@ class RecognizerMetrics:
     rejected: Counter
     embedded: Counter
     stage_latency: Histogram
-    consumer_lag: Gauge
 
     @classmethod
     def create(cls, factory: MetricsFactory) -> "RecognizerMetrics":
@@ -35,9 +34,6 @@ class RecognizerMetrics:
             rejected=factory.counter("faces_rejected_total", "faces refused by the quality gate", ("reason",)),
             embedded=factory.counter("faces_embedded_total", "faces embedded, sealed and published"),
             stage_latency=factory.histogram("stage_latency_seconds", "time spent in a pipeline stage", ("stage",)),
-            consumer_lag=factory.gauge(
-                "consumer_lag", "records behind the partitions' high-water marks (own assignment)", ("topic", "group")
-            ),
         )
         for reason in REJECT_REASONS:
             m.rejected.labels(reason)

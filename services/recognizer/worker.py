@@ -44,16 +44,7 @@ from lfr.v1 import common_pb2, dlq_pb2, frames_pb2
 from services.common import clients, frame_keys
 from services.common.cameras import CameraRegistry
 from services.common.errors import SetupError
-from services.common.kafka import (
-    FRAMES_TOPIC,
-    ConsumerLoop,
-    Outbox,
-    PoisonMessage,
-    RecordLike,
-    decode,
-    make_headers,
-    record_key,
-)
+from services.common.kafka import Outbox, PoisonMessage, RecordLike, decode, make_headers, record_key
 from services.common.paths import resolve
 from services.common.service import ServiceContext
 from services.common.triton_client import TritonClient, TritonClientSettings, TritonInferenceError, TritonUnavailable
@@ -118,11 +109,10 @@ def decode_jpeg(data: bytes) -> np.ndarray | None:
 
 
 class Recognizer(RedisUser, KafkaWorker):
-    input_topic = FRAMES_TOPIC  # the actual topic comes from the options (see connect)
     input_type = frames_pb2.Frame
 
     def __init__(self, ctx: ServiceContext, settings: RecognizerSettings) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, input_topic=settings.recognizer.frames_topic, group_id=settings.recognizer.group_id)
         self.triton_settings = settings.triton
         self.redis_settings = settings.redis
         self.options: RecognizerOptions = settings.recognizer
@@ -135,10 +125,6 @@ class Recognizer(RedisUser, KafkaWorker):
         self.models = face_models(settings.face)
         ctx.add_dependency("triton", self.check_triton)
         ctx.add_dependency("redis", self.check_redis)
-
-    @property
-    def group_id(self) -> str:
-        return self.options.group_id
 
     # -- connections -------------------------------------------------------------
     async def connect(self) -> None:
@@ -158,15 +144,7 @@ class Recognizer(RedisUser, KafkaWorker):
         if self.redis is None:
             self.redis = await clients.connect_redis(self.redis_settings)
             self.opener = None
-        if self.producer is None:
-            from services.common.kafka import start_producer
-
-            self.producer = await start_producer(self.kafka, self.ctx.name)
-        if self.consumer is None:
-            from services.common.kafka import start_consumer
-
-            self.consumer = await start_consumer(self.kafka, self.ctx.name, self.group_id, [self.options.frames_topic],
-                                                 instance=self.settings.instance)
+        await super().connect()
 
     async def check_triton(self) -> None:
         if self.runner is None:
@@ -184,47 +162,14 @@ class Recognizer(RedisUser, KafkaWorker):
 
     # -- the loop ------------------------------------------------------------------
     async def work(self) -> None:
-        loop = ConsumerLoop(
-            consumer=self.consumer,
-            producer=self.producer,
-            service=self.ctx.name,
-            instance=self.settings.instance,
-            metrics=self.messages,
-            batch_handler=self.handle_batch,
-            dlq_topic=self.kafka.dlq_topic,
-            max_payload_bytes=self.kafka.dlq_max_payload_bytes,
-            max_records=self.kafka.max_poll_records,
-            max_age_s=self.options.max_age_s,
-            on_skipped=self._skipped,
-        )
-        lag = asyncio.create_task(self._report_lag(), name="recognizer:lag")
-        try:
-            await loop.run(self.ctx.stop)
-        finally:
-            lag.cancel()
-            await asyncio.gather(lag, return_exceptions=True)
+        loop = self.consumer_loop(batch_handler=self.handle_batch, max_age_s=self.options.max_age_s,
+                                  on_skipped=self._skipped, lag_interval_s=self.options.lag_interval_s)
+        await loop.run(self.ctx.stop)
 
     def _skipped(self, tp: Any, count: int) -> None:
         """Stale records skipped unread by the loop: dropped as stale; the camera is not known
         without reading them, hence the label SKIPPED_CAMERA."""
         self.metrics.dropped.labels(SKIPPED_CAMERA, "stale").inc(count)
-
-    async def _report_lag(self) -> None:
-        from aiokafka.errors import KafkaError
-
-        gauge = self.metrics.consumer_lag.labels(self.options.frames_topic, self.group_id)
-        while not self.ctx.stop.is_set():
-            try:
-                total = 0
-                for tp in self.consumer.assignment():
-                    high = self.consumer.highwater(tp)
-                    if high is None:
-                        continue
-                    total += max(high - await self.consumer.position(tp), 0)
-                gauge.set(total)
-            except (KafkaError, AssertionError, OSError) as e:  # rebalancing: try again next time
-                log.debug("lag not measured", extra={"error": repr(e)})
-            await self._wait(self.options.lag_interval_s)
 
     async def _wait(self, seconds: float) -> None:
         try:
