@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from lfr.v1 import officers_pb2
 
-from services.common.cameras import CameraRegistry
+from services.common.cameras import CameraFile
 from services.console import views
 from services.common.clients import redis_kwargs
 from services.console.config import DEV_USERS_FILE, ConsoleOptions
@@ -72,6 +72,7 @@ class Console:
         self.platform = Platform(options.platform)
         self.feed = AlertFeed(self.platform, options, metrics)
         self.health = HealthReader(options.metrics_targets, options.prometheus_url)
+        self.cameras = CameraFile(options.cameras_file, "LFR_CONSOLE__CAMERAS_FILE")  # read on the cameras page
         self.stop = asyncio.Event()
         self.logins = metrics.counter("console_logins_total", "console sign-ins", ("result",)) if metrics else None
         self.refusals = metrics.counter("console_refusals_total", "requests refused by the console's role check",
@@ -223,7 +224,7 @@ async def cameras_view(request: web.Request) -> web.Response:
         officers = list(await c.platform.list_officers(session))
     except grpc.aio.AioRpcError as err:
         error = views.error_text(err)
-    cameras = await asyncio.to_thread(CameraRegistry.load, c.options.cameras_file)
+    cameras = await asyncio.to_thread(c.cameras.current)
     ingest_active = None
     url = c.options.metrics_targets.get("ingest")
     if url:

@@ -34,8 +34,7 @@ from lfr.v1 import common_pb2, dlq_pb2, frames_pb2
 
 from services.common import clients
 from services.common.audit import AuditWriter
-from services.common.cameras import Camera, CameraRegistry
-from services.common.errors import SetupError
+from services.common.cameras import Camera, CameraFile
 from services.common.frame_keys import FrameSealer
 from services.common.kafka import DLQ_TOPIC, make_headers, record_key
 from services.common.metrics import MetricsFactory
@@ -76,17 +75,6 @@ class StreamStats:
 class _Pending:
     frame: frames_pb2.Frame
     started: float  # perf_counter at capture
-
-
-def load_registry(path: Path, root: Path = REPO_ROOT) -> CameraRegistry:
-    """The camera registry, or a SetupError naming the file and the fix."""
-    file = resolve(path, root)
-    try:
-        return CameraRegistry.load(file)
-    except FileNotFoundError as e:
-        raise SetupError(f"camera registry {file} does not exist", "create it or set LFR_INGEST__CAMERAS_FILE") from e
-    except (OSError, ValueError) as e:  # yaml and pydantic errors are ValueErrors
-        raise SetupError(f"camera registry {file} is invalid: {e}", "fix the file (see deploy/local/cameras.yaml)") from e
 
 
 class CameraStream:
@@ -351,7 +339,8 @@ class CameraIngestor(RedisUser, KafkaWorker):
         super().__init__(ctx)  # no input topic: ingest only produces
         self.options = settings.ingest
         self.redis_settings = settings.redis
-        self.registry = load_registry(self.options.cameras_file)
+        # read once: the streams are the cameras of the registry at start
+        self.registry = CameraFile(resolve(self.options.cameras_file), "LFR_INGEST__CAMERAS_FILE").current()
         self.metrics = IngestMetrics.create(ctx.metrics, self.messages.dead_lettered)  # one lfr_dlq_messages_total
         self.metrics.cameras_configured.set(len(self.registry.cameras))
         for cam in self.registry.cameras:

@@ -51,8 +51,7 @@ from lfr.v1 import common_pb2, dlq_pb2, faces_pb2, matches_pb2
 
 from services.common import clients, faces_search
 from services.common.availability import may_run, zone_counts
-from services.common.cameras import Camera, CameraRegistry
-from services.common.errors import SetupError
+from services.common.cameras import Camera, CameraFile
 from services.common.faces_schema import EMBEDDING_DIM, ensure_collection
 from services.common.faces_search import Hit
 from services.common.kafka import Outbox, PoisonMessage, RecordLike, decode, make_headers, record_key
@@ -113,7 +112,8 @@ class Matcher(RedisUser, KafkaWorker):
         self.collection = faces_collection(self.embedder)
         log.info("match threshold", extra={"threshold": self.threshold, "source": self.threshold_source,
                                            "embedder": self.embedder, "collection": self.collection})
-        self.cameras = self._load_cameras()
+        self.cameras = CameraFile(settings.matcher.cameras_file, "LFR_MATCHER__CAMERAS_FILE")
+        self.cameras.current()  # a missing or invalid registry stops the start
         self.search: SearchFn = search or faces_search.search_active
         self.fetch_image: FetchImageFn = fetch_image or faces_search.fetch_image
         self.milvus: Any = None
@@ -129,15 +129,6 @@ class Matcher(RedisUser, KafkaWorker):
             ("camera",))
         ctx.add_dependency("milvus", self.check_milvus)
         ctx.add_dependency("redis", self.check_redis)
-
-    def _load_cameras(self) -> CameraRegistry:
-        path = self.options.cameras_file
-        try:
-            return CameraRegistry.load(path)
-        except FileNotFoundError as e:
-            raise SetupError(f"camera registry {path} not found", "set LFR_MATCHER__CAMERAS_FILE to the cameras YAML") from e
-        except ValueError as e:
-            raise SetupError(f"camera registry {path} is invalid: {e}", "fix the cameras YAML") from e
 
     # --- connections ---------------------------------------------------------
 

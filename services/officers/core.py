@@ -55,7 +55,7 @@ from services.common.availability import (
     AVAILABLE, BUSY, OFF_DUTY, Location, Officer, available_officers, available_supervisors, known_zones, now_ms,
     on_duty_officers, zone_counts,
 )
-from services.common.cameras import CameraRegistry
+from services.common.cameras import CameraFile
 from services.common.grpc_server import current_identity
 from services.common.kafka import Outbox, RecordLike, decode
 from services.common.pass_keys import pass_key
@@ -161,7 +161,9 @@ class Officers(RedisUser, KafkaWorker):
         super().__init__(ctx, input_topic=settings.officers.alerts_topic, group_id=settings.officers.group_id)
         self.options = settings.officers
         self.redis_settings = settings.redis
-        self.cameras = self._load_cameras()
+        # camera locations for nearest-first routing; without the file: routing without camera locations
+        self.cameras = CameraFile(settings.officers.cameras_file, "LFR_OFFICERS__CAMERAS_FILE", missing_ok=True)
+        self.cameras.current()  # an invalid registry stops the start
         self.redis: Any = None
         self.officers: OfficerStore | None = None
         self.alerts: AlertStore | None = None
@@ -180,14 +182,6 @@ class Officers(RedisUser, KafkaWorker):
                      officers_pb2.DESCRIPTOR.services_by_name["OfficerService"].full_name)
         ctx.grpc.add(officers_pb2_grpc.add_DeviceServiceServicer_to_server, DeviceServicer(self),
                      officers_pb2.DESCRIPTOR.services_by_name["DeviceService"].full_name)
-
-    def _load_cameras(self) -> CameraRegistry:
-        try:
-            return CameraRegistry.load(self.options.cameras_file)
-        except FileNotFoundError:
-            log.warning("no camera registry: routing without camera locations",
-                        extra={"cameras_file": str(self.options.cameras_file)})
-            return CameraRegistry()
 
     # --- connections -----------------------------------------------------------------
 

@@ -34,7 +34,6 @@ import asyncio
 import dataclasses
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -42,8 +41,7 @@ import numpy as np
 from lfr.v1 import common_pb2, dlq_pb2, frames_pb2
 
 from services.common import clients, frame_keys
-from services.common.cameras import CameraRegistry
-from services.common.errors import SetupError
+from services.common.cameras import CameraFile
 from services.common.kafka import Outbox, PoisonMessage, RecordLike, decode, make_headers, record_key
 from services.common.paths import resolve
 from services.common.service import ServiceContext
@@ -68,39 +66,6 @@ class Item:
     bgr: np.ndarray | None = None
 
 
-class Registry:
-    """The camera registry, reloaded when its file changes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = resolve(path)
-        self._mtime = -1.0
-        self.registry = CameraRegistry()
-        self.load()
-
-    def load(self) -> None:
-        try:
-            mtime = self.path.stat().st_mtime
-            if mtime != self._mtime:
-                self.registry = CameraRegistry.load(self.path)
-                self._mtime = mtime
-                log.info("camera registry loaded", extra={"cameras": len(self.registry.cameras)})
-        except FileNotFoundError as e:
-            raise SetupError(f"camera registry {self.path} does not exist",
-                             "create it or set LFR_RECOGNIZER__CAMERAS_FILE") from e
-        except (OSError, ValueError) as e:
-            raise SetupError(f"camera registry {self.path} is invalid: {e}", "fix the file") from e
-
-    def refresh(self) -> None:
-        """Pick up edits; a broken edit keeps the last good registry."""
-        try:
-            self.load()
-        except SetupError as e:
-            log.warning("camera registry not reloaded", extra={"error": e.one_line()})
-
-    def known(self, camera_id: str) -> bool:
-        return self.registry.get(camera_id) is not None
-
-
 def decode_jpeg(data: bytes) -> np.ndarray | None:
     """BGR image, or None when the bytes are not a decodable image."""
     if not data:
@@ -116,7 +81,9 @@ class Recognizer(RedisUser, KafkaWorker):
         self.triton_settings = settings.triton
         self.redis_settings = settings.redis
         self.options: RecognizerOptions = settings.recognizer
-        self.registry = Registry(self.options.cameras_file)
+        # read again when it changes: frames of a camera added while running are analysed
+        self.registry = CameraFile(resolve(self.options.cameras_file), "LFR_RECOGNIZER__CAMERAS_FILE")
+        self.registry.current()  # a missing or invalid registry stops the start
         self.metrics = RecognizerMetrics.create(ctx.metrics)
         self.runner: CappedRunner | None = None
         self.redis: Any = None
@@ -179,7 +146,6 @@ class Recognizer(RedisUser, KafkaWorker):
 
     # -- one partition batch ---------------------------------------------------------
     async def handle_batch(self, records: list[RecordLike], out: Outbox) -> None:
-        self.registry.refresh()
         self.metrics.consumed.labels(SERVICE).inc(len(records))
         items: list[Item] = []
         for record in records:
@@ -209,7 +175,7 @@ class Recognizer(RedisUser, KafkaWorker):
     def check(self, record: RecordLike) -> Item | None:
         """A Frame worth analysing, None for a stale one; PoisonMessage for bad input."""
         frame = decode(record, frames_pb2.Frame, max_bytes=self.options.max_frame_bytes)
-        if not self.registry.known(frame.camera_id):
+        if self.registry.get(frame.camera_id) is None:
             raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_UNKNOWN_CAMERA,
                                 f"camera {frame.camera_id[:128]!r} is not in the registry")
         if frame.capture_unix_ns <= 0:
