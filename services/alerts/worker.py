@@ -17,7 +17,7 @@ lfr.matches.v1) is kept 24 h by topic retention; the pass record in Redis
 (with its best crop) expires ``pass_ttl_s`` after the last sighting. Routing
 to officers' devices, adjudication and the retention purge of the alert and its
 crops (the pass record's crop included) live in the officers service, which
-consumes lfr.alerts.v1 (:mod:`services.officers.core`).
+consumes lfr.alerts.v1 (:mod:`services.officers.worker`).
 
 Logs carry ids and scores only, never crops.
 """

@@ -137,11 +137,11 @@ def test_every_package_under_services_is_classified() -> None:
     ("matcher/worker.py", "from services.officers.state import may_run\n", "services.officers.state"),
     ("matcher/worker.py", "def f():\n    import services.watchlist.store\n", "services.watchlist.store"),
     ("ingest/camera.py", "from services import recognizer\n", "services.recognizer"),
-    ("officers/core.py", "def f():\n    from ..alerts import passes\n", "services.alerts"),
+    ("officers/worker.py", "def f():\n    from ..alerts import passes\n", "services.alerts"),
     ("watchlist/server.py", "import importlib\nimportlib.import_module('services.audit.cli')\n", "services.audit.cli"),
     ("common/kafka.py", "from services.matcher.config import MatcherSettings\n", "services.matcher.config"),
     ("common/cameras.py", "from services.face.embedders import embedders\n", "services.face.embedders"),
-    ("officers/core.py", "from services.officers.cli import main\n", "services.officers.cli"),
+    ("officers/api.py", "from services.officers.cli import main\n", "services.officers.cli"),
 ])
 def test_the_check_sees_every_kind_of_import(tmp_path: Path, path: str, source: str, bad: str) -> None:
     services = tmp_path / "services"

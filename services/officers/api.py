@@ -1,27 +1,12 @@
-"""The officers service: availability (OfficerService), alert routing and
-escalation, device delivery and adjudication (DeviceService), retention purge.
+"""The officers service's API: ``OfficerService`` (availability, zone assignments) and ``DeviceService``
+(device streams, acknowledgement, adjudication, the device registry), served over the state and connections
+of the worker (:class:`services.officers.worker.Officers`).
 
-- Availability: :mod:`services.officers.state` (Redis, atomic per officer; read with
-  :mod:`services.common.availability`).
-- Routing: a consumer group on ``lfr.alerts.v1`` (the alerts service's output,
-  keyed by alert id). Each alert is stored once (``lfr:alert:<id>``, created by
-  one atomic script: a redelivered alert is recognised) and routed to the
-  nearest available officers of the camera's zone (:mod:`.routing`); the
-  offset is committed after that, so a crash re-routes at most an alert whose
-  routing did not complete (and routing is guarded by the alert's level).
-- Escalation: every ``tick_s`` the due ack deadlines (``lfr:alerts:deadlines``)
-  are escalated: next officers, then the zone's supervisors, then UNREACHABLE
-  (``lfr_alerts_unreachable_total{zone}`` + audit). Each step is a WATCH/MULTI
-  transaction on the alert, guarded by its deadline, so replicas and restarts
-  never escalate twice.
 - Adjudication: Acknowledge stops escalation; Adjudicate records the outcome,
   with the optional two-person rule (a confirmation needs a second, different
   officer: state AWAITING_SECOND until then). Final outcomes count
   ``lfr_alert_outcomes_total{outcome}`` (live precision is the recording rule
   ``lfr:alert_precision:ratio24h``).
-- Retention: an alert (and its crops, and the pass record's crop) is deleted
-  ``alert_retention_s`` after it was raised, unless confirmed into a case
-  (``case_ref``): then it is kept and marked. Audited (``alert.purge``).
 - Scope (:mod:`.roster`; rules the roles table cannot decide alone, refused
   PERMISSION_DENIED and audited as ``api.refused`` like the interceptor's):
   an officer goes on duty (or heartbeats into) only zones assigned to them
@@ -39,38 +24,29 @@ Every decision is audited (hash-chained ``lfr.audit.v1``); logs carry ids only.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from lfr.v1 import alerts_pb2, officers_pb2, officers_pb2_grpc
+from lfr.v1 import officers_pb2, officers_pb2_grpc
 
-from services.common import clients
-from services.common.audit import AuditWriter
-from services.common.availability import (
-    AVAILABLE, BUSY, OFF_DUTY, Location, Officer, available_officers, available_supervisors, known_zones, now_ms,
-    on_duty_officers, zone_counts,
-)
-from services.common.cameras import CameraFile
+from services.common.availability import AVAILABLE, BUSY, OFF_DUTY, Location, Officer, now_ms, on_duty_officers
 from services.common.grpc_server import current_identity
-from services.common.kafka import Outbox, RecordLike, decode
-from services.common.pass_keys import pass_key
-from services.common.retry import retry_until_up
 from services.common.service import ServiceContext
-from services.common.worker import KafkaWorker, RedisUser
-from services.officers import routing
 from services.officers.alert_store import (
-    ACKNOWLEDGED, ADJUDICATED, AWAITING_SECOND, CONFIRMED, DEADLINES, NO_ACTION, OUTCOME_NAMES, PENDING, REJECTED,
-    RETENTION, UNREACHABLE, AlertRecord, AlertStore, TransitionError, Writes,
+    ACKNOWLEDGED, ADJUDICATED, AWAITING_SECOND, CONFIRMED, NO_ACTION, OUTCOME_NAMES, PENDING, REJECTED, UNREACHABLE,
+    AlertRecord, AlertStore, TransitionError, Writes,
 )
-from services.officers.config import OfficersSettings
-from services.officers.devices import DeviceHub, stream_device
-from services.officers.roster import Assignment, Device, Roster, assignments_for, unassigned
-from services.officers.state import OfficerStore, StateError, check_id, go_on_duty, heartbeat, set_status
+from services.officers.audit_actions import (
+    ALERT_ACKNOWLEDGE, ALERT_ADJUDICATE, ALERT_KEEP, DEVICE_REGISTER, DEVICE_UNREGISTER, OFFICER_ASSIGN,
+    OFFICER_OFF_DUTY, OFFICER_ON_DUTY, OFFICER_STATUS, OFFICER_UNASSIGN,
+)
+from services.officers.devices import stream_device
+from services.officers.roster import Assignment, Device, assignments_for, unassigned
+from services.officers.state import StateError, check_id, go_on_duty, heartbeat, set_status
+from services.officers.worker import NotReady, Officers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,27 +55,13 @@ STATUS_TO_PB = {AVAILABLE: officers_pb2.OFFICER_STATUS_AVAILABLE, BUSY: officers
                 OFF_DUTY: officers_pb2.OFFICER_STATUS_OFF_DUTY}
 PB_TO_STATUS = {v: k for k, v in STATUS_TO_PB.items()}
 
-# audit actions of this service
-OFFICER_ON_DUTY = "officer.on_duty"
-OFFICER_OFF_DUTY = "officer.off_duty"
-OFFICER_STATUS = "officer.status"
-ALERT_ROUTE = "alert.route"
-ALERT_ESCALATE = "alert.escalate"
-ALERT_UNREACHABLE = "alert.unreachable"
-ALERT_ACKNOWLEDGE = "alert.acknowledge"
-ALERT_KEEP = "alert.keep"
-ALERT_PURGE = "alert.purge"
-OFFICER_ASSIGN = "officer.assign"
-OFFICER_UNASSIGN = "officer.unassign"
-DEVICE_REGISTER = "device.register"
-DEVICE_UNREGISTER = "device.unregister"
-METRICS_EVERY_S = 1.0
 OFFICER_SERVICE = "/lfr.v1.OfficerService/"
 DEVICE_SERVICE = "/lfr.v1.DeviceService/"
 # callers not kept to the alerts routed to them or their zones
 UNSCOPED_ROLES = frozenset({"supervisor", "operator", "console"})
 ASSIGN_FIX = "ask a supervisor or an operator to assign it: lfr officer assign {officer} --zones {zones} --hours 8"
-REGISTER_FIX = "ask a supervisor or an operator to register it: lfr officer devices register {device} --officer {officer}"
+REGISTER_FIX = ("ask a supervisor or an operator to register it: "
+                "lfr officer devices register {device} --officer {officer}")
 
 
 def officer_pb(o: Officer) -> officers_pb2.OfficerState:
@@ -119,9 +81,6 @@ def location_of(msg: Any, has: bool) -> Location | None:
         return None
     return Location(msg.latitude, msg.longitude, msg.accuracy_m)
 
-
-class NotReady(ConnectionError):
-    pass
 
 
 class NotRegistered(LookupError):
@@ -152,82 +111,18 @@ def device_pb(d: Device) -> officers_pb2.DeviceRegistration:
                                            registered_unix_ns=d.registered_ms * 1_000_000)
 
 
-class Officers(RedisUser, KafkaWorker):
-    """The service's state, connections and loops (servicers below call into it)."""
+class Scope:
+    """Who may act where: the roster (zones assigned to an officer), the device registry and the caller's
+    alerts (Refused otherwise)."""
 
-    input_type = alerts_pb2.Alert
-
-    def __init__(self, ctx: ServiceContext, settings: OfficersSettings) -> None:
-        super().__init__(ctx, input_topic=settings.officers.alerts_topic, group_id=settings.officers.group_id)
-        self.options = settings.officers
-        self.redis_settings = settings.redis
-        # camera locations for nearest-first routing; without the file: routing without camera locations
-        self.cameras = CameraFile(settings.officers.cameras_file, "LFR_OFFICERS__CAMERAS_FILE", missing_ok=True)
-        self.cameras.current()  # an invalid registry stops the start
-        self.redis: Any = None
-        self.officers: OfficerStore | None = None
-        self.alerts: AlertStore | None = None
-        self.roster_store: Roster | None = None
-        self.audit: AuditWriter | None = None
-        self.hub = DeviceHub()
-        self.ttl_ms = int(self.options.heartbeat_ttl_s * 1000)
-        m = ctx.metrics
-        self.officers_available = m.gauge("officers_available", "available officers on duty per zone", ("zone",))
-        self.outcomes = m.counter("alert_outcomes_total", "final adjudication outcomes", ("outcome",))
-        self.escalated = m.counter("alerts_escalated_total", "alert escalations (next officers or supervisor)", ("zone",))
-        self.unreachable = m.counter("alerts_unreachable_total", "alerts nobody could be reached for", ("zone",))
-        self.audit_records = m.counter("audit_records_total", "audit records appended", ("action",))
-        ctx.add_dependency("redis", self.check_redis)
-        ctx.grpc.add(officers_pb2_grpc.add_OfficerServiceServicer_to_server, OfficerServicer(self),
-                     officers_pb2.DESCRIPTOR.services_by_name["OfficerService"].full_name)
-        ctx.grpc.add(officers_pb2_grpc.add_DeviceServiceServicer_to_server, DeviceServicer(self),
-                     officers_pb2.DESCRIPTOR.services_by_name["DeviceService"].full_name)
-
-    # --- connections -----------------------------------------------------------------
-
-    async def connect(self) -> None:
-        if self.redis is None:
-            self.redis = await clients.connect_redis(self.redis_settings)
-            self.officers = OfficerStore(self.redis, self.options.heartbeat_ttl_s)
-            self.alerts = AlertStore(self.redis)
-            self.roster_store = Roster(self.redis)
-        if self.audit is None:
-            audit = AuditWriter.from_settings(self.kafka, self.ctx.name, self.ctx.settings.audit,
-                                              topic=self.options.audit_topic, redis=self.redis,
-                                              instance=self.ctx.settings.instance,
-                                              on_record=lambda action: self.audit_records.labels(action).inc())
-            try:
-                await audit.start()
-            except BaseException:
-                await audit.close()
-                raise
-            self.audit = audit
-        await super().connect()
-
-    async def close(self) -> None:
-        await super().close()
-        if self.audit is not None:
-            await self.audit.close()
-            self.audit = None
-        await self.close_redis()
-
-    def ready(self) -> tuple[OfficerStore, AlertStore, AuditWriter]:
-        if self.officers is None or self.alerts is None or self.audit is None:
-            raise NotReady("officers service is still connecting")
-        return self.officers, self.alerts, self.audit
-
-    def roster(self) -> Roster:
-        if self.roster_store is None:
-            raise NotReady("officers service is still connecting")
-        return self.roster_store
-
-    # --- scope: the roster, the device registry, the caller's alerts ---------------------------
+    def __init__(self, svc: Officers) -> None:
+        self.svc = svc
 
     async def check_zones(self, officer_id: str, zones: list[str], verb: str) -> None:
         """Refused unless every zone is assigned to the officer (live assignment)."""
         for z in zones:
             check_id("zone", z)
-        missing = unassigned(zones, await self.roster().assigned(officer_id), now_ms())
+        missing = unassigned(zones, await self.svc.roster().assigned(officer_id), now_ms())
         if missing:
             names = ",".join(missing)
             raise Refused(f"zone {names} not assigned to {officer_id}",
@@ -237,8 +132,8 @@ class Officers(RedisUser, KafkaWorker):
     async def leave_unassigned(self, officer_id: str) -> list[str]:
         """Take the officer off duty in the zones no live assignment covers any more (off duty when
         none is left); returns those zones. Audited (``officer.off_duty`` with the zones) when any."""
-        store, _, audit = self.ready()
-        live = {a.zone for a in await self.roster().assigned(officer_id)}
+        store, _, audit = self.svc.ready()
+        live = {a.zone for a in await self.svc.roster().assigned(officer_id)}
 
         def leave(old: Officer | None, at: int) -> Officer | None:
             if old is None:
@@ -249,14 +144,14 @@ class Officers(RedisUser, KafkaWorker):
         old, new = await store.update(officer_id, leave)
         left = sorted(set(old.zones) - set(new.zones if new else ())) if old else []
         if left:
-            await audit.record(OFFICER_OFF_DUTY, actor=self.ctx.name, subject_ids=[officer_id],
+            await audit.record(OFFICER_OFF_DUTY, actor=self.svc.ctx.name, subject_ids=[officer_id],
                                details={"zones": ",".join(left)[:500], "reason": "assignment expired or revoked"})
             log.info("officer left unassigned zones", extra={"officer_id": officer_id, "zones": left})
         return left
 
     async def check_device(self, officer_id: str, device_id: str) -> None:
         """Refused unless the device is registered to the officer (exact match)."""
-        owner = await self.roster().owner(device_id)
+        owner = await self.svc.roster().owner(device_id)
         if owner != officer_id:
             why = "not registered" if owner is None else "registered to another officer"
             raise Refused(f"device {device_id} {why}, not to {officer_id}",
@@ -266,240 +161,28 @@ class Officers(RedisUser, KafkaWorker):
     async def check_alert_scope(self, rec: AlertRecord) -> None:
         """An officer (no supervisor/operator/console role) acts only on alerts routed to them or their zones."""
         identity = current_identity.get()
-        if not self.ctx.grpc.checks_callers or identity.roles & UNSCOPED_ROLES:
+        if not self.svc.ctx.grpc.checks_callers or identity.roles & UNSCOPED_ROLES:
             return
         me = identity.principal
         if me in rec.notified:
             return
-        if rec.zone in {a.zone for a in await self.roster().assigned(me)}:
+        if rec.zone in {a.zone for a in await self.svc.roster().assigned(me)}:
             return
         for entry in rec.notified:  # a configured supervisor device the caller owns
-            if entry.startswith("device:") and await self.roster().owner(entry.removeprefix("device:")) == me:
+            if entry.startswith("device:") and await self.svc.roster().owner(entry.removeprefix("device:")) == me:
                 return
         raise Refused(f"alert {rec.alert_id} not routed to {me} nor raised in a zone assigned to them",
                       f"{me} may not act on alert {rec.alert_id}: it was not routed to them and its zone is not "
                       f"assigned to them (a supervisor can act on it)")
 
-    async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
-        return await retry_until_up("redis", call, self.ctx.stop, on_down=self.ctx.refresh_health,
-                                    max_backoff_s=self.options.retry_max_backoff_s)
-
-    # --- work: the router (consumer loop), the ticker, the notification relay ---------------
-
-    async def work(self) -> None:
-        await asyncio.gather(super().work(), self._ticker(), self.hub.listen(self.redis, self.ctx.stop))
-
-    async def handle(self, record: RecordLike, out: Outbox) -> None:
-        alert = decode(record, alerts_pb2.Alert, max_bytes=self.kafka.max_request_bytes)
-        if not alert.alert_id or not alert.zone:
-            from lfr.v1 import dlq_pb2
-
-            from services.common.kafka import PoisonMessage
-
-            raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD, "alert_id and zone are required")
-        await self._retry(lambda: self.admit(alert, bytes(record.value or b"")))
-
-    async def admit(self, alert: alerts_pb2.Alert, data: bytes) -> None:
-        """Store a new alert and route it; a redelivered one is routed only if it never was."""
-        _, store, _ = self.ready()
-        at = now_ms()
-        raised_ms = alert.alert_unix_ns // 1_000_000 or at
-        rec = AlertRecord(
-            alert_id=alert.alert_id, zone=alert.zone, camera_id=alert.camera_id, deployment_id=alert.deployment_id,
-            subject_id=alert.subject_id, state=PENDING, level=-1,
-            two_person=self.options.two_person(alert.deployment_id), created_ms=at,
-            retention_ms=raised_ms + int(self.options.alert_retention_s * 1000),
-        )
-        if not await store.create(data, rec):
-            existing = await store.get(alert.alert_id)
-            if existing is None or existing.level >= 0:
-                log.info("duplicate alert ignored", extra={"alert_id": alert.alert_id})
-                return
-        await self.route(alert.alert_id, first=True)
-
-    async def route(self, alert_id: str, *, first: bool) -> None:
-        """Send the alert to its next wave (first: level 0; else an escalation due now)."""
-        _, store, audit = self.ready()
-        wave_box: list[routing.Wave] = []
-
-        async def change(rec: AlertRecord) -> tuple[AlertRecord, Writes]:
-            wave_box.clear()
-            at = now_ms()
-            if first and rec.level != -1:
-                return rec, Writes()
-            if not first and (rec.state != PENDING or rec.deadline_ms > at or rec.level < 0):
-                return rec, Writes(deadline_ms=0 if rec.state != PENDING else None)
-            cam = self.cameras.get(rec.camera_id)
-            ranked = routing.rank(await available_officers(self.redis, rec.zone, at),
-                                  cam.lat if cam else None, cam.lon if cam else None)
-            supervisors = await available_supervisors(self.redis, rec.zone, at)
-            wave = routing.next_wave(ranked, supervisors, self.options.supervisor_devices.get(rec.zone),
-                                     set(rec.notified), level=rec.level + 1, first_wave=self.options.first_wave,
-                                     escalation_wave=self.options.escalation_wave,
-                                     supervisor_notified=rec.supervisor_notified)
-            wave_box.append(wave)
-            rec.level += 1
-            if wave.kind == routing.UNREACHABLE:
-                rec.state = UNREACHABLE
-                rec.deadline_ms = 0
-                return rec, Writes(deadline_ms=0)
-            rec.notified += [t.officer_id for t in wave.targets]
-            rec.devices += [t.device_id for t in wave.targets if t.device_id not in rec.devices]
-            rec.supervisor_notified = rec.supervisor_notified or wave.kind == routing.SUPERVISOR
-            rec.deadline_ms = at + int(self.options.ack_timeout_s * 1000)
-            return rec, Writes(deadline_ms=rec.deadline_ms, inbox=tuple(t.device_id for t in wave.targets))
-
-        try:
-            _, new = await store.update(alert_id, change)
-        except KeyError:
-            await self.redis.zrem(DEADLINES, alert_id)
-            return
-        if not wave_box:
-            return
-        wave = wave_box[0]
-        for t in wave.targets:
-            self.hub.notify(t.device_id)
-        officers = [t.officer_id for t in wave.targets]
-        details = {"level": str(new.level), "kind": wave.kind, "zone": new.zone,
-                   "officers": ",".join(officers)[:500]}
-        if wave.kind == routing.UNREACHABLE:
-            self.unreachable.labels(new.zone).inc()
-            log.warning("alert unreachable", extra={"alert_id": alert_id, "zone": new.zone, "level": new.level})
-            await audit.record(ALERT_UNREACHABLE, actor=self.ctx.name, deployment_id=new.deployment_id,
-                               subject_ids=[alert_id, new.camera_id], details=details)
-            return
-        if new.level > 0:
-            self.escalated.labels(new.zone).inc()
-        log.info("alert routed", extra={"alert_id": alert_id, "zone": new.zone, "level": new.level,
-                                        "kind": wave.kind, "officers": officers})
-        await audit.record(ALERT_ROUTE if new.level == 0 else ALERT_ESCALATE, actor=self.ctx.name,
-                           deployment_id=new.deployment_id, subject_ids=[alert_id, new.camera_id], details=details)
-
-    async def _ticker(self) -> None:
-        last_metrics = 0.0
-        while not self.ctx.stop.is_set():
-            try:
-                await self.tick()
-                if time.monotonic() - last_metrics >= METRICS_EVERY_S:
-                    await self.export_availability()
-                    last_metrics = time.monotonic()
-            except (OSError, ConnectionError, asyncio.TimeoutError) as e:
-                log.warning("officers tick failed; retrying", extra={"error": repr(e)})
-                self.ctx.refresh_health()
-            except Exception as e:  # redis-py errors (ConnectionError, TimeoutError) are their own types
-                log.warning("officers tick failed; retrying", extra={"error": f"{type(e).__name__}: {e}"})
-                self.ctx.refresh_health()
-            try:
-                await asyncio.wait_for(self.ctx.stop.wait(), timeout=self.options.tick_s)
-            except asyncio.TimeoutError:
-                pass
-
-    async def tick(self) -> None:
-        """Escalate due alerts, purge expired ones."""
-        _, store, _ = self.ready()
-        due = await self.redis.zrangebyscore(DEADLINES, "-inf", now_ms(), start=0, num=100)
-        for member in due:
-            await self.route(member.decode() if isinstance(member, bytes) else str(member), first=False)
-        for alert_id in await store.claim_due(RETENTION):
-            await self.purge(alert_id)
-
-    async def purge(self, alert_id: str) -> None:
-        _, store, audit = self.ready()
-        rec = await store.get(alert_id)
-        if rec is None:
-            return
-        if rec.kept:
-            return  # confirmed into a case after it was claimed: kept
-        await store.purge(rec, pass_key(rec.camera_id, rec.subject_id) if rec.camera_id and rec.subject_id else None)
-        log.info("alert purged", extra={"alert_id": alert_id, "state": rec.state})
-        await audit.record(ALERT_PURGE, actor=self.ctx.name, deployment_id=rec.deployment_id,
-                           subject_ids=[alert_id], details={"state": officers_pb2.AlertState.Name(rec.state),
-                                                            "reason": "retention"})
-
-    async def export_availability(self) -> None:
-        zones = await known_zones(self.redis) | {c.zone for c in self.cameras.cameras}
-        for zone, count in (await zone_counts(self.redis, zones)).items():
-            self.officers_available.labels(zone).set(count)
-
-    # --- adjudication --------------------------------------------------------------
-
     async def scoped(self, alert_id: str) -> AlertRecord:
         """The alert, if the caller may act on it (KeyError: no such alert; Refused: not theirs)."""
-        _, store, _ = self.ready()
+        _, store, _ = self.svc.ready()
         rec = await store.get(alert_id)
         if rec is None:
             raise KeyError(alert_id)
         await self.check_alert_scope(rec)
         return rec
-
-    async def acknowledge(self, alert_id: str, officer_id: str, device_id: str) -> bool:
-        _, store, audit = self.ready()
-        await self.scoped(alert_id)
-        if device_id and self.ctx.grpc.checks_callers:
-            await self.check_device(current_identity.get().principal, device_id)
-
-        def change(rec: AlertRecord) -> tuple[AlertRecord, Writes]:
-            if rec.acked_by or rec.state == ADJUDICATED:
-                return rec, Writes()
-            rec.acked_by = officer_id
-            if rec.state in (PENDING, UNREACHABLE):
-                rec.state = ACKNOWLEDGED
-            rec.deadline_ms = 0
-            return rec, Writes(deadline_ms=0)
-
-        old, new = await store.update(alert_id, change)
-        first = not old.acked_by and new.acked_by == officer_id
-        if first:
-            await audit.record(ALERT_ACKNOWLEDGE, actor=officer_id, deployment_id=new.deployment_id,
-                               subject_ids=[alert_id], details={"device": device_id[:200], "level": str(new.level)})
-        return first
-
-    async def adjudicate(self, req: officers_pb2.AdjudicateRequest) -> AlertRecord:
-        _, store, audit = self.ready()
-        outcome = req.outcome
-        if outcome not in (CONFIRMED, REJECTED, NO_ACTION):
-            raise TransitionError("outcome must be confirmed, rejected or no_action")
-        if not req.officer_id:
-            raise TransitionError("officer_id is required")
-        await self.scoped(req.alert_id)
-
-        def change(rec: AlertRecord) -> tuple[AlertRecord, Writes]:
-            if rec.state == ADJUDICATED:
-                raise TransitionError(f"alert already adjudicated ({OUTCOME_NAMES.get(rec.outcome, '?')})")
-            rec.acked_by = rec.acked_by or req.officer_id
-            if req.case_ref:
-                rec.case_ref = req.case_ref
-            if outcome == CONFIRMED:
-                if req.officer_id in rec.confirmed:
-                    raise TransitionError("two-person rule: the second confirmation must come from a different officer")
-                rec.confirmed.append(req.officer_id)
-                if rec.two_person and len(rec.confirmed) < 2:
-                    rec.state = AWAITING_SECOND
-                    return rec, Writes(deadline_ms=0)
-            rec.state = ADJUDICATED
-            rec.outcome = outcome
-            rec.adjudicated_by = req.officer_id
-            rec.kept = outcome == CONFIRMED and bool(rec.case_ref)
-            return rec, Writes(deadline_ms=0, keep=rec.kept)
-
-        _, new = await store.update(req.alert_id, change)
-        name = OUTCOME_NAMES[outcome]
-        details = {"outcome": name, "state": officers_pb2.AlertState.Name(new.state),
-                   "two_person": "1" if new.two_person else "0"}
-        if req.note:
-            details["note"] = req.note[:500]
-        if new.case_ref:
-            details["case_ref"] = new.case_ref[:200]
-        await audit.record("alert.adjudicate", actor=req.officer_id, deployment_id=new.deployment_id,
-                           subject_ids=[req.alert_id], details=details)
-        if new.state == ADJUDICATED:
-            self.outcomes.labels(name).inc()
-            if new.kept:
-                await audit.record(ALERT_KEEP, actor=req.officer_id, deployment_id=new.deployment_id,
-                                   subject_ids=[req.alert_id], details={"case_ref": new.case_ref[:200]})
-        log.info("alert adjudicated", extra={"alert_id": req.alert_id, "officer_id": req.officer_id,
-                                             "outcome": name, "state": int(new.state)})
-        return new
 
 
 async def _abort_on(context: grpc.aio.ServicerContext, svc: Officers, method: str,
@@ -533,8 +216,8 @@ def _valid(kind: str, value: str) -> str:
 
 
 class OfficerServicer(officers_pb2_grpc.OfficerServiceServicer):
-    def __init__(self, svc: Officers) -> None:
-        self.svc = svc
+    def __init__(self, svc: Officers, scope: Scope) -> None:
+        self.svc, self.scope = svc, scope
 
     async def _run(self, context: grpc.aio.ServicerContext, name: str, call: Callable[[], Awaitable[T]]) -> T:
         return await _abort_on(context, self.svc, OFFICER_SERVICE + name, call)
@@ -551,8 +234,8 @@ class OfficerServicer(officers_pb2_grpc.OfficerServiceServicer):
             if request.officer_id and request.device_id:
                 check_id("officer_id", request.officer_id)
                 check_id("device_id", request.device_id)
-                await self.svc.check_device(request.officer_id, request.device_id)
-                await self.svc.check_zones(request.officer_id, list(request.zones), "go on duty in")
+                await self.scope.check_device(request.officer_id, request.device_id)
+                await self.scope.check_zones(request.officer_id, list(request.zones), "go on duty in")
             loc = location_of(request.location, request.HasField("location"))
             _, new = await store.update(request.officer_id, lambda old, at: go_on_duty(
                 request.officer_id, list(request.zones), request.device_id, at_ms=at, ttl_ms=self.svc.ttl_ms,
@@ -573,13 +256,13 @@ class OfficerServicer(officers_pb2_grpc.OfficerServiceServicer):
         async def call() -> officers_pb2.HeartbeatResponse:
             store, _, _ = self.svc.ready()
             if request.zones:
-                await self.svc.check_zones(request.officer_id, list(request.zones), "go on duty in")
+                await self.scope.check_zones(request.officer_id, list(request.zones), "go on duty in")
             else:  # the current zones: an expired or revoked assignment ends the duty there at once
                 old = await store.get(request.officer_id) if request.officer_id else None
                 try:
-                    await self.svc.check_zones(request.officer_id, list(old.zones) if old else [], "stay on duty in")
+                    await self.scope.check_zones(request.officer_id, list(old.zones) if old else [], "stay on duty in")
                 except Refused:
-                    await self.svc.leave_unassigned(request.officer_id)
+                    await self.scope.leave_unassigned(request.officer_id)
                     raise
             loc = location_of(request.location, request.HasField("location"))
             _, new = await store.update(request.officer_id, lambda old, at: heartbeat(
@@ -667,7 +350,7 @@ class OfficerServicer(officers_pb2_grpc.OfficerServiceServicer):
             store, _, audit = self.svc.ready()
             officer_id = _valid("officer_id", request.officer_id)
             gone = await self.svc.roster().revoke(officer_id, list(request.zones))
-            left = await self.svc.leave_unassigned(officer_id) if gone else []
+            left = await self.scope.leave_unassigned(officer_id) if gone else []
             by = current_identity.get().principal
             await audit.record(OFFICER_UNASSIGN, actor=by, subject_ids=[officer_id],
                                details={"zones": ",".join(gone)[:500], "left_duty_in": ",".join(left)[:500]})
@@ -678,11 +361,84 @@ class OfficerServicer(officers_pb2_grpc.OfficerServiceServicer):
 
 
 class DeviceServicer(officers_pb2_grpc.DeviceServiceServicer):
-    def __init__(self, svc: Officers) -> None:
-        self.svc = svc
+    def __init__(self, svc: Officers, scope: Scope) -> None:
+        self.svc, self.scope = svc, scope
+        self.outcomes = svc.ctx.metrics.counter("alert_outcomes_total", "final adjudication outcomes", ("outcome",))
 
     async def _run(self, context: grpc.aio.ServicerContext, name: str, call: Callable[[], Awaitable[T]]) -> T:
         return await _abort_on(context, self.svc, DEVICE_SERVICE + name, call)
+
+    # --- adjudication --------------------------------------------------------------
+
+    async def acknowledge(self, alert_id: str, officer_id: str, device_id: str) -> bool:
+        _, store, audit = self.svc.ready()
+        await self.scope.scoped(alert_id)
+        if device_id and self.svc.ctx.grpc.checks_callers:
+            await self.scope.check_device(current_identity.get().principal, device_id)
+
+        def change(rec: AlertRecord) -> tuple[AlertRecord, Writes]:
+            if rec.acked_by or rec.state == ADJUDICATED:
+                return rec, Writes()
+            rec.acked_by = officer_id
+            if rec.state in (PENDING, UNREACHABLE):
+                rec.state = ACKNOWLEDGED
+            rec.deadline_ms = 0
+            return rec, Writes(deadline_ms=0)
+
+        old, new = await store.update(alert_id, change)
+        first = not old.acked_by and new.acked_by == officer_id
+        if first:
+            await audit.record(ALERT_ACKNOWLEDGE, actor=officer_id, deployment_id=new.deployment_id,
+                               subject_ids=[alert_id], details={"device": device_id[:200], "level": str(new.level)})
+        return first
+
+    async def adjudicate(self, req: officers_pb2.AdjudicateRequest) -> AlertRecord:
+        _, store, audit = self.svc.ready()
+        outcome = req.outcome
+        if outcome not in (CONFIRMED, REJECTED, NO_ACTION):
+            raise TransitionError("outcome must be confirmed, rejected or no_action")
+        if not req.officer_id:
+            raise TransitionError("officer_id is required")
+        await self.scope.scoped(req.alert_id)
+
+        def change(rec: AlertRecord) -> tuple[AlertRecord, Writes]:
+            if rec.state == ADJUDICATED:
+                raise TransitionError(f"alert already adjudicated ({OUTCOME_NAMES.get(rec.outcome, '?')})")
+            rec.acked_by = rec.acked_by or req.officer_id
+            if req.case_ref:
+                rec.case_ref = req.case_ref
+            if outcome == CONFIRMED:
+                if req.officer_id in rec.confirmed:
+                    raise TransitionError("two-person rule: the second confirmation must come from a different officer")
+                rec.confirmed.append(req.officer_id)
+                if rec.two_person and len(rec.confirmed) < 2:
+                    rec.state = AWAITING_SECOND
+                    return rec, Writes(deadline_ms=0)
+            rec.state = ADJUDICATED
+            rec.outcome = outcome
+            rec.adjudicated_by = req.officer_id
+            rec.kept = outcome == CONFIRMED and bool(rec.case_ref)
+            return rec, Writes(deadline_ms=0, keep=rec.kept)
+
+        _, new = await store.update(req.alert_id, change)
+        name = OUTCOME_NAMES[outcome]
+        details = {"outcome": name, "state": officers_pb2.AlertState.Name(new.state),
+                   "two_person": "1" if new.two_person else "0"}
+        if req.note:
+            details["note"] = req.note[:500]
+        if new.case_ref:
+            details["case_ref"] = new.case_ref[:200]
+        await audit.record(ALERT_ADJUDICATE, actor=req.officer_id, deployment_id=new.deployment_id,
+                           subject_ids=[req.alert_id], details=details)
+        if new.state == ADJUDICATED:
+            self.outcomes.labels(name).inc()
+            if new.kept:
+                await audit.record(ALERT_KEEP, actor=req.officer_id, deployment_id=new.deployment_id,
+                                   subject_ids=[req.alert_id], details={"case_ref": new.case_ref[:200]})
+        log.info("alert adjudicated", extra={"alert_id": req.alert_id, "officer_id": req.officer_id,
+                                             "outcome": name, "state": int(new.state)})
+        return new
+
 
     async def Subscribe(self, request: officers_pb2.SubscribeRequest,  # noqa: N802
                         context: grpc.aio.ServicerContext) -> None:
@@ -694,7 +450,7 @@ class DeviceServicer(officers_pb2_grpc.DeviceServiceServicer):
                 _valid("officer_id", request.officer_id)
             _, store, _ = self.svc.ready()
             if self.svc.ctx.grpc.checks_callers:
-                await self.svc.check_device(current_identity.get().principal, request.device_id)
+                await self.scope.check_device(current_identity.get().principal, request.device_id)
             return store
 
         store = await self._run(context, "Subscribe", check)
@@ -708,7 +464,7 @@ class DeviceServicer(officers_pb2_grpc.DeviceServiceServicer):
         async def call() -> officers_pb2.AcknowledgeResponse:
             if not request.officer_id:
                 raise TransitionError("officer_id is required")
-            first = await self.svc.acknowledge(request.alert_id, request.officer_id, request.device_id)
+            first = await self.acknowledge(request.alert_id, request.officer_id, request.device_id)
             return officers_pb2.AcknowledgeResponse(first=first)
 
         return await self._run(context, "Acknowledge", call)
@@ -716,7 +472,7 @@ class DeviceServicer(officers_pb2_grpc.DeviceServiceServicer):
     async def Adjudicate(self, request: officers_pb2.AdjudicateRequest,  # noqa: N802
                          context: grpc.aio.ServicerContext) -> officers_pb2.AdjudicateResponse:
         async def call() -> officers_pb2.AdjudicateResponse:
-            rec = await self.svc.adjudicate(request)
+            rec = await self.adjudicate(request)
             return officers_pb2.AdjudicateResponse(state=rec.state, final_outcome=rec.outcome,
                                                    confirmed_by=rec.confirmed, kept=rec.kept)
 
@@ -725,7 +481,7 @@ class DeviceServicer(officers_pb2_grpc.DeviceServiceServicer):
     async def GetAlert(self, request: officers_pb2.GetAlertRequest,  # noqa: N802
                        context: grpc.aio.ServicerContext) -> officers_pb2.AlertStatus:
         async def call() -> officers_pb2.AlertStatus:
-            return (await self.svc.scoped(request.alert_id)).status()
+            return (await self.scope.scoped(request.alert_id)).status()
 
         return await self._run(context, "GetAlert", call)
 
@@ -760,3 +516,12 @@ class DeviceServicer(officers_pb2_grpc.DeviceServiceServicer):
             return officers_pb2.UnregisterDeviceResponse(removed=device_pb(dev))
 
         return await self._run(context, "UnregisterDevice", call)
+
+
+def add_servicers(ctx: ServiceContext, svc: Officers) -> None:
+    """Serve ``OfficerService`` and ``DeviceService`` on the service's gRPC server, over the worker's state."""
+    scope = Scope(svc)
+    ctx.grpc.add(officers_pb2_grpc.add_OfficerServiceServicer_to_server, OfficerServicer(svc, scope),
+                 officers_pb2.DESCRIPTOR.services_by_name["OfficerService"].full_name)
+    ctx.grpc.add(officers_pb2_grpc.add_DeviceServiceServicer_to_server, DeviceServicer(svc, scope),
+                 officers_pb2.DESCRIPTOR.services_by_name["DeviceService"].full_name)
