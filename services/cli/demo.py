@@ -263,7 +263,7 @@ class DeviceView(_AlertFields):
 
 class DeviceListener:
     """The officer app of the demo: ``DeviceService.Subscribe(device)`` on the officers
-    service (services.officers.demo.listen_device), acknowledging each alert as it
+    service (services.officers.device_client.listen_device), acknowledging each alert as it
     arrives and handing a :class:`DeviceView` to ``on_view``."""
 
     def __init__(self, port: int, officer_id: str, device_id: str, names: dict[str, str],
@@ -284,7 +284,7 @@ class DeviceListener:
         import grpc
 
         from lfr.v1 import officers_pb2, officers_pb2_grpc
-        from services.officers.demo import listen_device
+        from services.officers.device_client import listen_device
 
         from services.common.grpc_client import aio_channel
 

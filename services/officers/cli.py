@@ -13,7 +13,7 @@ from typing import Any
 
 from services.cli.grpc_cli import CALL_TIMEOUT_S, Target, add_service_options, call, run
 from services.common.ids import cli_id
-from services.officers.demo import OFFICERS_ADDR
+from services.officers.device_client import OFFICERS_ADDR
 
 TARGET = Target("officers service", "start it (python -m services.officers) or pass --addr",
                 "check the ids and the officer's state")
@@ -228,7 +228,7 @@ def _listen(args: argparse.Namespace) -> int:
     from lfr.v1 import officers_pb2, officers_pb2_grpc
 
     from services.common.grpc_client import aio_channel
-    from services.officers.demo import describe, listen_device
+    from services.officers.device_client import describe, listen_device
 
     async def go() -> None:
         stop = asyncio.Event()

@@ -63,7 +63,7 @@ class Device:
         self._task: asyncio.Task[int] | None = None
 
     async def start(self) -> None:
-        from services.officers.demo import listen_device
+        from services.officers.device_client import listen_device
 
         self._task = asyncio.create_task(listen_device(f"127.0.0.1:{self.port}", self.device_id, self._on_alert,
                                                        self._stop, officer_id=self.officer_id, reconnect_s=0.5))

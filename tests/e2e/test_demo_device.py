@@ -3,7 +3,7 @@ arriving"): the officers service started as `lfr demo` starts it
 (services.cli.launch: the layout's alerts/audit topics, group, cameras), an
 officer on duty in the camera's zone (DutyOfficer, device ``<officer>-device``),
 that device subscribed with the demo's own DeviceListener
-(DeviceService.Subscribe via services.officers.demo.listen_device), the
+(DeviceService.Subscribe via services.officers.device_client.listen_device), the
 Hamilton clip streamed with Lin-Manuel Miranda enrolled: his one alert of the
 pass arrives ON THE DEVICE, with the watchlist image and the live crop, and the
 device's acknowledgement is recorded (GetAlert: ACKNOWLEDGED)."""

@@ -17,7 +17,7 @@ from services.common.settings import GrpcServerSettings, MetricsSettings
 from services.console.config import ConsoleOptions, ConsoleSettings, PlatformEndpoints
 from services.ingest.config import IngestSettings
 from services.matcher.config import MatcherSettings
-from services.officers import demo as officers_demo
+from services.officers import device_client
 from services.officers.config import OfficersSettings
 from services.recognizer.config import RecognizerSettings
 from services.watchlist import cli as watchlist_cli
@@ -61,7 +61,7 @@ def test_base_console_and_cli_defaults_keep_their_values() -> None:
     targets = ConsoleOptions.model_fields["metrics_targets"].default_factory()  # type: ignore[misc,call-arg]
     assert targets == {name: f"http://127.0.0.1:{m}/metrics" for name, (_, m) in BRIEF.items()}
     assert (alerts_cli.ALERTS_ADDR, alerts_cli.OFFICERS_ADDR) == ("127.0.0.1:50054", "127.0.0.1:50056")
-    assert officers_demo.OFFICERS_ADDR == "127.0.0.1:50056"
+    assert device_client.OFFICERS_ADDR == "127.0.0.1:50056"
     assert watchlist_cli.DEFAULT_ADDRESS == "127.0.0.1:50055"
 
 
