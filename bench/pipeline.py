@@ -134,7 +134,7 @@ async def raw_loop(frames: list[Any], batch: int, reps: int = RAW_REPS) -> RawRe
     from services.face.pipeline import FacePipeline
     from services.face.runner import OnnxRunner
     from services.recognizer.config import RecognizerSettings
-    from services.recognizer.models import StageClock
+    from services.recognizer.runners import StageClock
 
     runner = OnnxRunner()
     config = RecognizerSettings().face
@@ -166,7 +166,7 @@ async def triton_batch1(frames: list[Any]) -> tuple[list[float], list[float]]:
     from services.common.triton_client import TritonClient, TritonClientSettings
     from services.face.pipeline import FacePipeline
     from services.recognizer.config import RecognizerOptions, RecognizerSettings
-    from services.recognizer.models import CappedRunner, StageClock
+    from services.recognizer.runners import CappedRunner, StageClock
 
     opts = RecognizerOptions()
     face = RecognizerSettings().face

@@ -20,7 +20,7 @@ from lfr.v1 import common_pb2, faces_pb2, frames_pb2
 
 from services.common.sealing import redis_key, seal
 from services.face.pipeline import Face
-from services.recognizer.models import MODEL_VERSION_DETECTOR
+from services.recognizer.runners import MODEL_VERSION_DETECTOR
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,8 +50,8 @@ from services.common.worker import KafkaWorker, RedisUser
 from services.face.pipeline import Face, FacePipeline, face_models
 from services.recognizer.config import RecognizerOptions, RecognizerSettings
 from services.recognizer.metrics import RecognizerMetrics
-from services.recognizer.models import CappedRunner, StageClock
 from services.recognizer.observations import SealedObservation, build_observation
+from services.recognizer.runners import CappedRunner, StageClock
 
 log = logging.getLogger(__name__)
 SERVICE = "recognizer"
