@@ -1,6 +1,6 @@
 """Quick identification accuracy of the in-process face pipeline (OnnxRunner, no Triton, no Milvus) on a
 folder-per-identity set such as ../shared/data/lfw_dev: `lfr eval`'s protocol, metrics and report
-(services/eval/core.py), with the models run by onnxruntime and the gallery searched exactly in numpy.
+(services/eval/evaluation.py), with the models run by onnxruntime and the gallery searched exactly in numpy.
 
     .venv/bin/python -m bench.face_accuracy ../shared/data/lfw_dev [--embedder a,b] [--groups FILE.csv]
         [--config '{"flip_average": true}'] [--json out.json] [--save-embeddings out.npz]
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from services.eval.cli import summary
-from services.eval.core import EvalSettings, discover, evaluate, exact_search
+from services.eval.evaluation import EvalSettings, discover, evaluate, exact_search
 from services.eval.groups import read_groups
 from services.face.config import FaceConfig
 from services.face.runner import OnnxRunner

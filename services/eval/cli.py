@@ -1,6 +1,6 @@
 """`lfr eval DIR [--embedder A,B] [--groups FILE.csv] [--json OUT] [--plot OUT.png] [--calibrate [DIR]]`:
 identification accuracy through the real Triton models and a temporary Milvus collection per embedder
-(services.eval.core); embedders compared on the same faces, accuracy per group."""
+(services.eval.evaluation); embedders compared on the same faces, accuracy per group."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ async def _evaluate(args: argparse.Namespace, names: list[str],
     from tqdm import tqdm
 
     from services.common.triton_client import TritonClient, TritonClientSettings, TritonError
-    from services.eval.core import EvalSettings, discover, evaluate
+    from services.eval.evaluation import EvalSettings, discover, evaluate
     from services.face.pipeline import DETECTOR_MODELS
 
     settings = EvalSettings(triton_url=args.triton, milvus_uri=args.milvus, batch=args.batch,
@@ -153,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
                                                                      f"DET, {args.dir.name}")]
     refused: ValueError | None = None
     if args.calibrate is not None:
-        from services.eval.core import write_calibrations
+        from services.eval.evaluation import write_calibrations
 
         try:
             report["calibration"] = write_calibrations(report, args.calibrate)

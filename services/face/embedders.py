@@ -140,7 +140,7 @@ def calibrated_threshold(name: str, directory: Path = CALIBRATION_DIR) -> float:
 
 
 def calibration_from_report(name: str, report: dict[str, Any], now: dt.datetime | None = None) -> Calibration:
-    """The calibration record of one ``services.eval.core.compute_metrics`` report; ValueError when the set
+    """The calibration record of one ``services.eval.evaluation.compute_metrics`` report; ValueError when the set
     has too few passers-by to say anything about false alerts."""
     counts = report.get("counts", {})
     nonmated = int(counts.get("nonmated_probes", 0))

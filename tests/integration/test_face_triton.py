@@ -17,7 +17,7 @@ import pytest
 from rig_support import require_triton_model
 
 from services.common.triton_client import TritonClient, TritonClientSettings
-from services.eval.core import load_rgb
+from services.eval.evaluation import load_rgb
 from services.face.config import FaceConfig
 from services.face.embedder import EMBEDDING_DIM
 from services.face.embedders import DEFAULT_EMBEDDER, calibrated_threshold

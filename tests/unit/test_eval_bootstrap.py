@@ -1,11 +1,11 @@
-"""lfr eval's bootstrap intervals (services/eval/core.py): they bracket the point
+"""lfr eval's bootstrap intervals (services/eval/evaluation.py): they bracket the point
 estimates, are reproducible, and widen when there are fewer probes."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from services.eval.core import EvalSettings, compute_metrics
+from services.eval.evaluation import EvalSettings, compute_metrics
 
 
 def _scores(n_m: int, n_nm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""lfr eval with several embedders (services/eval/stats.py, services/eval/core.py): the paired bootstrap of
+"""lfr eval with several embedders (services/eval/stats.py, services/eval/evaluation.py): the paired bootstrap of
 the differences, the per-embedder results and comparisons, one calibration record per embedder, the missing-
 embedder error and the DET plots. Synthetic scores; no servers."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from services.eval.cli import missing_embedders_error, summary
-from services.eval.core import EvalSettings, embedder_results, write_calibrations
+from services.eval.evaluation import EvalSettings, embedder_results, write_calibrations
 from services.eval.groups import assign_groups
 from services.eval.plot import Curve, group_plot_path, plot_det, plot_group_dets
 from services.eval.stats import COMPARED, Scores, paired_difference

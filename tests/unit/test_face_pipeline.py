@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from services.eval.core import load_rgb
+from services.eval.evaluation import load_rgb
 from services.face.config import FaceConfig
 from services.face.embedder import EMBEDDING_DIM
 from services.face.embedders import DEFAULT_EMBEDDER, calibrated_threshold
