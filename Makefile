@@ -9,12 +9,13 @@ PYTEST_ARGS ?=
 # non-commercial research only; token insightface-non-commercial-research). A deployment never sets it.
 export LFR_MODELS_ACCEPT_LICENCES
 
-.PHONY: venv proto setup up down status test test-fast test-slow clean-state bench help
+.PHONY: venv proto setup up down status test test-fast test-slow lint clean-state bench help
 
 help:
 	@echo "make up      set up what is missing, start the stack and the services, run the demo until Ctrl-C"
 	@echo "make test    set up what is missing, start the stack, run all tests, stop the stack"
 	@echo "make proto   regenerate services/gen from proto/"
+	@echo "make lint    ruff check (config: [tool.ruff] in pyproject.toml); make test runs it too"
 
 venv:
 	@deploy/local/bootstrap.sh
@@ -40,6 +41,10 @@ status: venv
 
 test: setup
 	@deploy/local/run-tests.sh $(PYTEST_ARGS)
+
+# ruff (pinned in requirements/lint.txt, config in pyproject.toml); the first step of make test
+lint: venv
+	@$(VENV)/bin/ruff check .
 
 # unit tests only: no servers
 test-fast: venv

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Creates (once) the services' virtualenv from requirements/lock.txt, keyed by
-# the lock file's hash and cached outside the clone, links it as .venv and
-# installs this checkout into it (editable, no deps). Idempotent.
+# Creates (once) the services' virtualenv from requirements/lock.txt and the lint
+# tool from requirements/lint.txt, keyed by the two files' hash and cached outside
+# the clone, links it as .venv and installs this checkout into it (editable, no
+# deps). Idempotent.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 CACHE="${LFR_CACHE:-$HOME/.cache/lfr}"
@@ -11,7 +12,7 @@ if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info[:2]==(3,11) else 1)'; 
   echo "lfr: error: Python 3.11 is required (found $("$PY" --version 2>&1)) — fix: install python3.11 or set LFR_PYTHON" >&2
   exit 2
 fi
-HASH="$(cat "$ROOT/requirements/lock.txt" | sha256sum | cut -c1-12)"
+HASH="$(cat "$ROOT/requirements/lock.txt" "$ROOT/requirements/lint.txt" | sha256sum | cut -c1-12)"
 VENV="$CACHE/venv/$HASH"
 if [ ! -x "$VENV/bin/python" ] || [ ! -f "$VENV/.complete" ]; then
   echo "lfr: creating the services venv at $VENV (first run only)" >&2
@@ -20,6 +21,10 @@ if [ ! -x "$VENV/bin/python" ] || [ ! -f "$VENV/.complete" ]; then
   "$VENV.tmp/bin/pip" install -q --disable-pip-version-check -U "pip==26.3"
   if ! "$VENV.tmp/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements/lock.txt"; then
     echo "lfr: error: could not install requirements/lock.txt from PyPI — fix: check the network to PyPI (pip config) and rerun" >&2
+    exit 2
+  fi
+  if ! "$VENV.tmp/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements/lint.txt"; then
+    echo "lfr: error: could not install requirements/lint.txt (ruff) from PyPI — fix: check the network to PyPI (pip config) and rerun" >&2
     exit 2
   fi
   touch "$VENV.tmp/.complete"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make test: start the real local stack, run the whole suite, always stop the
-# stack; the exit code is pytest's.
+# make test: lint (ruff), start the real local stack, run the whole suite, always
+# stop the stack; the exit code is pytest's (1 where pytest passed but the lint or
+# the full-down check failed).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
@@ -26,6 +27,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 start=$(date +%s)
+# Lint first (seconds, no stack); a failure fails make test after the suite has run, so one run reports both.
+lint_rc=0
+if ! .venv/bin/ruff check .; then
+  lint_rc=1
+  echo "make test: ruff check failed — fix: run 'make lint' to list the errors and fix them (no .venv/bin/ruff: make venv)" >&2
+fi
 # Each run scans the services' logs (privacy, secrets): start from empty ones.
 # The previous run's service logs are kept one generation in .lfr/logs/previous/;
 # the stack's own logs (open by running servers) stay where they are.
@@ -42,6 +49,10 @@ fi
 .venv/bin/python -m pytest -q "$@"
 rc=$?
 echo "make test: pytest exit $rc after $(( $(date +%s) - start )) s"
+if [ "$lint_rc" != 0 ]; then
+  echo "make test: failing: ruff check failed (see above; 'make lint' lists the errors)" >&2
+  rc=$(( rc == 0 ? 1 : rc ))
+fi
 # The full-down check: `lfr stack down` must leave no process of ours (the
 # process groups it started) and free every stack port; fail make test if not.
 pids=$(awk 1 "${LFR_STATE:-.lfr}"/pids/*.pid 2>/dev/null | tr '\n' ' ')  # awk 1: pid files have no newline
