@@ -26,7 +26,8 @@ class AlertsOptions(Section):
         description="how long Redis keeps a pass record after its last sighting (>= pass_window_s; covers "
                     "processing lag and restarts)",
     )
-    retry_max_backoff_s: float = Field(5.0, gt=0, le=300, description="longest wait between retries while Redis is down")
+    retry_max_backoff_s: float = Field(5.0, gt=0, le=300,
+                                       description="longest wait between retries while Redis is down")
 
     @model_validator(mode="after")
     def _ttl_covers_window(self) -> "AlertsOptions":

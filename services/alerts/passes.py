@@ -69,7 +69,8 @@ class PassState:
 
     @classmethod
     def from_redis(cls, raw: dict[Any, Any]) -> "PassState":
-        d = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()}
+        d = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+             for k, v in raw.items()}
         box = tuple(float(v) for v in d.get("best_box", "0,0,0,0").split(","))
         return cls(
             alert_id=d["alert_id"],

@@ -83,7 +83,8 @@ class AlertHub:
             delivered += 1
         return delivered
 
-    async def stream(self, request: alerts_pb2.StreamAlertsRequest, stop: asyncio.Event) -> AsyncIterator[alerts_pb2.Alert]:
+    async def stream(self, request: alerts_pb2.StreamAlertsRequest,
+                     stop: asyncio.Event) -> AsyncIterator[alerts_pb2.Alert]:
         sub = _Subscriber(request, asyncio.Queue(self._queue_size))
         self._subscribers.add(sub)
         try:

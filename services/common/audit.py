@@ -794,4 +794,5 @@ class AuditWriter:
     async def camera_changed(self, camera_id: str, *, on: bool, actor: str, deployment_id: str,
                              reason: str = "") -> audit_pb2.AuditRecord:
         return await self.record(CAMERA_ON if on else CAMERA_OFF, actor=actor, deployment_id=deployment_id,
-                                 subject_ids=[camera_id], details={"reason": reason[:MAX_DETAIL_CHARS]} if reason else None)
+                                 subject_ids=[camera_id],
+                                 details={"reason": reason[:MAX_DETAIL_CHARS]} if reason else None)

@@ -30,16 +30,20 @@ FORMAT = "deploy/local/cameras.yaml"  # the format to follow, in every fix
 class Camera(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$", description="camera id (Kafka key)")
-    zone: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$", description="patrol zone the camera covers")
+    id: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$",
+                    description="camera id (Kafka key)")
+    zone: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$",
+                      description="patrol zone the camera covers")
     deployment_id: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$",
                                description="the operation whose watchlists apply to this camera")
-    source: str = Field(..., min_length=1, description="rtsp://..., http(s)://... (MJPEG), a video file, or a directory of images")
+    source: str = Field(..., min_length=1,
+                        description="rtsp://..., http(s)://... (MJPEG), a video file, or a directory of images")
     fps: float = Field(5.0, gt=0, le=60, description="frames per second sampled and published")
     loop: bool = Field(False, description="loop a video file or image directory (demos)")
     max_width: int = Field(1920, ge=64, le=7680, description="frames wider than this are downscaled before encoding")
     jpeg_quality: int = Field(90, ge=30, le=100, description="JPEG quality of published frames")
-    lat: float | None = Field(None, ge=-90, le=90, description="camera latitude (WGS84): alerts go to the nearest officers first")
+    lat: float | None = Field(None, ge=-90, le=90,
+                              description="camera latitude (WGS84): alerts go to the nearest officers first")
     lon: float | None = Field(None, ge=-180, le=180, description="camera longitude (WGS84)")
 
 

@@ -338,7 +338,8 @@ class GrpcServer:
         self.port: int | None = None
 
     def add(self, add_to_server: Callable[[Any, grpc.aio.Server], None], servicer: Any, service_name: str) -> None:
-        """Register a servicer, e.g. ``add(alerts_pb2_grpc.add_AlertServiceServicer_to_server, s, "lfr.v1.AlertService")``."""
+        """Register a servicer, e.g.
+        ``add(alerts_pb2_grpc.add_AlertServiceServicer_to_server, s, "lfr.v1.AlertService")``."""
         if self.server is not None:
             raise RuntimeError("add servicers before start()")
         self._servicers.append((add_to_server, servicer))
@@ -380,7 +381,8 @@ class GrpcServer:
         for name in self.service_names:
             await self.health.set(name, NOT_SERVING)
         reflection.enable_server_reflection(
-            [*filter(None, self.service_names), health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            [*filter(None, self.service_names), health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME],
             server,
         )
         self.server = server  # stop() shuts it down even if binding fails below
@@ -392,7 +394,8 @@ class GrpcServer:
             port = 0
             log.debug("bind failed", extra={"error": str(e)})
         if not port:
-            raise SetupError(f"cannot listen for gRPC on {address} (port taken?)", "stop what holds the port or set LFR_GRPC__PORT")
+            raise SetupError(f"cannot listen for gRPC on {address} (port taken?)",
+                             "stop what holds the port or set LFR_GRPC__PORT")
         await server.start()
         self.port = port
         log.info("grpc listening", extra={"address": f"{self.settings.host}:{port}", "tls": creds is not None})

@@ -99,7 +99,8 @@ class ProducerLike(Protocol):
 
 
 class ConsumerLike(Protocol):
-    async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]: ...
+    async def getmany(self, *partitions: Any, timeout_ms: int = 0,
+                      max_records: int | None = None) -> dict[Any, list[Any]]: ...
 
     async def commit(self, offsets: dict[Any, int] | None = None) -> None: ...
 
@@ -553,13 +554,16 @@ class ConsumerLoop:
             payload_topics=self._payload_topics,
             max_payload_bytes=self._max_payload_bytes,
         )
-        reason = dlq_pb2.DeadLetterReason.Name(error.reason) if error.reason in dlq_pb2.DeadLetterReason.values() else str(error.reason)
+        reason = (dlq_pb2.DeadLetterReason.Name(error.reason) if error.reason in dlq_pb2.DeadLetterReason.values()
+                  else str(error.reason))
         self._metrics.dead_lettered.labels(record.topic, reason).inc()
         log.warning(
             "dead-lettered",
-            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "reason": reason, "detail": error.detail},
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset, "reason": reason,
+                   "detail": error.detail},
         )
-        await out.send(self._dlq_topic, letter.SerializeToString(), key=record.key, headers=make_headers(letter, self._service))
+        await out.send(self._dlq_topic, letter.SerializeToString(), key=record.key,
+                       headers=make_headers(letter, self._service))
 
     async def _commit(self, offsets: dict[Any, int]) -> None:
         from aiokafka.errors import CommitFailedError, IllegalStateError

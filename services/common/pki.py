@@ -11,7 +11,8 @@ Layout under ``<state>/certs`` (``.lfr/certs``; ``LFR_STATE`` moves it):
   ``console``), and an OU ``deployment=<id>`` scopes an integrator to a deployment.
 - ``device-token.key``: the HMAC key that signs device tokens (see :mod:`services.common.tokens`).
 - ``audit/<service>.key`` (Ed25519, PKCS#8 PEM, 0600): the key each service signs its audit records and
-  checkpoints with; ``audit/pub/<service>.pub``: the keyring ``lfr audit verify`` trusts (see :mod:`services.common.audit`).
+  checkpoints with; ``audit/pub/<service>.pub``: the keyring ``lfr audit verify`` trusts (see
+  :mod:`services.common.audit`).
 
 Idempotent: what exists and is still valid (chains to the CA, not expiring within
 30 days) is kept; anything missing is made. Private keys are written 0600.

@@ -62,7 +62,8 @@ async def retry_until_up(
             result = await call()
         except transient as e:
             if not warned:
-                log.warning("dependency down; retrying", extra={"dependency": dependency, "error": f"{type(e).__name__}: {e}"})
+                log.warning("dependency down; retrying",
+                            extra={"dependency": dependency, "error": f"{type(e).__name__}: {e}"})
                 warned = True
             if on_down is not None:
                 on_down()

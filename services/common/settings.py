@@ -47,7 +47,8 @@ SECRET_FILE_MAX_BYTES = 64 * 1024
 
 
 class SecretFileError(ValueError):
-    """A secret file (a mounted Kubernetes Secret) is missing, empty or unreadable; the message never holds its content."""
+    """A secret file (a mounted Kubernetes Secret) is missing, empty or unreadable; the message never holds its
+    content."""
 
 
 def read_secret_file(path: Path) -> SecretStr:
@@ -86,7 +87,8 @@ class Section(BaseModel):
 
 
 class KafkaSettings(Section):
-    bootstrap: str = Field("127.0.0.1:9092", min_length=1, description="Kafka bootstrap servers, comma-separated host:port")
+    bootstrap: str = Field("127.0.0.1:9092", min_length=1,
+                           description="Kafka bootstrap servers, comma-separated host:port")
     client_id: str = Field("lfr", min_length=1, description="Kafka client id prefix (the service name is appended)")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol (TLS/SASL are wired by the security issue)"
@@ -94,7 +96,8 @@ class KafkaSettings(Section):
     ssl_cafile: Path | None = Field(None, description="CA bundle for SSL/SASL_SSL")
     ssl_certfile: Path | None = Field(None, description="client certificate for mTLS to Kafka")
     ssl_keyfile: Path | None = Field(None, description="client key for mTLS to Kafka")
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(None, description="SASL mechanism")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism")
     sasl_username: str | None = Field(None, description="SASL user")
     sasl_password: SecretStr | None = Field(None, description="SASL password (never logged); prefer sasl_password_file")
     sasl_password_file: Path | None = Field(
@@ -112,7 +115,8 @@ class KafkaSettings(Section):
         description="producer compression; JPEG payloads do not compress, and snappy/lz4/zstd need extra packages",
     )
     max_request_bytes: int = Field(
-        4 * MiB, ge=MiB, le=64 * MiB, description="producer max request size (must be <= the broker's message.max.bytes)"
+        4 * MiB, ge=MiB, le=64 * MiB,
+        description="producer max request size (must be <= the broker's message.max.bytes)"
     )
     max_poll_records: int = Field(64, ge=1, le=10_000, description="records per consumer fetch/batch")
     session_timeout_ms: int = Field(10_000, ge=3_000, le=300_000, description="consumer group session timeout")
@@ -147,7 +151,8 @@ class KafkaSettings(Section):
 class RedisSettings(Section):
     url: str = Field("redis://127.0.0.1:6379/0", min_length=1, description="Redis URL (rediss:// for TLS)")
     socket_timeout_s: float = Field(2.0, gt=0, le=60, description="socket timeout")
-    username: str | None = Field(None, min_length=1, description="Redis ACL user (AUTH username password); none: default user")
+    username: str | None = Field(None, min_length=1,
+                                 description="Redis ACL user (AUTH username password); none: default user")
     password: SecretStr | None = Field(None, description="Redis AUTH password (never logged); prefer password_file")
     password_file: Path | None = Field(
         None, description="file holding the Redis password (a mounted Kubernetes Secret), read at connect time"
@@ -172,7 +177,8 @@ class MilvusSettings(Section):
     uri: str = Field("http://127.0.0.1:19530", min_length=1, description="Milvus URI")
     token: SecretStr | None = Field(None, description="Milvus token (user:password), never logged; prefer token_file")
     token_file: Path | None = Field(
-        None, description="file holding the Milvus token `user:password` (a mounted Kubernetes Secret), read at connect time"
+        None,
+        description="file holding the Milvus token `user:password` (a mounted Kubernetes Secret), read at connect time"
     )
     ca_file: Path | None = Field(None, description="CA bundle for an https:// Milvus URI (server TLS)")
 
@@ -273,8 +279,8 @@ class GrpcServerSettings(Section):
     dev_pki: bool = Field(
         True, description="a service started by hand (python -m services.<name>) where the development PKI exists "
                           "(<state>/certs, lfr certs init) and no grpc.tls setting is given serves mTLS with its dev "
-                          "certificate and requires authentication, as lfr up runs it (the console: calls the platform over "
-                          "mTLS as console); false: plaintext")
+                          "certificate and requires authentication, as lfr up runs it (the console: calls the platform "
+                          "over mTLS as console); false: plaintext")
     auth: GrpcAuthSettings = Field(default_factory=GrpcAuthSettings, description="per-call authentication")
     limits: GrpcLimitSettings = Field(default_factory=GrpcLimitSettings, description="per-caller rate limits")
     refusals: GrpcRefusalSettings = Field(

@@ -250,7 +250,8 @@ class TritonClient:
     async def model_ready(self, model: str) -> bool:
         """True when the server has ``model`` loaded and ready; raises TritonUnavailable when unreachable."""
         try:
-            return bool(await self._call(model, lambda c: c.is_model_ready(model, client_timeout=self.settings.timeout_s)))
+            return bool(await self._call(model,
+                                         lambda c: c.is_model_ready(model, client_timeout=self.settings.timeout_s)))
         except TritonInferenceError:
             return False
 
@@ -271,7 +272,8 @@ class TritonClient:
             if loop.time() >= deadline:
                 if last is not None:
                     raise last
-                raise TritonInferenceError(pending[0], f"not ready after {timeout_s:.0f} s (models not ready: {pending})")
+                raise TritonInferenceError(pending[0],
+                                           f"not ready after {timeout_s:.0f} s (models not ready: {pending})")
             await asyncio.sleep(0.5)
 
     # -- inference -------------------------------------------------------------

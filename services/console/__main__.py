@@ -26,7 +26,8 @@ async def serve(settings: ConsoleSettings) -> int:
     opts = settings.console
     opts.check_exposure()  # before anything listens
     factory = MetricsFactory("console")
-    factory.gauge("service_info", "service identity", ("service", "instance")).labels("console", settings.instance).set(1)
+    factory.gauge("service_info", "service identity",
+                  ("service", "instance")).labels("console", settings.instance).set(1)
     metrics = None
     if settings.metrics.enabled:
         try:

@@ -28,7 +28,8 @@ class PlatformEndpoints(Section):
     )
     officers: str = Field(ports.local_address("officers"), min_length=1, description="OfficerService and DeviceService")
     timeout_s: float = Field(10.0, gt=0, le=300, description="deadline of each unary call")
-    audit_timeout_s: float = Field(60.0, gt=0, le=600, description="deadline of AuditService.Verify (reads the whole log)")
+    audit_timeout_s: float = Field(60.0, gt=0, le=600,
+                                   description="deadline of AuditService.Verify (reads the whole log)")
     token_file: Path | None = Field(
         None, description="the console's own bearer token (file): sent as `authorization: Bearer` on every call"
     )
@@ -108,7 +109,8 @@ class ConsoleOptions(Section):
     key_prefix: str = Field("lfr:console:", pattern=r"^lfr:console:[A-Za-z0-9_.:-]{0,64}$",
                             description="prefix of the console's Redis keys (the ACL user lfr-console may use "
                                         "lfr:console:* only)")
-    cameras_file: Path = Field(Path("deploy/local/cameras.yaml"), description="the camera registry (what exists, zones)")
+    cameras_file: Path = Field(Path("deploy/local/cameras.yaml"),
+                               description="the camera registry (what exists, zones)")
     gating: GatingOptions = Field(default_factory=GatingOptions,
                                   description="the gating rule, as ingest applies it (for the cameras view)")
     platform: PlatformEndpoints = Field(default_factory=PlatformEndpoints, description="the platform's gRPC APIs")

@@ -57,7 +57,8 @@ def verify_password(password: str, stored: str) -> bool:
 class User(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    username: str = Field(..., pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="login name (the officer id for officers)")
+    username: str = Field(..., pattern=r"^[A-Za-z0-9_.@-]{1,64}$",
+                          description="login name (the officer id for officers)")
     password: str = Field(..., min_length=20, description="scrypt$N$r$p$salt$hash")
     roles: tuple[str, ...] = Field(..., min_length=1, description="platform roles")
     deployments: tuple[str, ...] = Field((), description="only these deployments' alerts (empty: all)")

@@ -141,7 +141,8 @@ def watchlists_body(watchlists: Sequence[watchlist_pb2.Watchlist], can_close: bo
                       f'<input type="hidden" name="csrf" value="{e(csrf)}">'
                       f'<label for="reason-{wid}">Reason</label>'
                       f'<input id="reason-{wid}" name="reason" required maxlength="200">'
-                      f'<button type="submit" class="danger" aria-label="Close watchlist {e(w.name or w.watchlist_id)}">'
+                      f'<button type="submit" class="danger" '
+                      f'aria-label="Close watchlist {e(w.name or w.watchlist_id)}">'
                       f"Close</button></form>")
         rows.append([e(w.name or "—") + f'<br><small>{e(w.watchlist_id)}</small>', e(w.deployment_id),
                      e(w.authorisation_ref) + f"<br><small>by {e(w.authorising_officer)}</small>",

@@ -39,14 +39,18 @@ class IngestOptions(Section):
         1.0,
         gt=0,
         le=60,
-        description="file/directory sources: when pacing falls this far behind real time, re-anchor instead of bursting",
+        description="file/directory sources: when pacing falls this far behind real time, re-anchor instead of "
+                    "bursting",
     )
     gating: GatingOptions = Field(
         default_factory=GatingOptions, description="cameras run only while officers are on duty in their zone"
     )
-    audit_topic: str = Field(AUDIT_TOPIC, min_length=1, description="hash-chained audit log (camera on/off transitions)")
-    frame_keys: FrameKeyOptions = Field(default_factory=FrameKeyOptions,
-                                        description="frame encryption (crypto-shredding, services/common/frame_keys.py)")
+    audit_topic: str = Field(AUDIT_TOPIC, min_length=1,
+                             description="hash-chained audit log (camera on/off transitions)")
+    frame_keys: FrameKeyOptions = Field(
+        default_factory=FrameKeyOptions,
+        description="frame encryption (crypto-shredding, services/common/frame_keys.py)",
+    )
 
 
 class IngestSettings(ServiceSettings):

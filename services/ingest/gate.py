@@ -76,7 +76,8 @@ class GateMonitor:
         try:
             counts: dict[str, int] | None = await zone_counts(self.redis, {c.zone for c in self.cameras})
         except Exception as e:  # redis-py raises its own ConnectionError/TimeoutError types: fail closed
-            log.warning("officer availability unreadable; cameras gated off", extra={"error": f"{type(e).__name__}: {e}"})
+            log.warning("officer availability unreadable; cameras gated off",
+                        extra={"error": f"{type(e).__name__}: {e}"})
             counts = None
         self.polls += 1
         return self.decide(counts)

@@ -27,7 +27,8 @@ class MatcherOptions(Section):
     matches_topic: str = Field(MATCHES_TOPIC, min_length=1, description="output topic")
     group_id: str = Field("lfr-matcher", min_length=1, description="Kafka consumer group")
     cameras_file: Path = Field(
-        Path("deploy/local/cameras.yaml"), description="camera registry (YAML); relative paths are from the working directory"
+        Path("deploy/local/cameras.yaml"),
+        description="camera registry (YAML); relative paths are from the working directory"
     )
     threshold: float | None = Field(
         None, ge=-1.0, le=1.0,
@@ -50,7 +51,8 @@ class MatcherOptions(Section):
     )
     gating: GatingOptions = Field(
         default_factory=GatingOptions,
-        description="checked again here: a face from a camera whose zone lacks available officers is shredded unsearched",
+        description="checked again here: a face from a camera whose zone lacks available officers is shredded "
+                    "unsearched",
     )
 
 

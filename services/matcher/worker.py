@@ -138,7 +138,8 @@ class Matcher(RedisUser, KafkaWorker):
         if self.milvus is None:
             client = await clients.connect_milvus(self.milvus_settings)
             try:
-                await asyncio.to_thread(ensure_collection, client, self.embedder)  # idempotent; the watchlist service's schema
+                # idempotent; the watchlist service's schema
+                await asyncio.to_thread(ensure_collection, client, self.embedder)
             except BaseException:
                 client.close()
                 raise
@@ -288,7 +289,8 @@ class Matcher(RedisUser, KafkaWorker):
         invalid = dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD
         camera = self.cameras.get(obs.frame.camera_id)
         if camera is None:
-            raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_UNKNOWN_CAMERA, f"camera {obs.frame.camera_id!r} is not registered")
+            raise PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_UNKNOWN_CAMERA,
+                                f"camera {obs.frame.camera_id!r} is not registered")
         if not obs.observation_id:
             raise PoisonMessage(invalid, "observation_id is empty")
         if not obs.HasField("secret") or not obs.secret.key_id or not obs.secret.ciphertext:
@@ -297,13 +299,15 @@ class Matcher(RedisUser, KafkaWorker):
             raise PoisonMessage(invalid, "frame.capture_unix_ns is not set")
         return camera
 
-    def _open(self, pending: list[Pending], values: Sequence[bytes | None], out: Outbox, shred: list[str]) -> list[Pending]:
+    def _open(self, pending: list[Pending], values: Sequence[bytes | None], out: Outbox,
+              shred: list[str]) -> list[Pending]:
         opened: list[Pending] = []
         for p, key in zip(pending, values, strict=True):
             if key is None:
                 out.dead_letter(p.record, PoisonMessage(
                     dlq_pb2.DEAD_LETTER_REASON_KEY_EXPIRED,
-                    f"data key of observation {p.obs.observation_id} is gone (expired or already decided): payload unreadable"))
+                    f"data key of observation {p.obs.observation_id} is gone (expired or already decided): "
+                    "payload unreadable"))
                 continue
             try:
                 secret = faces_pb2.FaceSecret.FromString(open_sealed(p.obs.secret, key, p.obs.observation_id))
@@ -323,7 +327,8 @@ class Matcher(RedisUser, KafkaWorker):
                 continue
             if len(secret.embedding) != EMBEDDING_DIM:
                 out.dead_letter(p.record, PoisonMessage(
-                    dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD, f"embedding has {len(secret.embedding)} dims, expected {EMBEDDING_DIM}"))
+                    dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD,
+                    f"embedding has {len(secret.embedding)} dims, expected {EMBEDDING_DIM}"))
                 shred.append(p.key)
                 continue
             p.secret = secret
@@ -338,7 +343,8 @@ class Matcher(RedisUser, KafkaWorker):
         for (deployment_id, at_s), members in groups.items():
             embeddings = [list(p.secret.embedding) for p in members if p.secret is not None]
 
-            async def call(embeddings: list[list[float]] = embeddings, deployment_id: str = deployment_id, at_s: int = at_s) -> list[list[Hit]]:
+            async def call(embeddings: list[list[float]] = embeddings, deployment_id: str = deployment_id,
+                           at_s: int = at_s) -> list[list[Hit]]:
                 return await asyncio.to_thread(self.search, self.milvus, embeddings, deployment_id, at_s,
                                                self.options.top_k, self.milvus_settings.timeout_s,
                                                min_score=self.threshold, collection=self.collection)

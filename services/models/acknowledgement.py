@@ -25,7 +25,8 @@ def terms(spec: ModelSpec) -> str:
     if spec.embedder is None:
         return f"its terms need an acknowledgement ({spec.requires_acknowledgement})"
     card = spec.embedder.card
-    return f"{card.vendor} releases it for {card.licence} ({card.licence_url}); operational use is {card.operational_use}"
+    return (f"{card.vendor} releases it for {card.licence} ({card.licence_url}); "
+            f"operational use is {card.operational_use}")
 
 
 def how_to_build(name: str, spec: ModelSpec) -> str:
@@ -52,7 +53,8 @@ def select(man: Manifest, names: list[str] | None, accepted: Iterable[str]) -> d
     if wrong:
         raise SetupError(f"unknown licence acknowledgement {', '.join(repr(t) for t in wrong)} "
                          f"(--accept-licence or {ACCEPT_ENV})",
-                         f"give exactly the token a model's manifest entry asks for: {', '.join(sorted(known)) or 'none'}")
+                         "give exactly the token a model's manifest entry asks for: "
+                         f"{', '.join(sorted(known)) or 'none'}")
     if names is not None:
         unknown = sorted(set(names) - set(man.models))
         if unknown:

@@ -46,7 +46,8 @@ class OfficersOptions(Section):
     )
     tick_s: float = Field(0.2, gt=0, le=10, description="escalation/purge/metrics loop period")
     stream_poll_s: float = Field(1.0, gt=0, le=60, description="a device stream re-reads its inbox at least this often")
-    retry_max_backoff_s: float = Field(5.0, gt=0, le=300, description="longest wait between retries while Redis is down")
+    retry_max_backoff_s: float = Field(5.0, gt=0, le=300,
+                                       description="longest wait between retries while Redis is down")
 
     @model_validator(mode="after")
     def _waves(self) -> "OfficersOptions":

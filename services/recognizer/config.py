@@ -67,7 +67,8 @@ class RecognizerOptions(Section):
         FACES_RETENTION_S, ge=1, le=3600,
         description="TTL of a face's data key in Redis (default: the faces topic's retention)",
     )
-    crop_margin: float = Field(0.25, ge=0, le=1, description="margin added around the face box on each side, x box size")
+    crop_margin: float = Field(0.25, ge=0, le=1,
+                               description="margin added around the face box on each side, x box size")
     crop_max_px: int = Field(160, ge=32, le=512, description="longest side of the adjudication crop")
     crop_jpeg_quality: int = Field(90, ge=30, le=100, description="JPEG quality of the crop")
     lag_interval_s: float = Field(

@@ -33,7 +33,8 @@ class SealedObservation:
         return f"SealedObservation(id={self.observation.observation_id})"
 
 
-def box_crop(image_bgr: np.ndarray, box: np.ndarray, margin: float, max_px: int, quality: int) -> tuple[bytes, int, int]:
+def box_crop(image_bgr: np.ndarray, box: np.ndarray, margin: float, max_px: int,
+             quality: int) -> tuple[bytes, int, int]:
     """JPEG of the box plus ``margin`` x its size on each side, clipped to the frame, longest side <= max_px."""
     h, w = image_bgr.shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box)

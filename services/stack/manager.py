@@ -33,7 +33,7 @@ class MissingComponent(Component):
 
     def _missing(self) -> SetupError:
         return SetupError(f"{self.name}: component not installed ({self.module} does not exist in this checkout)",
-                          f"pull the branch that adds it, or leave it out with --only <others>")
+                          "pull the branch that adds it, or leave it out with --only <others>")
 
     def install(self) -> None:
         raise self._missing()

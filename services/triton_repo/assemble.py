@@ -82,7 +82,8 @@ def assemble(paths: StackPaths, spec: RepoSpec | None = None, local_dir: Path = 
             if not src.is_file():
                 if m.opt_in:
                     log.info("triton: not serving opt-in model %s: %s is not built (its licence needs an "
-                             "acknowledgement; to serve it: %s, then 'lfr stack up --only triton')", m.name, src, _how_to_build(m.name))
+                             "acknowledgement; to serve it: %s, then 'lfr stack up --only triton')",
+                             m.name, src, _how_to_build(m.name))
                 else:
                     log.warning("triton: skipping model %s: %s is not built yet (run 'lfr models build')", m.name, src)
                 skipped.append(m.name)

@@ -70,5 +70,5 @@ class WatchlistSettings(ServiceSettings):
     triton: TritonSettings = Field(default_factory=TritonSettings, description="Triton (detector, embedder)")
     watchlist: WatchlistOptions = Field(default_factory=WatchlistOptions, description="watchlist options")
     face: FaceConfig = Field(default_factory=FaceConfig,
-                             description="the enrolment pipeline: detector, quality gate, embedder (LFR_FACE__EMBEDDER; "
-                                         "the same as the recognizer's)")
+                             description="the enrolment pipeline: detector, quality gate, embedder "
+                                         "(LFR_FACE__EMBEDDER; the same as the recognizer's)")

@@ -53,8 +53,9 @@ async def _answer(context: Any, call: Callable[[], Awaitable[Any]]) -> Any:
         if type(e).__name__ in ("AbortError", "InternalError", "UsageError"):  # grpc's own control flow
             raise
         ref = log_failure(log, "call failed", e, traceback=True)
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"the watchlist service could not complete the call: "
-                                                         f"retry later; if it persists, give the operator reference {ref}")
+        await context.abort(grpc.StatusCode.UNAVAILABLE,
+                            "the watchlist service could not complete the call: "
+                            f"retry later; if it persists, give the operator reference {ref}")
 
 
 class WatchlistServicer(watchlist_pb2_grpc.WatchlistServiceServicer):

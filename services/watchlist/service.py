@@ -442,7 +442,8 @@ class WatchlistCore:
                     imported += len(rows)
                     rows = []
         if wl is None:
-            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "empty BulkImport stream: the first message names the watchlist")
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT,
+                          "empty BulkImport stream: the first message names the watchlist")
         if rows:
             await self._db(deadline, self.store.insert_faces, rows, False)
             imported += len(rows)
@@ -497,7 +498,8 @@ class WatchlistCore:
             aligned = [enrol.decode_aligned_jpeg_b64(r["image_jpeg_b64"]) for r in rows]
         except ValueError as e:
             raise Refusal(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"watchlist {wl['watchlist_id']}: {e}; enrol its subjects again from their source photos") from e
+                          f"watchlist {wl['watchlist_id']}: {e}; "
+                          "enrol its subjects again from their source photos") from e
         vectors = await _under(deadline, self.pipeline.embedder.embed(aligned)) if aligned else []
         new_rows = [self._face_row(wl, r["subject_id"], r["category"], r["image_ref"], r["image_jpeg_b64"], v)
                     for r, v in zip(rows, vectors)]
