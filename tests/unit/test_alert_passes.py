@@ -47,7 +47,8 @@ class MemoryPassStore:
         return self.crops.get(key, b"")
 
 
-def _match(obs: str, at_ns: int, score: float, camera: str = "cam-1", subject: str = "lin") -> matches_pb2.MatchCandidate:
+def _match(obs: str, at_ns: int, score: float, camera: str = "cam-1",
+           subject: str = "lin") -> matches_pb2.MatchCandidate:
     return matches_pb2.MatchCandidate(
         observation_id=obs, subject_id=subject, watchlist_id="wl-1", score=score, threshold=0.55,
         frame=common_pb2.FrameRef(camera_id=camera, zone="zone-a", deployment_id="op-1", capture_unix_ns=at_ns),
@@ -70,7 +71,8 @@ def test_aggregate_opens_extends_and_closes_passes() -> None:
 
     better = aggregate(first.state, _sighting("o2", T0 + 9 * S, 0.8), WINDOW)
     assert not better.new_pass and better.improved
-    assert (better.state.alert_id, better.state.best_score, better.state.best_observation_id) == (first.state.alert_id, 0.8, "o2")
+    assert ((better.state.alert_id, better.state.best_score, better.state.best_observation_id)
+            == (first.state.alert_id, 0.8, "o2"))
     assert better.state.match_count == 2 and better.state.last_seen_ns == T0 + 9 * S
 
     worse = aggregate(better.state, _sighting("o3", T0 + 18 * S, 0.7), WINDOW)  # 9 s after the LAST sighting
@@ -108,7 +110,8 @@ async def test_one_alert_per_pass_not_per_frame() -> None:
     raised = [a for a in alerts if a is not None]
     assert len(raised) == 1, "one alert for ten frames of the same pass"
     a = raised[0]
-    assert a.alert_id == alert_id_for("cam-1", "lin", "o0") and a.match_count == 1 and a.best_score == pytest.approx(0.6)
+    assert (a.alert_id == alert_id_for("cam-1", "lin", "o0") and a.match_count == 1
+            and a.best_score == pytest.approx(0.6))
     assert a.live_crop.jpeg == b"\xff\xd8o0" and a.watchlist_image.jpeg == b"\xff\xd8enrolled"
     assert (a.camera_id, a.zone, a.deployment_id, a.subject_id) == ("cam-1", "zone-a", "op-1", "lin")
     assert a.capture_unix_ns == T0 and a.alert_unix_ns > 0
@@ -151,7 +154,8 @@ class AckingProducer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes | None]] = []
 
-    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, **_: Any) -> asyncio.Future[Any]:
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                   **_: Any) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.sent.append((topic, value or b"", key))
         fut.set_result(None)
@@ -169,7 +173,8 @@ async def test_worker_publishes_one_alert_and_streams_it() -> None:
     got = asyncio.ensure_future(stream.__anext__())
     await asyncio.sleep(0)
     for i in range(5):
-        await worker.handle(Rec("lfr.matches.v1", 0, i, _match(f"o{i}", T0 + i * S, 0.6).SerializeToString()), Outbox(producer))
+        await worker.handle(Rec("lfr.matches.v1", 0, i, _match(f"o{i}", T0 + i * S, 0.6).SerializeToString()),
+                            Outbox(producer))
     alerts = [alerts_pb2.Alert.FromString(v) for t, v, _ in producer.sent if t == "lfr.alerts.v1"]
     assert len(alerts) == 1 and producer.sent[0][2] == alerts[0].alert_id.encode()
     streamed = await asyncio.wait_for(got, 1)

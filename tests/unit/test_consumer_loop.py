@@ -40,7 +40,8 @@ class FakeProducer:
         self.delay = delay
 
     async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int | None = None,
-                   timestamp_ms: int | None = None, headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
+                   timestamp_ms: int | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         async def ack() -> None:
@@ -57,13 +58,15 @@ class FakeProducer:
 
 
 class FakeConsumer:
-    def __init__(self, batches: list[dict[TP, list[Rec]]], events: list[str], stop: asyncio.Event | None = None) -> None:
+    def __init__(self, batches: list[dict[TP, list[Rec]]], events: list[str],
+                 stop: asyncio.Event | None = None) -> None:
         self.batches = batches
         self.events = events
         self.committed: dict[TP, int] = {}
         self.stop = stop
 
-    async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
+    async def getmany(self, *partitions: Any, timeout_ms: int = 0,
+                      max_records: int | None = None) -> dict[Any, list[Any]]:
         if self.batches:
             return self.batches.pop(0)
         if self.stop is not None:
@@ -180,19 +183,23 @@ async def test_batch_handler_reports_single_records_and_a_crash_dead_letters_the
     loop, _ = _loop(consumer, producer, batch_handler=crash)
     await loop.process({tp: [Rec(tp.topic, 0, o, _frame(o)) for o in range(3, 5)]})
     letters = [dlq_pb2.DeadLetter.FromString(v) for t, v, _ in producer.sent if t == "lfr.dlq.v1"]
-    assert [(d.source_offset, d.reason) for d in letters] == [(3, dlq_pb2.DEAD_LETTER_REASON_INTERNAL), (4, dlq_pb2.DEAD_LETTER_REASON_INTERNAL)]
+    assert [(d.source_offset, d.reason) for d in letters] == [(3, dlq_pb2.DEAD_LETTER_REASON_INTERNAL),
+                                                            (4, dlq_pb2.DEAD_LETTER_REASON_INTERNAL)]
     assert consumer.committed == {tp: 5}
 
 
 def test_dead_letter_keeps_payload_only_for_allowed_non_biometric_topics() -> None:
     err = PoisonMessage(dlq_pb2.DEAD_LETTER_REASON_INVALID_FIELD, "no actor")
     rec = Rec("lfr.audit.v1", 0, 7, b"x" * 100)
-    kept = build_dead_letter(rec, err, service="s", instance="i", payload_topics=frozenset({"lfr.audit.v1"}), max_payload_bytes=10)
-    assert kept.payload == b"x" * 10 and kept.payload_truncated and not kept.payload_dropped and kept.payload_size == 100
+    kept = build_dead_letter(rec, err, service="s", instance="i", payload_topics=frozenset({"lfr.audit.v1"}),
+                             max_payload_bytes=10)
+    assert (kept.payload == b"x" * 10 and kept.payload_truncated and not kept.payload_dropped
+            and kept.payload_size == 100)
     dropped = build_dead_letter(rec, err, service="s", instance="i", payload_topics=frozenset(), max_payload_bytes=10)
     assert dropped.payload == b"" and dropped.payload_dropped
     face = Rec("lfr.faces.v1", 0, 7, b"embedding-and-crop")
-    never = build_dead_letter(face, err, service="s", instance="i", payload_topics=frozenset({"lfr.faces.v1"}), max_payload_bytes=10)
+    never = build_dead_letter(face, err, service="s", instance="i", payload_topics=frozenset({"lfr.faces.v1"}),
+                              max_payload_bytes=10)
     assert never.payload == b"" and never.payload_dropped  # biometric topics never, even if listed
 
 

@@ -43,7 +43,8 @@ class Found:
 
 class FakeProducer:
     async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int | None = None,
-                   timestamp_ms: int | None = None, headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
+                   timestamp_ms: int | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         fut.set_result(None)
         return fut
@@ -62,7 +63,8 @@ class FakeLog:
     def assignment(self) -> set[TP]:
         return set(self.stamps)
 
-    async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
+    async def getmany(self, *partitions: Any, timeout_ms: int = 0,
+                      max_records: int | None = None) -> dict[Any, list[Any]]:
         return {}
 
     async def offsets_for_times(self, timestamps: dict[TP, int]) -> dict[TP, Found | None]:
@@ -85,8 +87,8 @@ class FakeLog:
 
     async def commit(self, offsets: dict[Any, int] | None = None) -> None:
         assert offsets is not None
-        self.events.append("commit:" + ",".join(f"{tp.partition}={o}" for tp, o in sorted(offsets.items(),
-                                                                                          key=lambda x: x[0].partition)))
+        self.events.append("commit:" + ",".join(f"{tp.partition}={o}"
+                                                for tp, o in sorted(offsets.items(), key=lambda x: x[0].partition)))
         self.committed.update(offsets)
 
 
@@ -192,6 +194,7 @@ def test_group_instance_id_is_per_replica_and_overridable() -> None:
     assert group_instance_id(kafka, "recognizer", "pod-7f9c") == "recognizer-pod-7f9c"
     assert group_instance_id(kafka, "recognizer", None) is None
     assert group_instance_id(KafkaSettings(group_instance_id="rec-a"), "recognizer", "h") == "rec-a"
-    assert group_instance_id(KafkaSettings(static_membership=False, group_instance_id="rec-a"), "recognizer", "h") is None
+    assert group_instance_id(KafkaSettings(static_membership=False, group_instance_id="rec-a"),
+                             "recognizer", "h") is None
     with pytest.raises(ValueError):
         KafkaSettings(group_instance_id="")

@@ -28,8 +28,8 @@ def project() -> dict:
 
 
 def test_compose_file_is_valid(project: dict) -> None:
-    infra = {"kafka", "kafka-init", "redis", "etcd", "minio", "milvus", "models-init", "triton", "prometheus", "grafana",
-             "audit-keys-init"}
+    infra = {"kafka", "kafka-init", "redis", "etcd", "minio", "milvus", "models-init", "triton", "prometheus",
+             "grafana", "audit-keys-init"}
     assert set(project["services"]) == infra | set(SERVICES) | {"console"}
 
 
@@ -73,14 +73,18 @@ def test_infrastructure_images_healthchecks_and_gpu(project: dict) -> None:
 
 def test_topics_created_with_their_retention(project: dict) -> None:
     script = " ".join(project["services"]["kafka-init"]["command"])
-    for topic, retention in [("lfr.frames.v1", "60000"), ("lfr.faces.v1", "60000"), ("lfr.alerts.v1", "86400000"), ("lfr.audit.v1", "-1")]:
+    for topic, retention in [("lfr.frames.v1", "60000"), ("lfr.faces.v1", "60000"), ("lfr.alerts.v1", "86400000"),
+                             ("lfr.audit.v1", "-1")]:
         assert re.search(rf"--topic {re.escape(topic)} .*?retention\.ms={re.escape(retention)}", script), topic
 
 
 def test_observability_mounts_project_files(project: dict) -> None:
-    prom = {v["source"].removeprefix(str(ROOT) + "/") for v in project["services"]["prometheus"]["volumes"] if v["type"] == "bind"}
-    assert {"deploy/prometheus/prometheus.yml", "deploy/prometheus/recording.rules.yml", "deploy/prometheus/alerts.rules.yml"} <= prom
-    graf = {v["source"].removeprefix(str(ROOT) + "/") for v in project["services"]["grafana"]["volumes"] if v["type"] == "bind"}
+    prom = {v["source"].removeprefix(str(ROOT) + "/") for v in project["services"]["prometheus"]["volumes"]
+            if v["type"] == "bind"}
+    assert {"deploy/prometheus/prometheus.yml", "deploy/prometheus/recording.rules.yml",
+            "deploy/prometheus/alerts.rules.yml"} <= prom
+    graf = {v["source"].removeprefix(str(ROOT) + "/") for v in project["services"]["grafana"]["volumes"]
+            if v["type"] == "bind"}
     assert {"deploy/grafana/provisioning", "deploy/grafana/dashboards"} <= graf
     for path in prom | graf:
         assert (ROOT / path).exists(), path
@@ -160,7 +164,8 @@ def test_console_ships_hardened_with_a_users_file_of_its_own(project: dict, monk
     from services.console.config import ConsoleSettings
 
     svc = project["services"]["console"]
-    assert svc["build"]["dockerfile"] == "deploy/docker/service.Dockerfile" and svc["build"]["args"]["SERVICE"] == "console"
+    assert (svc["build"]["dockerfile"] == "deploy/docker/service.Dockerfile"
+            and svc["build"]["args"]["SERVICE"] == "console")
     assert svc["image"].startswith("lfr/console:") and svc["user"] == "10001:10001"
     assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"] and "no-new-privileges:true" in svc["security_opt"]
     assert [(p["host_ip"], p["published"], p["target"]) for p in svc["ports"]] == [("127.0.0.1", "8080", 8080)]

@@ -81,7 +81,8 @@ def test_service_reads_its_own_secret_files(project: dict, service: str, monkeyp
     volumes = {v["target"]: v for v in svc.get("volumes", [])}
     # docker-compose.yml's dev-audit-keys (every service's development key) is not mounted (!override)
     assert all(v.get("source") != "dev-audit-keys" for v in volumes.values())
-    assert set(volumes) == {str(s.audit.checkpoint_dir)} | ({str(s.audit.keyring_dir)} if s.audit.keyring_dir else set())
+    assert set(volumes) == ({str(s.audit.checkpoint_dir)}
+                            | ({str(s.audit.keyring_dir)} if s.audit.keyring_dir else set()))
     checkpoints = volumes[str(s.audit.checkpoint_dir)]
     assert checkpoints["type"] == "volume" and checkpoints["source"] == "audit-checkpoints"
     assert not checkpoints.get("read_only") and "audit-checkpoints" in project["volumes"]
@@ -103,7 +104,8 @@ def test_infrastructure_is_secured(project: dict) -> None:
     assert "--tls" in redis["healthcheck"]["test"][-1]
     broker = (ROOT / "deploy" / "kafka" / "compose-secure-broker.sh").read_text()
     for line in ("authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-                 "allow.everyone.if.no.acl.found=false", "listener.security.protocol.map=SECURE:SASL_SSL,CONTROLLER:SSL",
+                 "allow.everyone.if.no.acl.found=false",
+                 "listener.security.protocol.map=SECURE:SASL_SSL,CONTROLLER:SSL",
                  "listener.name.controller.ssl.client.auth=required"):
         assert line in broker, line
     assert s["kafka"]["entrypoint"][-1] == "/opt/lfr/kafka/compose-secure-broker.sh"
@@ -153,6 +155,7 @@ def test_console_reads_its_own_secret_files(project: dict, monkeypatch: pytest.M
     p = opts.platform
     assert (str(p.ca_file), str(p.cert_file), str(p.key_file)) == (
         f"{MOUNT}/grpc/ca.crt", f"{MOUNT}/grpc/client.crt", f"{MOUNT}/grpc/client.key")
-    assert mounted[str(p.cert_file)] == "console-grpc-client-crt" and mounted[str(p.key_file)] == "console-grpc-client-key"
+    assert (mounted[str(p.cert_file)] == "console-grpc-client-crt"
+            and mounted[str(p.key_file)] == "console-grpc-client-key")
     assert str(opts.users_file) == f"{MOUNT}/console/users.yaml"
     opts.check_exposure()

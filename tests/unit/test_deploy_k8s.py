@@ -17,7 +17,8 @@ import yaml
 from deploy_support import ROOT, SCHEMAS, kustomize_build, missing, run, tool, versions
 
 OVERLAYS = ("dev", "prod")
-SERVICES = {"ingest": 50051, "recognizer": 50052, "matcher": 50053, "alerts": 50054, "watchlist": 50055, "officers": 50056}
+SERVICES = {"ingest": 50051, "recognizer": 50052, "matcher": 50053, "alerts": 50054, "watchlist": 50055,
+            "officers": 50056}
 NO_SCHEMA = ("Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "Milvus")
 
 
@@ -48,13 +49,15 @@ def test_kubeconform_strict(rendered, tmp_path) -> None:
     overlay, text, _ = rendered
     k8s = SCHEMAS / f"k8s-{versions()['KUBERNETES_SCHEMA_VERSION']}"
     crds = SCHEMAS / "crds"
-    if not (k8s / "deployment-apps-v1.json").is_file() or not (crds / "keda.sh" / "scaledobject_v1alpha1.json").is_file():
+    if (not (k8s / "deployment-apps-v1.json").is_file()
+            or not (crds / "keda.sh" / "scaledobject_v1alpha1.json").is_file()):
         missing("the Kubernetes/KEDA JSON schemas")
     manifest = tmp_path / f"{overlay}.yaml"
     manifest.write_text(text, encoding="utf-8")
     proc = run([tool("kubeconform", "KUBECONFORM_VERSION"), "-strict", "-summary", "-output", "json",
                 "-schema-location", f"{k8s}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json",
-                "-schema-location", f"{crds}/{{{{ .Group }}}}/{{{{ .ResourceKind }}}}_{{{{ .ResourceAPIVersion }}}}.json",
+                "-schema-location",
+                f"{crds}/{{{{ .Group }}}}/{{{{ .ResourceKind }}}}_{{{{ .ResourceAPIVersion }}}}.json",
                 "-skip", ",".join(NO_SCHEMA), manifest])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     import json
@@ -71,7 +74,8 @@ def test_kubeconform_catches_an_invalid_deployment(tmp_path) -> None:
     bad.write_text(yaml.safe_dump({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
                                    "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
                                             "template": {"metadata": {"labels": {"a": "b"}},
-                                                         "spec": {"containers": [{"name": "c", "image": "i", "grpcProbe": {}}]}}}}))
+                                                         "spec": {"containers": [{"name": "c", "image": "i",
+                                                                                  "grpcProbe": {}}]}}}}))
     proc = run([tool("kubeconform", "KUBECONFORM_VERSION"), "-strict",
                 "-schema-location", f"{k8s}/{{{{ .ResourceKind }}}}{{{{ .KindSuffix }}}}.json", bad])
     assert proc.returncode != 0 and "grpcProbe" in proc.stdout
@@ -142,7 +146,8 @@ def test_network_policies_default_deny_then_data_flow(rendered) -> None:
             for rule in p["spec"].get("egress", []):
                 for peer in rule.get("to", []):
                     labels = peer.get("podSelector", {}).get("matchLabels", {})
-                    out.add(labels.get("app.kubernetes.io/name") or ("milvus" if "matchExpressions" in peer.get("podSelector", {}) else "?"))
+                    out.add(labels.get("app.kubernetes.io/name")
+                            or ("milvus" if "matchExpressions" in peer.get("podSelector", {}) else "?"))
         return out
 
     assert egress_targets("recognizer") == {"triton", "redis"}  # frame data keys (issue 8)
@@ -152,7 +157,8 @@ def test_network_policies_default_deny_then_data_flow(rendered) -> None:
     assert egress_targets("officers") == {"redis"}
     # nothing but the recognizer and watchlist reaches Triton
     (rule,) = policies["allow-triton-ingress"]["spec"]["ingress"]
-    assert {p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in rule["from"]} == {"recognizer", "watchlist"}
+    assert ({p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in rule["from"]}
+            == {"recognizer", "watchlist"})
     # every service has a Redis section (and its own ACL user): all may reach Redis, nothing else
     redis_from = {p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
                   for p in policies["allow-redis-ingress"]["spec"]["ingress"][0]["from"]}
@@ -268,11 +274,12 @@ def test_strimzi_resources_structure(rendered) -> None:
         assert user["spec"]["authentication"]["type"] == "scram-sha-512"
         for acl in user["spec"]["authorization"]["acls"]:
             assert acl["resource"]["type"] in ("topic", "group") and acl["operations"]
-    reads = {a["resource"]["name"] for a in users["lfr-recognizer"]["spec"]["authorization"]["acls"] if "Read" in a["operations"]}
+    reads = {a["resource"]["name"] for a in users["lfr-recognizer"]["spec"]["authorization"]["acls"]
+             if "Read" in a["operations"]}
     assert reads == {"lfr.frames.v1", "lfr.audit.v1", "lfr-recognizer"}
     if overlay == "prod":
         listeners = kafka["spec"]["kafka"]["listeners"]
-        assert any(l.get("authentication", {}).get("type") == "scram-sha-512" and l["tls"] for l in listeners)
+        assert any(lst.get("authentication", {}).get("type") == "scram-sha-512" and lst["tls"] for lst in listeners)
         assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
 
 

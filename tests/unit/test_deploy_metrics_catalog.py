@@ -61,7 +61,8 @@ def test_catalog_matches_the_brief_shape() -> None:
 def dashboard_parsed() -> list[dict]:
     exprs = [grafana_to_promql(e) for e in dashboard_exprs()]
     assert exprs, "no dashboard queries found"
-    proc = subprocess.run([str(tool("promcheck")), "exprs"], input=json.dumps(exprs), capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run([str(tool("promcheck")), "exprs"], input=json.dumps(exprs), capture_output=True, text=True,
+                          timeout=60, check=False)
     parsed = json.loads(proc.stdout)
     errors = [f"{p['expr']}: {p['error']}" for p in parsed if p.get("error")]
     assert not errors and proc.returncode == 0, errors or proc.stderr

@@ -28,10 +28,12 @@ def test_rule_files_are_valid(rules: dict[str, dict]) -> None:
 
 def test_promcheck_rejects_bad_rules(tmp_path) -> None:
     bad = tmp_path / "bad.rules.yml"
-    bad.write_text("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: sum(rate(x[5m])\n", encoding="utf-8")
+    bad.write_text("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: sum(rate(x[5m])\n",
+                   encoding="utf-8")
     proc = run([tool("promcheck"), "rules", bad])
     assert proc.returncode != 0 and "parse error" in proc.stderr
-    bad.write_text("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        for: soon\n", encoding="utf-8")
+    bad.write_text("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        for: soon\n",
+                   encoding="utf-8")
     assert run([tool("promcheck"), "rules", bad]).returncode != 0
 
 
@@ -65,14 +67,15 @@ def test_alerts_have_severity_and_runbook() -> None:
         for rule in group["rules"]:
             assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
             anchor = rule["annotations"]["runbook"].split("#", 1)[1]
-            assert f'<a id="{anchor}">' in ops or f"# {anchor.replace('-', ' ')}" in ops, f"runbook anchor {anchor} missing"
+            assert f'<a id="{anchor}">' in ops or f"# {anchor.replace('-', ' ')}" in ops, (
+                f"runbook anchor {anchor} missing")
 
 
 def test_scrape_config_covers_every_service_the_console_and_triton() -> None:
     config = yaml.safe_load((PROM / "prometheus.yml").read_text(encoding="utf-8"))
     targets = {t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
-    expected = {"ingest:9101", "recognizer:9102", "matcher:9103", "alerts:9104", "watchlist:9105", "officers:9106", "console:9107",
-                "triton:8002"}
+    expected = {"ingest:9101", "recognizer:9102", "matcher:9103", "alerts:9104", "watchlist:9105", "officers:9106",
+                "console:9107", "triton:8002"}
     assert expected <= targets
     mounted = {"/etc/prometheus/rules/" + f.name for f in RULE_FILES}
     assert set(config["rule_files"]) == mounted

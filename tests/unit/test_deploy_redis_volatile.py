@@ -36,7 +36,8 @@ def argv_directives(argv: list[str] | tuple[str, ...]) -> set[Directive]:
 
 
 def conf_directives(text: str) -> set[Directive]:
-    return {tuple(shlex.split(line)) for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")}
+    return {tuple(shlex.split(line)) for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")}
 
 
 REQUIRED = argv_directives(NO_DISK_ARGS)
@@ -65,7 +66,8 @@ def shipped() -> dict[str, set[Directive]]:
     stack_argv, _ = _StackRedis(StackPaths(cache=Path("/nonexistent"), state=Path("/nonexistent"))).command()
     return {
         "docker-compose.yml": argv_directives(compose[1:]),
-        "deploy/redis/redis.conf": conf_directives((ROOT / "deploy" / "redis" / "redis.conf").read_text(encoding="utf-8")),
+        "deploy/redis/redis.conf": conf_directives(
+            (ROOT / "deploy" / "redis" / "redis.conf").read_text(encoding="utf-8")),
         "k8s/components/redis-secure/redis.conf": conf_directives(
             (ROOT / "k8s" / "components" / "redis-secure" / "redis.conf").read_text(encoding="utf-8")),
         "k8s/base/redis/redis.yaml": conf_directives(_k8s_base_conf()[0]),

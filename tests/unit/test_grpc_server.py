@@ -48,7 +48,8 @@ async def test_health_identity_and_tokens() -> None:
             assert (await health.Check(req)).status == health_pb2.HealthCheckResponse.SERVING
             await server.set_serving(False, "lfr.v1.AlertService")
             assert (await health.Check(req)).status == health_pb2.HealthCheckResponse.NOT_SERVING
-            assert (await health.Check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.SERVING
+            assert ((await health.Check(health_pb2.HealthCheckRequest())).status
+                    == health_pb2.HealthCheckResponse.SERVING)
 
             anon = await _first(ch)
             assert (anon.alert_id, anon.camera_id) == ("anonymous", "anonymous")

@@ -29,7 +29,8 @@ class FakeProducer:
         self.ack_s = ack_s
         self.sent: list[tuple[str, bytes, bytes | None, float]] = []
 
-    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, **_: Any) -> "asyncio.Future[None]":
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                   **_: Any) -> "asyncio.Future[None]":
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         assert value is not None
@@ -96,7 +97,8 @@ async def test_slow_broker_drops_the_oldest_frames_and_publishes_the_newest(tmp_
     assert stats.captured == 12
     assert stats.dropped_backpressure > 0
     assert stats.published + stats.dropped_backpressure == 12
-    assert sample(factory, "lfr_frames_dropped_total", camera="cam-slow", reason="backpressure") == stats.dropped_backpressure
+    assert (sample(factory, "lfr_frames_dropped_total", camera="cam-slow", reason="backpressure")
+            == stats.dropped_backpressure)
     assert sample(factory, "lfr_frames_published_total", camera="cam-slow") == stats.published
     seqs = [f.seq for f in producer.frames()]
     assert seqs == sorted(seqs) and seqs[-1] == 12  # the newest frame always survives

@@ -206,8 +206,9 @@ def test_local_broker_enforces_the_table(tmp_path) -> None:
     from services.stack.base import StackPaths
     from services.stack.kafka import KafkaComponent
 
-    props = dict(line.split("=", 1) for line in
-                 KafkaComponent(StackPaths(cache=tmp_path, state=tmp_path)).server_properties().splitlines() if "=" in line)
+    props = dict(line.split("=", 1)
+                 for line in KafkaComponent(StackPaths(cache=tmp_path, state=tmp_path)).server_properties().splitlines()
+                 if "=" in line)
     assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
     assert props["super.users"] == "User:ANONYMOUS"  # the open dev listener 9092 and the controller only
     items = kafka_acls.creations()

@@ -32,7 +32,8 @@ ENROLLED_JPEG = b"\xff\xd8enrolled-face"
 
 
 def _hit(subject: str, score: float, watchlist: str = "wl-1") -> Hit:
-    return Hit(subject_id=subject, watchlist_id=watchlist, category="wanted", score=score, image_ref="custody:42", row_id=7)
+    return Hit(subject_id=subject, watchlist_id=watchlist, category="wanted", score=score, image_ref="custody:42",
+               row_id=7)
 
 
 # --- the decision ------------------------------------------------------------------
@@ -88,7 +89,8 @@ class FakeProducer:
         self.sent: list[tuple[str, bytes, bytes | None]] = []
 
     async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: int | None = None,
-                   timestamp_ms: int | None = None, headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
+                   timestamp_ms: int | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         async def ack() -> None:
@@ -105,7 +107,8 @@ class FakeConsumer:
     def __init__(self) -> None:
         self.committed: dict[Any, int] = {}
 
-    async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
+    async def getmany(self, *partitions: Any, timeout_ms: int = 0,
+                      max_records: int | None = None) -> dict[Any, list[Any]]:
         return {}
 
     async def commit(self, offsets: dict[Any, int] | None = None) -> None:
@@ -233,7 +236,8 @@ async def test_batch_shreds_non_matches_first_publishes_matches_then_deletes(tmp
     assert m.subject_category == common_pb2.SUBJECT_CATEGORY_WANTED
     assert [k for t, _, k in rig.producer.sent if t == MATCHES] == [b"cam-1"]
 
-    letters = {d.source_offset: d for d in (dlq_pb2.DeadLetter.FromString(v) for t, v, _ in rig.producer.sent if t == "lfr.dlq.v1")}
+    letters = {d.source_offset: d
+               for d in (dlq_pb2.DeadLetter.FromString(v) for t, v, _ in rig.producer.sent if t == "lfr.dlq.v1")}
     assert letters[2].reason == dlq_pb2.DEAD_LETTER_REASON_UNKNOWN_CAMERA
     assert letters[3].reason == dlq_pb2.DEAD_LETTER_REASON_KEY_EXPIRED
     assert letters[4].reason == dlq_pb2.DEAD_LETTER_REASON_DECODE_ERROR

@@ -50,7 +50,8 @@ def test_check_rules(promtool: str) -> None:
 
 def test_check_rules_rejects_a_broken_rule(promtool: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad.rules.yml"
-    bad.write_text("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: sum(rate(x[5m])\n", encoding="utf-8")
+    bad.write_text("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: sum(rate(x[5m])\n",
+                   encoding="utf-8")
     res = run([promtool, "check", "rules", bad])
     assert res.returncode != 0 and "parse error" in (res.stdout + res.stderr)
 

@@ -275,7 +275,8 @@ async def test_unsealed_frames_are_refused_when_sealing_is_required(
                         metrics=worker.messages, batch_handler=worker.handle_batch)
     await loop.process({("frames", 0): batch})
 
-    assert [faces_pb2.FaceObservation.FromString(v).frame.seq for t, v, _ in producer.sent if t == "lfr.faces.v1"] == [2]
+    assert [faces_pb2.FaceObservation.FromString(v).frame.seq
+            for t, v, _ in producer.sent if t == "lfr.faces.v1"] == [2]
     assert {q for _, seqs, _, _ in runner.calls for q in seqs} == {2}, "a plaintext frame is never analysed"
     letters = [dlq_pb2.DeadLetter.FromString(v) for t, v, _ in producer.sent if t == "lfr.dlq.v1"]
     assert [(d.source_offset, d.reason) for d in letters] == [
@@ -294,7 +295,8 @@ async def test_unsealed_frames_pass_only_where_sealing_is_off(tmp_path: Path, mo
 
 
 class _Consumer:
-    async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
+    async def getmany(self, *partitions: Any, timeout_ms: int = 0,
+                      max_records: int | None = None) -> dict[Any, list[Any]]:
         return {}
 
     async def commit(self, offsets: dict[Any, int] | None = None) -> None:

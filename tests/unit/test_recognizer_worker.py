@@ -67,12 +67,14 @@ class FlakyRunner:
 CAMERA = "cam-1"
 
 
-def make_worker(tmp_path: Path, events: list[str], failures: int = 0, **options: Any) -> tuple[Recognizer, Producer, Redis]:
+def make_worker(tmp_path: Path, events: list[str], failures: int = 0,
+                **options: Any) -> tuple[Recognizer, Producer, Redis]:
     registry = tmp_path / "cameras.yaml"
     registry.write_text(f"cameras:\n  - {{id: {CAMERA}, zone: z1, deployment_id: op1, source: x.mp4}}\n")
     settings = RecognizerSettings(
         # plaintext frames (sealing: test_recognizer_overlap.py::test_unsealed_frames_*)
-        recognizer={"cameras_file": str(registry), "retry_initial_s": 0.01, "retry_max_s": 0.05, "require_sealed_frames": False, **options},
+        recognizer={"cameras_file": str(registry), "retry_initial_s": 0.01, "retry_max_s": 0.05,
+                    "require_sealed_frames": False, **options},
         metrics={"enabled": False},
     )
     ctx = ServiceContext(name="recognizer", settings=settings, metrics=MetricsFactory("recognizer"),

@@ -44,7 +44,8 @@ def test_table_default_deny_and_bindings() -> None:
     assert not d(sub, "officer-1", frozenset({"officer"}), frozenset(), theirs).allowed
     stream = "/lfr.v1.AlertService/StreamAlerts"
     scoped = frozenset({"demo"})
-    assert d(stream, "i", frozenset({"integrator"}), scoped, alerts_pb2.StreamAlertsRequest(deployment_id="demo")).allowed
+    assert d(stream, "i", frozenset({"integrator"}), scoped,
+             alerts_pb2.StreamAlertsRequest(deployment_id="demo")).allowed
     assert not d(stream, "i", frozenset({"integrator"}), scoped, alerts_pb2.StreamAlertsRequest()).allowed
     assert not d(stream, "i", frozenset({"integrator"}), scoped,
                  alerts_pb2.StreamAlertsRequest(deployment_id="other")).allowed

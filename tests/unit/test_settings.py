@@ -25,7 +25,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     "cls,grpc_port,metrics_port",
-    [(IngestSettings, 50051, 9101), (RecognizerSettings, 50052, 9102), (MatcherSettings, 50053, 9103), (AlertsSettings, 50054, 9104)],
+    [(IngestSettings, 50051, 9101), (RecognizerSettings, 50052, 9102), (MatcherSettings, 50053, 9103),
+     (AlertsSettings, 50054, 9104)],
 )
 def test_service_ports_default_to_the_brief(cls: type, grpc_port: int, metrics_port: int) -> None:
     s = cls()

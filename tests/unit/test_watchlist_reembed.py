@@ -110,7 +110,8 @@ def _reembed(core: WatchlistCore, reason: str = "moved to w600k_mbf") -> watchli
 def test_moves_every_face_then_destroys_the_old_ones_audited() -> None:
     store, audit = FakeStore([_row("a", _b64()), _row("a", _b64()), _row("b", _b64())]), Audit()
     done = _reembed(_core(store, audit))
-    assert (done.from_embedder, done.to_embedder, done.subjects, done.vectors) == ("mobilefacenet512", "w600k_mbf", 2, 3)
+    assert ((done.from_embedder, done.to_embedder, done.subjects, done.vectors)
+            == ("mobilefacenet512", "w600k_mbf", 2, 3))
     assert store.rows[OLD] == [] and len(store.rows[NEW]) == 3
     assert {r["image_jpeg_b64"] for r in store.rows[NEW]} == {_b64()}  # the review image travels with the face
     assert audit.records == [(audit_mod.WATCHLIST_REEMBED, {
