@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from services.cli.launch import (
-    OFFICERS, Pipeline, PipelineLayout, ServiceProcess, grpc_health, group_lag, metric, scrape, state_dir, write_registry,
+    OFFICERS, Pipeline, PipelineLayout, ServiceProcess, grpc_health, group_lag, metric, scrape, state_dir,
+    write_registry,
 )
 from services.common.cameras import Camera
 from services.common.errors import SetupError

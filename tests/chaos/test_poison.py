@@ -181,7 +181,8 @@ async def test_poison_records_all_dead_lettered(rig: Rig) -> None:
 
 # --- gRPC fuzz --------------------------------------------------------------------------
 
-_TEXT = st.one_of(st.text(max_size=40), st.text(min_size=200, max_size=5000), st.sampled_from(["", " ", "../..", "a" * 129]))
+_TEXT = st.one_of(st.text(max_size=40), st.text(min_size=200, max_size=5000),
+                  st.sampled_from(["", " ", "../..", "a" * 129]))
 
 
 def message_strategy(descriptor: Any, depth: int = 0) -> st.SearchStrategy[dict[str, Any]]:
@@ -272,7 +273,8 @@ async def _call(channel: Any, service: str, method: Any, kind: str, requests: li
         if kind == "unary":
             await channel.unary_unary(path, request_serializer=ser, response_deserializer=de)(requests[0], timeout=10)
         elif kind == "unary-stream":
-            call = channel.unary_stream(path, request_serializer=ser, response_deserializer=de)(requests[0], timeout=0.3)
+            call = channel.unary_stream(path, request_serializer=ser,
+                                        response_deserializer=de)(requests[0], timeout=0.3)
             async for _ in call:
                 pass
         else:

@@ -1,5 +1,5 @@
-"""Support of the e2e tests (see conftest.py for the session fixture). The pipeline: the REAL services as child processes
-(``python -m services.<name>``, exactly what ``lfr demo`` starts) over the real
+"""Support of the e2e tests (see conftest.py for the session fixture). The pipeline: the REAL services as child
+processes (``python -m services.<name>``, exactly what ``lfr demo`` starts) over the real
 local stack (``lfr stack up``: Kafka, Redis, Milvus, Triton), no mocks.
 
 One pipeline per session, isolated from anything else on the machine (a running
@@ -231,7 +231,8 @@ def pipeline_session(kind: str, cameras: dict[str, CamSpec], port_offset: int,
     topics = KafkaTopics()
     names = run_private(topics.copies("e2e", tag, max_partitions=2))
     work = state_dir() / kind / tag
-    cams = {key: Camera(id=f"{kind}-{tag}-{key}", zone=f"{kind}-{tag}-{c.zone}", deployment_id=f"{kind}-{tag}-{c.deployment}",
+    cams = {key: Camera(id=f"{kind}-{tag}-{key}", zone=f"{kind}-{tag}-{c.zone}",
+                        deployment_id=f"{kind}-{tag}-{c.deployment}",
                         source=str(c.source), fps=c.fps, loop=False) for key, c in cameras.items()}
     layout = PipelineLayout(port_offset=port_offset, topics=Topics(**names), group_prefix=f"lfr-{kind}-{tag}",
                             cameras_file=work / "cameras.yaml", log_dir=state_dir() / "logs", log_prefix=f"{kind}-",

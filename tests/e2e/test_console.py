@@ -47,7 +47,8 @@ from services.console.users import hash_password
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-LMM = Enrolment(name="Lin-Manuel Miranda", subject_id="lin-manuel-miranda", image=FACES_DIR / "lin_manuel_miranda_1.png")
+LMM = Enrolment(name="Lin-Manuel Miranda", subject_id="lin-manuel-miranda",
+                image=FACES_DIR / "lin_manuel_miranda_1.png")
 ENROL_VISIBLE_S = 3.0  # Milvus' Bounded consistency (see test_dlq_e2e)
 # A run writes its screenshot under the state dir; LFR_UPDATE_DOCS=1 refreshes
 # the README's picture (docs/console-alerts.png) instead, so a test run never
@@ -186,7 +187,8 @@ async def test_live_alert_confirm_audit_and_gating(rig: ConsoleRig) -> None:
         delay_ms = page_alert["received"] - first_match_ms
         raised_ms = alerts[0].alert_unix_ns / 1e6
         print(f"alert {alert_id} on the page {delay_ms:.0f} ms after the first match (alerts service raised it "
-              f"{raised_ms - first_match_ms:.0f} ms after the match, the page had it {page_alert['received'] - raised_ms:.0f} "
+              f"{raised_ms - first_match_ms:.0f} ms after the match, the page had it "
+              f"{page_alert['received'] - raised_ms:.0f} "
               f"ms after that)")
         assert 0 <= delay_ms < 2000, f"alert on the page {delay_ms:.0f} ms after the match"
         assert LMM.subject_id in page_alert["text"] and cam.zone in page_alert["text"], page_alert["text"]
@@ -236,7 +238,8 @@ async def test_close_button_only_for_watchlist_managers(rig: ConsoleRig) -> None
     assert await b.goto("operator", "/watchlists") == 200
     table = await b.text("operator", "table.watchlists")
     assert wl in table and rig.camera.deployment_id in table and f"E2E-{rig.e2e.tag}" in table, table
-    assert await b.acall("eval", ctx="operator", expr="document.querySelectorAll('form.close, button.danger').length") == 0
+    assert await b.acall("eval", ctx="operator",
+                         expr="document.querySelectorAll('form.close, button.danger').length") == 0
     # the console refuses the call even when the request is forged (valid session and CSRF token)
     refused = await b.acall("eval", ctx="operator", expr=(
         "(() => { const f = new FormData(); f.append('csrf', document.querySelector('input[name=csrf]').value); "

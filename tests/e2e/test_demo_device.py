@@ -20,7 +20,8 @@ from services.common.grpc_client import aio_channel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-LMM = Enrolment(name="Lin-Manuel Miranda", subject_id="lin-manuel-miranda", image=FACES_DIR / "lin_manuel_miranda_1.png")
+LMM = Enrolment(name="Lin-Manuel Miranda", subject_id="lin-manuel-miranda",
+                image=FACES_DIR / "lin_manuel_miranda_1.png")
 
 
 async def test_alert_arrives_on_the_demo_device(e2e: E2E, officers: ServiceProcess) -> None:

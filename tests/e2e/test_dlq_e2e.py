@@ -1,7 +1,7 @@
 """Bad input end to end: a corrupt JPEG, a message that is not a protobuf, a frame
 from an unknown camera, an oversized frame and a frame published in clear (not
-sealed: issue 16) each land in the DLQ with their reason, and the pipeline (the real services) still turns good frames sent after
-them (Lin-Manuel Miranda, enrolled) into one alert."""
+sealed: issue 16) each land in the DLQ with their reason, and the pipeline (the real services) still turns good
+frames sent after them (Lin-Manuel Miranda, enrolled) into one alert."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from services.common.settings import KafkaSettings
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 ENROL_VISIBLE_S = 3.0
-LMM = Enrolment(name="Lin-Manuel Miranda", subject_id="lin-manuel-miranda", image=FACES_DIR / "lin_manuel_miranda_1.png")
+LMM = Enrolment(name="Lin-Manuel Miranda", subject_id="lin-manuel-miranda",
+                image=FACES_DIR / "lin_manuel_miranda_1.png")
 
 
 def _frame(camera: Camera, seq: int, image: bytes) -> bytes:

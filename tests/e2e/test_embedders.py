@@ -32,7 +32,8 @@ from e2e_support import E2E, FACES_DIR, VIDEO, CamSpec, pipeline_session, read_t
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-LMM = Enrolment(name="Lin-Manuel Miranda", subject_id="lin-manuel-miranda", image=FACES_DIR / "lin_manuel_miranda_1.png")
+LMM = Enrolment(name="Lin-Manuel Miranda", subject_id="lin-manuel-miranda",
+                image=FACES_DIR / "lin_manuel_miranda_1.png")
 HAMILTON = VIDEO / "hamilton_white_house_short_clip.mp4"
 PORT_OFFSET = 2000  # the session pipeline runs at 3000, the chaos suite at 5000
 

@@ -30,7 +30,8 @@ from services.face.embedders import DEFAULT_EMBEDDER, calibrated_threshold
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-LMM = Enrolment(name="Lin-Manuel Miranda", subject_id="lin-manuel-miranda", image=FACES_DIR / "lin_manuel_miranda_1.png")
+LMM = Enrolment(name="Lin-Manuel Miranda", subject_id="lin-manuel-miranda",
+                image=FACES_DIR / "lin_manuel_miranda_1.png")
 OBAMA = Enrolment(name="Barack Obama", subject_id="barack-obama", image=FACES_DIR / "obama_1.jpg")
 
 
@@ -67,7 +68,8 @@ async def test_hamilton_clip_alerts_exactly_the_enrolled(e2e: E2E) -> None:
 
     obama_best = second.best_match(OBAMA.subject_id)
     if obama_best is not None:
-        source = f"the matcher's match candidates ({sum(1 for m in second.matches if m.subject_id == OBAMA.subject_id)})"
+        source = ("the matcher's match candidates "
+                  f"({sum(1 for m in second.matches if m.subject_id == OBAMA.subject_id)})")
     else:
         enrolled = await embeddings_of([cv2.imread(str(OBAMA.image))])
         refs = [f.embedding for f in enrolled[0] if f.embedding is not None]

@@ -70,7 +70,8 @@ def _targets_all_up(prometheus: str, timeout_s: float) -> str:
         down = {t["scrapeUrl"]: t["health"] + (f" ({t['lastError']})" if t.get("lastError") else "")
                 for t in targets if t["health"] != "up"}
         if targets and not down:
-            return f"prometheus: {len(targets)} targets, all up: " + ", ".join(sorted(t["labels"]["job"] for t in targets))
+            return (f"prometheus: {len(targets)} targets, all up: "
+                    + ", ".join(sorted(t["labels"]["job"] for t in targets)))
         if time.monotonic() > deadline:
             raise AssertionError(f"Prometheus targets not up after {timeout_s:.0f} s: {down or 'none'}")
         time.sleep(2)
@@ -98,8 +99,8 @@ def test_lfr_up_console_status_line_and_ctrl_c_through_a_dead_pipe(tmp_path: Pat
         reader = subprocess.Popen(["cat"], stdin=read_end, stdout=sink)  # the `tee` of `make up 2>&1 | tee`
     os.close(read_end)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LFR_")}
-    up = subprocess.Popen([sys.executable, "-m", "services.cli.main", "up"], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-                          stdout=write_end, stderr=write_end, start_new_session=True)
+    up = subprocess.Popen([sys.executable, "-m", "services.cli.main", "up"], cwd=REPO, env=env,
+                          stdin=subprocess.DEVNULL, stdout=write_end, stderr=write_end, start_new_session=True)
     os.close(write_end)
     pids: dict[str, int] = {}
     browser: Browser | None = None

@@ -69,7 +69,8 @@ BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{200,}={0,2}")
 
 
 def test_the_bound_is_the_config() -> None:
-    assert privacy_bound_s() == PRIVACY_BOUND_S, "the topic/broker config changed: update PRIVACY_BOUND_S, docs/design.md and the README"
+    assert privacy_bound_s() == PRIVACY_BOUND_S, ("the topic/broker config changed: update PRIVACY_BOUND_S, "
+                                                  "docs/design.md and the README")
 
 
 def _middle(data: bytes) -> bytes:
@@ -101,8 +102,8 @@ async def test_non_matching_faces_are_wiped_within_the_bound(e2e: E2E) -> None:
 
     mine = record_key(camera.id)  # frames and faces are keyed by camera id (other tests' bad input is not decoded)
     frames = [r for r in await read_records(e2e.layout.topics.frames, timeout_s=60) if r.key == mine]
-    faces = [(r, faces_pb2.FaceObservation.FromString(r.value)) for r in await read_records(e2e.layout.topics.faces, timeout_s=60)
-             if r.key == mine]
+    faces = [(r, faces_pb2.FaceObservation.FromString(r.value))
+             for r in await read_records(e2e.layout.topics.faces, timeout_s=60) if r.key == mine]
     assert len(frames) == run.stats.published and faces, "the crowd's frames and faces went through Kafka"
     jpegs = [frames_pb2.Frame.FromString(r.value).image for r in frames]
     needles = [_middle(j) for j in jpegs] + [_middle(o.secret.ciphertext) for _, o in faces]
@@ -112,7 +113,8 @@ async def test_non_matching_faces_are_wiped_within_the_bound(e2e: E2E) -> None:
     redis = Redis.from_url("redis://127.0.0.1:6379/0")
     try:
         # the crowd camera's frame keys still live now (ingest's FrameSealer): their bytes must never reach a disk
-        frame_keys = [v async for k in redis.scan_iter(match=f"lfr:framekey:{camera.id}.*") if (v := await redis.get(k))]
+        frame_keys = [v async for k in redis.scan_iter(match=f"lfr:framekey:{camera.id}.*")
+                      if (v := await redis.get(k))]
         left = [k for _, o in faces if await redis.exists(k := redis_key(o.secret.key_id))]
         assert not left, f"{len(left)} data key(s) of non-matches still in Redis after the matcher decided"
 
@@ -157,7 +159,8 @@ async def test_non_matching_faces_are_wiped_within_the_bound(e2e: E2E) -> None:
 
     redis_dir = StackPaths.default(REPO_ROOT).data_dir("redis")
     assert redis_dir.is_dir(), f"{redis_dir}: the local stack's Redis data dir is missing"
-    persisted = [p for p in redis_dir.rglob("*") if p.is_file() and (p.suffix in (".rdb", ".aof") or "appendonly" in p.name)]
+    persisted = [p for p in redis_dir.rglob("*")
+                 if p.is_file() and (p.suffix in (".rdb", ".aof") or "appendonly" in p.name)]
     assert not persisted, f"Redis wrote persistence files: {persisted}"
     hits = _scan_files(redis_dir, needles + ids + frame_keys)
     assert not hits, hits[:5]
@@ -189,4 +192,5 @@ async def test_non_matching_faces_are_wiped_within_the_bound(e2e: E2E) -> None:
         assert b"\xff\xd8\xff" not in data, f"{log}: JPEG bytes"
         assert not any(n in data for n in needles), f"{log}: crowd bytes"
     print(f"privacy: after {PRIVACY_BOUND_S:.0f} s nothing of the crowd's {len(faces)} faces is left in Kafka "
-          f"({kafka_dir}), Redis (keys and {redis_dir}), Milvus ({len(rows)} enrolled vectors, all in open watchlists) or the logs")
+          f"({kafka_dir}), Redis (keys and {redis_dir}), Milvus ({len(rows)} enrolled vectors, all in open "
+          "watchlists) or the logs")

@@ -40,7 +40,8 @@ from services.stack.prometheus import PrometheusComponent, file_sd_entry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
-LMM = Enrolment(name="Lin-Manuel Miranda", subject_id="lin-manuel-miranda", image=FACES_DIR / "lin_manuel_miranda_1.png")
+LMM = Enrolment(name="Lin-Manuel Miranda", subject_id="lin-manuel-miranda",
+                image=FACES_DIR / "lin_manuel_miranda_1.png")
 ALERTS_RULES = REPO / "deploy" / "prometheus" / "alerts.rules.yml"
 T = TypeVar("T")
 

@@ -82,7 +82,8 @@ async def health(port: int) -> int | None:
     """The serving status of a plaintext gRPC server on ``port``, None while it does not answer."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
+                                                                    timeout=1)
         except grpc.RpcError:
             return None
         return int(reply.status)

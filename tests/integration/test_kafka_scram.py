@@ -151,7 +151,8 @@ def test_matcher_authenticates_with_its_password_file_and_consumes_and_produces(
         while time.monotonic() < deadline and proc.poll() is None:
             with sync_channel(f"127.0.0.1:{GRPC_PORT}") as channel:
                 try:
-                    status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
+                                                                       timeout=1).status
                 except grpc.RpcError:
                     status = None
             if status == health_pb2.HealthCheckResponse.SERVING:

@@ -301,7 +301,8 @@ async def test_matches_non_matches_and_one_alert_per_pass(
         assert m.score > 0.95 and m.threshold > 0 and m.score >= m.threshold
         assert m.crop.jpeg == b"\xff\xd8itest-crop-" + obs_id.encode()
         assert m.watchlist_image.jpeg == ENROLLED_JPEG and m.watchlist_image.source_ref == "itest:custody-1"
-        assert (m.frame.camera_id, m.frame.zone, m.frame.deployment_id) == (ids["camera"], ids["zone"], ids["deployment"])
+        assert ((m.frame.camera_id, m.frame.zone, m.frame.deployment_id)
+                == (ids["camera"], ids["zone"], ids["deployment"]))
         assert matches_topic.keys[0] == ids["camera"].encode()
         assert await _gone_within(redis, key, 2.0), "a match's key is deleted after the publish"
         await alerts_topic.wait_for(1)
@@ -335,7 +336,8 @@ async def test_matches_non_matches_and_one_alert_per_pass(
         assert alerts.metric(f'lfr_alerts_total{{zone="{ids["zone"]}"}}') == 1
         assert alerts.metric("lfr_frame_to_alert_seconds_count") == 1
         assert matcher.metric(f'lfr_matches_total{{watchlist="{ids["watchlist"]}"}}') == 4
-        assert matcher.metric(f'lfr_consumer_lag{{group="itest-matcher-{ids["uid"]}",topic="{ids["faces"]}"}}', None) == 0
+        assert matcher.metric(f'lfr_consumer_lag{{group="itest-matcher-{ids["uid"]}",'
+                              f'topic="{ids["faces"]}"}}', None) == 0
         assert matcher.metric('lfr_stage_latency_seconds_count{stage="match"}') == 5
 
         # (d) restart the alerts service mid-pass -> no duplicate

@@ -154,7 +154,8 @@ async def _until(pred: Any, timeout_s: float, what: str) -> float:
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
-def _alert(ids: dict[str, str], alert_id: str, cam: str, zone: str, deployment: str, subject: str = "s1") -> alerts_pb2.Alert:
+def _alert(ids: dict[str, str], alert_id: str, cam: str, zone: str, deployment: str,
+           subject: str = "s1") -> alerts_pb2.Alert:
     now = time.time_ns()
     return alerts_pb2.Alert(
         alert_id=alert_id, subject_id=subject, watchlist_id=f"wl-{ids['uid']}", deployment_id=deployment,

@@ -147,7 +147,8 @@ def _k8s_base(tmp: Path) -> Node:
     docs = yaml.safe_load_all((REPO / "k8s" / "base" / "redis" / "redis.yaml").read_text())
     conf = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["redis.conf"]
     port, data = free_port(), tmp / "data"
-    conf = _replace(conf, [("bind 0.0.0.0", "bind 127.0.0.1"), ("port 6379", f"port {port}"), ("dir /data", f"dir {data}")])
+    conf = _replace(conf, [("bind 0.0.0.0", "bind 127.0.0.1"), ("port 6379", f"port {port}"),
+                           ("dir /data", f"dir {data}")])
     (tmp / "redis.conf").write_text(conf)
     return _start([_binary(), str(tmp / "redis.conf")], port, data, tmp / "redis.log")
 
@@ -241,7 +242,8 @@ async def _admin_attempts(node: Node, writable: bool = True) -> None:
 
 def _scan(dirs: list[Path], written: Secrets) -> None:
     files = [p for d in dirs for p in d.rglob("*") if p.is_file()]
-    persisted = [p for p in files if p.name.endswith((".rdb", ".aof")) or "appendonly" in p.name or p.name.startswith("temp-")]
+    persisted = [p for p in files
+                 if p.name.endswith((".rdb", ".aof")) or "appendonly" in p.name or p.name.startswith("temp-")]
     assert not persisted, f"redis wrote persistence files: {persisted}"
     for path in files:
         blob = path.read_bytes()

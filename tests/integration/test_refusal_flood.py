@@ -63,8 +63,8 @@ def _create_request(tag: str) -> watchlist_pb2.CreateWatchlistRequest:
 
 
 async def _records(topic: str) -> list[audit_pb2.AuditRecord]:
-    return [audit_pb2.AuditRecord.FromString(v) async for _, v in read_records(KafkaSettings(bootstrap=BOOTSTRAP), topic)
-            if v]
+    return [audit_pb2.AuditRecord.FromString(v)
+            async for _, v in read_records(KafkaSettings(bootstrap=BOOTSTRAP), topic) if v]
 
 
 async def test_a_burst_of_bad_tokens_leaves_a_handful_of_records_and_audited_actions_keep_their_latency(

@@ -51,7 +51,8 @@ def test_service_starts_serves_health_and_metrics_and_stops_on_sigterm(name: str
     env.update({"LFR_GRPC__PORT": str(grpc_port), "LFR_METRICS__PORT": str(metrics_port), **dev_server_env(name)})
     log = tmp_path / f"{name}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         status = None
@@ -66,7 +67,7 @@ def test_service_starts_serves_health_and_metrics_and_stops_on_sigterm(name: str
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
         for dep in deps:
             assert f'lfr_dependency_up{{dependency="{dep}"}} 1.0' in metrics, metrics
-        assert f'lfr_service_info{{instance=' in metrics
+        assert 'lfr_service_info{instance=' in metrics
 
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)

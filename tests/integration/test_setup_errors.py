@@ -30,7 +30,8 @@ UNREACHABLE_SETTINGS = """<settings>
 """
 
 
-def run_lfr(args: list[str], env: dict[str, str], timeout: float = 180) -> tuple[subprocess.CompletedProcess[str], float]:
+def run_lfr(args: list[str], env: dict[str, str],
+            timeout: float = 180) -> tuple[subprocess.CompletedProcess[str], float]:
     start = time.monotonic()
     res = subprocess.run([LFR, *args], capture_output=True, text=True, timeout=timeout,
                          env={**os.environ, **env}, cwd=REPO_ROOT)

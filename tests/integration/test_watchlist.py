@@ -58,7 +58,8 @@ def _create(stub: watchlist_pb2_grpc.WatchlistServiceStub, deployment: str, unti
     return stub.CreateWatchlist(watchlist_pb2.CreateWatchlistRequest(**fields), timeout=10).watchlist
 
 
-def _enrol(stub: watchlist_pb2_grpc.WatchlistServiceStub, wl: str, subject: str, *files: str) -> watchlist_pb2.EnrolSubjectResponse:
+def _enrol(stub: watchlist_pb2_grpc.WatchlistServiceStub, wl: str, subject: str,
+           *files: str) -> watchlist_pb2.EnrolSubjectResponse:
     return stub.EnrolSubject(watchlist_pb2.EnrolSubjectRequest(
         watchlist_id=wl, subject_id=subject, category=common_pb2.SUBJECT_CATEGORY_WANTED,
         images=[watchlist_pb2.EnrolImage(image=(FACES / f).read_bytes(), source_ref=f"custody/{f}") for f in files]),

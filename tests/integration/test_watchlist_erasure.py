@@ -52,8 +52,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusComponent
 def service(engine: MilvusComponent, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[watchlist_pb2_grpc.WatchlistServiceStub]:
     log = tmp_path_factory.mktemp("watchlist") / "watchlist.log"
-    with watchlist_service(GRPC_PORT, METRICS_PORT, log, {"LFR_MILVUS__URI": engine.uri,
-                                                          "LFR_WATCHLIST__LOCAL_ENGINE_FILE": str(engine.db_file())}) as stub:
+    env = {"LFR_MILVUS__URI": engine.uri, "LFR_WATCHLIST__LOCAL_ENGINE_FILE": str(engine.db_file())}
+    with watchlist_service(GRPC_PORT, METRICS_PORT, log, env) as stub:
         yield stub
 
 
