@@ -194,7 +194,8 @@ async def run_soak(cameras: int, minutes: float, fps: float, sample_s: float, en
             samples.append(row)
             say(f"  t={row['t_s']:6.0f}s lag={row['lag']} rss_mib="
                 f"{ {k: round((v or 0) / 1024) for k, v in row['rss_kib'].items()} } "
-                f"stale={row['frames']['recognizer_stale']:.0f} shed={row['frames']['ingest_dropped']['backpressure']:.0f}"
+                f"stale={row['frames']['recognizer_stale']:.0f} "
+                f"shed={row['frames']['ingest_dropped']['backpressure']:.0f}"
                 f" alerts@device={row['device_alerts']} dlq={row['errors']['dlq']:.0f}")
             if time.monotonic() >= end:
                 break

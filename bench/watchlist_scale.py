@@ -254,7 +254,8 @@ def main() -> int:
     from services.face.embedder import EMBEDDING_DIM
     from services.face.embedders import DEFAULT_EMBEDDER, calibrated_threshold
 
-    min_score = (calibrated_threshold(DEFAULT_EMBEDDER) if args.threshold is None else args.threshold) if args.min_score else None
+    min_score = ((calibrated_threshold(DEFAULT_EMBEDDER) if args.threshold is None else args.threshold)
+                 if args.min_score else None)
     rng = np.random.default_rng(args.seed)
     vecs = rng.normal(size=(args.subjects, EMBEDDING_DIM)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
@@ -297,7 +298,8 @@ def main() -> int:
             proc.wait()
         raise
     client = milvus_client(args.milvus)
-    report: dict[str, Any] = {"subjects": args.subjects, "probes": args.probes, "limit": args.limit, "dim": EMBEDDING_DIM,
+    report: dict[str, Any] = {"subjects": args.subjects, "probes": args.probes, "limit": args.limit,
+                              "dim": EMBEDDING_DIM,
                               "min_score": min_score,
                               "cpus": os.cpu_count(), "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
                               "numpy_blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default")}

@@ -48,7 +48,8 @@ class TritonPythonModel:
                 f"(inputs {sorted(onnx_in)}, outputs {sorted(onnx_out)}): fix deploy/triton/models.yaml")
         self.batched = int(config.get("max_batch_size", 0)) > 0
         self.logger = pb_utils.Logger
-        self.logger.log_info(f"{self.name}: loaded {os.path.basename(path)} intra_op_threads={opts.intra_op_num_threads}")
+        self.logger.log_info(f"{self.name}: loaded {os.path.basename(path)} "
+                             f"intra_op_threads={opts.intra_op_num_threads}")
 
     # -- one onnxruntime call for many requests --------------------------------
     def _read(self, request):
