@@ -1,4 +1,4 @@
-"""Scale check of the watchlist search (issue 5): bulk-import N synthetic subjects
+"""Scale check of the watchlist search: bulk-import N synthetic subjects
 (unit vectors) through the WatchlistService's BulkImport RPC, then time the
 matcher's search (services.common.faces_search.search_active: single probe, the
 deployment/time filter, dedup by subject) against numpy brute force over the

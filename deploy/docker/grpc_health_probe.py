@@ -2,7 +2,7 @@
 
 Used by the images' HEALTHCHECK (docker / compose) and by the production Kubernetes probes (the
 kubelet's native `grpc:` probe cannot speak TLS). The port comes from LFR_GRPC__PORT (the services'
-own setting); exit 0 when SERVING, else 1. With LFR_CLIENT__CA_FILE set (a server on mTLS, issue 8)
+own setting); exit 0 when SERVING, else 1. With LFR_CLIENT__CA_FILE set (a server on mTLS)
 it connects with TLS, presenting LFR_CLIENT__CERT_FILE / LFR_CLIENT__KEY_FILE; the server
 certificate must name 127.0.0.1 or localhost (LFR_HEALTH_TLS_NAME overrides the name checked).
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Kafka broker of docker-compose.secure.yml (issue 8): KRaft single node, SASL_SSL + SCRAM-SHA-512 on
+# Kafka broker of docker-compose.secure.yml: KRaft single node, SASL_SSL + SCRAM-SHA-512 on
 # 9092 for clients and inter-broker traffic, the controller listener on mutual TLS (9093), the
 # StandardAuthorizer with no access unless an ACL allows it (deploy/kafka/acls.sh, run by kafka-init).
 # Secrets (compose `secrets:`, never in env or the image): /run/secrets/kafka-server.pem (PKCS#8 key +

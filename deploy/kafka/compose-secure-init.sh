@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kafka-init of docker-compose.secure.yml (issue 8): as the super user lfr-admin over SASL_SSL,
+# kafka-init of docker-compose.secure.yml: as the super user lfr-admin over SASL_SSL,
 # creates the topics (configs of services/common/topics.py), registers each service's SCRAM user
 # with its password from /run/secrets/kafka-password-<service>, then applies the per-service ACLs
 # (deploy/kafka/acls.sh, generated from services/common/acls.py). Idempotent.

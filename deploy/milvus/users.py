@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Create the per-service Milvus users and roles (issue 8) on a Milvus with authorizationEnabled,
+"""Create the per-service Milvus users and roles on a Milvus with authorizationEnabled,
 from THE table services.common.acls.milvus_roles(): lfr-matcher (role lfr_matcher_read) and
 lfr-watchlist (role lfr_watchlist_write). Idempotent: existing users keep their password (use
 --reset-passwords to set them from the token files again), grants are re-applied.

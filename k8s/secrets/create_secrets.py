@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Render the production Secrets of the LFR platform (issue 8) from an operator's directory of files,
+"""Render the production Secrets of the LFR platform from an operator's directory of files,
 as a Kubernetes List on stdout (or -o FILE), for `kubectl apply -f -`. Nothing here is committed:
 the values live only in SRC (keep it off git, mode 0700) and in the cluster.
 

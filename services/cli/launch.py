@@ -474,7 +474,7 @@ class Pipeline:
 
 class DutyOfficer:
     """A demo officer on duty (AVAILABLE) in some zones while the demo runs: cameras
-    run only while officers are on duty in their zone (issue 6 gating). Uses the
+    run only while officers are on duty in their zone (camera gating). Uses the
     officers' own state API (services.officers.state) and heartbeats; off duty at
     ``stop``. A no-op where that module does not exist yet.
 

@@ -1,6 +1,6 @@
 """What each platform role may see and do in the console: THE table (one place).
 
-The roles are the platform's (issue 8): operator, watchlist_manager, officer,
+The roles are the platform's: operator, watchlist_manager, officer,
 supervisor, auditor, integrator. The console checks this table before showing a
 view or calling an API, and forwards the user's identity and roles with every
 gRPC call, so the API applies its own rules as well (it has the last word).

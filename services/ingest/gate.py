@@ -1,4 +1,4 @@
-"""Camera gating (issue 6): a camera runs only while at least
+"""Camera gating: a camera runs only while at least
 ``gating.min_officers`` AVAILABLE officers are on duty in its zone.
 
 :class:`GateMonitor` polls officer availability in Redis every

@@ -223,12 +223,12 @@ class KafkaComponent(Component):
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
-            # issue 8: SCRAM-SHA-512 on 9094 only (users: services.stack.kafka_scram); 9092 stays open for dev
+            # SCRAM-SHA-512 on 9094 only (users: services.stack.kafka_scram); 9092 stays open for dev
             "sasl.enabled.mechanisms": "SCRAM-SHA-512",
             "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "SCRAM-SHA-512",
             "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-            # issue 8: per-service ACLs (services.stack.kafka_acls) bind the SCRAM users on 9094; the open
+            # per-service ACLs (services.stack.kafka_acls) bind the SCRAM users on 9094; the open
             # dev listener 9092 and the controller listener (principal ANONYMOUS) keep full rights, and
             # resources without any ACL (tests' private topics) stay open. Production: default deny.
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",

@@ -1,4 +1,4 @@
-"""The per-service Kafka ACLs (services.common.acls, THE table) on the local broker (issue 8).
+"""The per-service Kafka ACLs (services.common.acls, THE table) on the local broker.
 
 The local broker runs the StandardAuthorizer with ``super.users=User:ANONYMOUS`` (the open
 PLAINTEXT listener 9092 and the controller listener keep full rights, so the rest of the local

@@ -1,4 +1,4 @@
-"""SCRAM-SHA-512 users of the local Kafka broker (issue 8): one per service.
+"""SCRAM-SHA-512 users of the local Kafka broker: one per service.
 
 The local broker has a ``SASL_PLAINTEXT`` listener on 127.0.0.1:9094 (next to the open
 PLAINTEXT 9092 that the rest of the local stack keeps using). Each service has its own SCRAM

@@ -13,7 +13,7 @@ import shutil
 from services.common.errors import SetupError
 from services.stack.base import Component, Health, apt_install
 
-# The never-persist lines of the shipped configs (deploy/redis/redis.conf, issue 16): no AOF, no RDB,
+# The never-persist lines of the shipped configs (deploy/redis/redis.conf): no AOF, no RDB,
 # no dump at shutdown, diskless replication, and the commands that write a dump on demand renamed away.
 NO_DISK_ARGS: tuple[str, ...] = (
     "--save", "",

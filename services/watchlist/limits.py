@@ -1,4 +1,4 @@
-"""Enrolment image limits (issues 8 and 16): image count, encoded bytes, format, pixel dimensions and
+"""Enrolment image limits: image count, encoded bytes, format, pixel dimensions and
 the decoded bytes of a whole request, all checked before any pixel is decoded.
 
 Only JPEG, PNG and WebP are accepted, recognised by their magic bytes; anything else OpenCV would

@@ -1,4 +1,4 @@
-"""Support of the chaos suite (issue 9): one real pipeline on ports +5000 with its
+"""Support of the chaos suite: one real pipeline on ports +5000 with its
 own topics (``lfr.chaos.<tag>.*.v1``), consumer groups (``lfr-chaos-<tag>-*``) and
 camera ids (``chaos-<tag>-*``), the officers service, an officer on duty and a
 device subscribed to ``DeviceService.Subscribe`` that records every DeviceAlert

@@ -1,4 +1,4 @@
-"""Dependency restarts (issue 9): Redis, Kafka, Milvus and Triton of the SHARED local
+"""Dependency restarts: Redis, Kafka, Milvus and Triton of the SHARED local
 stack are stopped and started again in turn (``services.stack.manager``), each one
 restored before the next. While one is down, every service that needs it (it exports
 ``lfr_dependency_up{dependency=...}``) must turn NOT_SERVING (gRPC health, polled during

@@ -1,4 +1,4 @@
-"""Poison input to the running services (issue 9).
+"""Poison input to the running services.
 
 1. Every Kafka consumer (recognizer on frames, matcher on faces, alerts on matches,
    officers on alerts) gets POISON_PER_TOPIC records through the real broker:

@@ -14,7 +14,7 @@ the alert reaches the page over StreamAlerts and server-sent events.
    alert.adjudicate record and an intact chain.
 3. An operator (no watchlist-manager role) sees the watchlist but no close
    button, and the console refuses the close; a watchlist manager sees it.
-   The API refuses it as well (roles in the gRPC interceptor, issue 8).
+   The API refuses it as well (roles in the gRPC interceptor).
 """
 
 from __future__ import annotations

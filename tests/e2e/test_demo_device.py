@@ -1,4 +1,4 @@
-"""The demo's device path (issue 6: "a subscribed device stream shows the alert
+"""The demo's device path ("a subscribed device stream shows the alert
 arriving"): the officers service started as `lfr demo` starts it
 (services.cli.launch: the layout's alerts/audit topics, group, cameras), an
 officer on duty in the camera's zone (DutyOfficer, device ``<officer>-device``),

@@ -1,6 +1,6 @@
 """Bad input end to end: a corrupt JPEG, a message that is not a protobuf, a frame
 from an unknown camera, an oversized frame and a frame published in clear (not
-sealed: issue 16) each land in the DLQ with their reason, and the pipeline (the real services) still turns good
+sealed) each land in the DLQ with their reason, and the pipeline (the real services) still turns good
 frames sent after them (Lin-Manuel Miranda, enrolled) into one alert."""
 
 from __future__ import annotations

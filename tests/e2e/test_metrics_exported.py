@@ -1,4 +1,4 @@
-"""Issue 7: every metric named in deploy/prometheus/metrics-catalog.txt (and so in the
+"""Every metric named in deploy/prometheus/metrics-catalog.txt (and so in the
 Grafana dashboard and the Prometheus rules: tests/unit/test_deploy_metrics_catalog.py
 ties those to the catalog) is really exported by a running service.
 

@@ -15,7 +15,7 @@
      bytes, no ``lfr:obs:*`` key of them; and Redis's own files (the local
      stack's data dir, every file under it): no AOF/RDB at all, and none of
      those bytes, ids, nor the crowd camera's frame keys (read while they were
-     live) -- Redis never persists (issue 16);
+     live) -- Redis never persists;
    - Milvus: no vector of the crowd's deployment; every row of
      lfr_watchlist_faces belongs to an open watchlist that was enrolled through
      the watchlist service (the matcher never writes vectors);

@@ -1,5 +1,5 @@
 """The console's sessions and sign-in, attacked on the real console process over the
-real Redis of the local stack (issue 16, part 6). No browser: HTTP requests, as a
+real Redis of the local stack. No browser: HTTP requests, as a
 thief with a copied cookie, a password guesser or a careless deployer would send.
 
 - A stolen cookie stops working the moment its owner signs out; an open alert

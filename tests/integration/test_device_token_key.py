@@ -1,4 +1,4 @@
-"""A device-token signing key too short to sign with is refused at start (issue 16, part 6).
+"""A device-token signing key too short to sign with is refused at start.
 
 Before: an empty key file made the officers service accept tokens HMAC-signed with the
 empty key, i.e. anyone could mint a supervisor token. Now the real officers service,

@@ -1,4 +1,4 @@
-"""Enrolment images on the real watchlist service (issue 16, part 5): a manager's credential sends the
+"""Enrolment images on the real watchlist service: a manager's credential sends the
 decompression bombs an insider would (a 9000x9000 TIFF, PNGs within every per-image limit that together
 decode to 360 MB, JPEG and WebP headers declaring 30000x30000) and a PNG cut short; each is refused with
 INVALID_ARGUMENT naming what to fix and counted, the service's peak resident memory (VmHWM, /proc) does not

@@ -1,4 +1,4 @@
-"""Per-service Kafka ACLs (services/common/acls.py) enforced by a real broker (issue 8).
+"""Per-service Kafka ACLs (services/common/acls.py) enforced by a real broker.
 
 A private broker of the real local Kafka component (same jars, same server.properties as
 `lfr stack up`, on free ports and a temporary state dir, so the shared stack is untouched) starts

@@ -1,4 +1,4 @@
-"""Services authenticate to Kafka with SCRAM-SHA-512 (issue 8), over the real local broker.
+"""Services authenticate to Kafka with SCRAM-SHA-512, over the real local broker.
 
 `lfr stack up --only kafka` opens a SASL_PLAINTEXT listener on 127.0.0.1:9094 and registers one
 SCRAM user per service, its password generated into .lfr/secrets/kafka/<user>.password (0600).

@@ -1,4 +1,4 @@
-"""A batch the matcher fails on leaves no readable face behind (issue 16), over the real Kafka,
+"""A batch the matcher fails on leaves no readable face behind, over the real Kafka,
 Redis and Milvus connection: the matcher runs in-process as the service does (``serve``), on
 topics of its own; sealed observations go in with their data keys in the real Redis, exactly as
 the recognizer writes them.

@@ -1,5 +1,5 @@
 """The production Redis config (deploy/redis/redis.conf + users.acl rendered by
-k8s/secrets/create_secrets.py from deploy/redis/users.acl.template) on a real redis-server (issue 8).
+k8s/secrets/create_secrets.py from deploy/redis/users.acl.template) on a real redis-server.
 
 A private redis-server on a free 127.0.0.1 port runs the production file with only its paths, bind
 address and port changed (TLS certificates from a throw-away dev PKI). Proves, through the services'
@@ -118,7 +118,7 @@ async def test_each_service_reaches_only_its_own_keys(server) -> None:
 
 
 async def test_console_reaches_only_its_sessions(server) -> None:
-    """The console's user (sessions and sign-in counters, issue 16) may use lfr:console:* and nothing else."""
+    """The console's user (sessions and sign-in counters) may use lfr:console:* and nothing else."""
     from services.console.config import LoginThrottle
     from services.console.sessions import SessionStore, SignInThrottle
     from services.console.users import User, hash_password

@@ -1,4 +1,4 @@
-"""Keys and crops never reach a disk (issue 16), on a real redis-server with each shipped config.
+"""Keys and crops never reach a disk, on a real redis-server with each shipped config.
 
 Each shipped Redis config runs in a private redis-server on a free 127.0.0.1 port, with only what
 must change to run here changed (bind address, port, data dir; for the production file also the

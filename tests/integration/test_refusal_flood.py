@@ -1,4 +1,4 @@
-"""Refusals cannot flood the audit log (issue 16, part 4), on the real servers: the
+"""Refusals cannot flood the audit log, on the real servers: the
 watchlist service as a subprocess on mTLS (Kafka, Redis, Milvus, Triton of the local
 stack), its audit chain on a topic of its own.
 

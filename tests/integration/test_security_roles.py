@@ -218,7 +218,7 @@ async def test_rpc_role_matrix_over_the_real_services(stack: Any) -> None:
     assert {r.details["code"] for r in refused} == {"PERMISSION_DENIED"}
 
 
-# --- issue 16.3: an officer's credential does only what an officer may do ------------------------------
+# --- an officer's credential does only what an officer may do ------------------------------
 # (after the matrix: it counts every api.refused record of the audit topic)
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

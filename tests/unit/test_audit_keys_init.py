@@ -1,4 +1,4 @@
-"""`lfr audit keys init --dir DIR` (the one-shot step of the development deployments, issue 16): every service's
+"""`lfr audit keys init --dir DIR` (the one-shot step of the development deployments): every service's
 Ed25519 audit key (0600) and the keyring, made once and kept after (a second run never replaces a key that a
 running service signs with), refusing a service name it does not know and a directory it cannot write."""
 

@@ -104,7 +104,7 @@ CHECKPOINTS = "/var/lib/lfr/audit-checkpoints"
 
 def test_every_auditing_service_gets_its_audit_key_keyring_and_checkpoints(project: dict, tmp_path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 16 (audit log) out of the box: without a signing key every audited action fails and the watchlist
+    """The signed audit log out of the box: without a signing key every audited action fails and the watchlist
     service never becomes ready (AuditWriter.from_settings: "audit signing key ... cannot be read"). The one-shot
     audit-keys-init makes each service's key in dev-audit-keys before any service starts; each service signs with
     its own file, keeps checkpoints on the audit-checkpoints volume, and the watchlist service (AuditService.Verify)

@@ -1,4 +1,4 @@
-"""docker-compose.secure.yml (issue 8) over docker-compose.yml, loaded offline with compose-go
+"""docker-compose.secure.yml over docker-compose.yml, loaded offline with compose-go
 (deploy/tools/composecheck): every service gets its own credentials as compose secrets (files) at
 the k8s paths and the *_FILE settings that read them (its own audit signing key among them, the audit
 checkpoint volume, the keyring where verification runs), its settings class accepts the environment,
@@ -74,7 +74,7 @@ def test_service_reads_its_own_secret_files(project: dict, service: str, monkeyp
     assert s.kafka.sasl_password is None and str(s.kafka.sasl_password_file) == f"{MOUNT}/kafka/password"
     assert s.redis.password is None and str(s.redis.password_file) == f"{MOUNT}/redis/password"
 
-    # the audit log (issue 16): its own signing key, the checkpoint volume, the keyring where Verify runs
+    # the audit log: its own signing key, the checkpoint volume, the keyring where Verify runs
     key = f"{MOUNT}/audit/signing.key"
     assert str(s.audit.signing_key_file) == key and mounted[key] == f"{service}-audit-signing-key"
     assert project["secrets"][mounted[key]]["file"] == f"/srv/lfr-secrets/{service}/audit-signing.key"

@@ -150,7 +150,7 @@ def test_network_policies_default_deny_then_data_flow(rendered) -> None:
                             or ("milvus" if "matchExpressions" in peer.get("podSelector", {}) else "?"))
         return out
 
-    assert egress_targets("recognizer") == {"triton", "redis"}  # frame data keys (issue 8)
+    assert egress_targets("recognizer") == {"triton", "redis"}  # frame data keys
     assert egress_targets("watchlist") == {"milvus", "triton", "redis"}  # audit writer's lock
     assert egress_targets("matcher") == {"milvus", "redis"}
     assert egress_targets("alerts") == {"redis", "officers"}
@@ -316,7 +316,7 @@ def _mount_of(container: dict, path: str) -> dict:
 
 
 def test_every_auditing_service_has_its_audit_key_keyring_and_checkpoints(rendered, monkeypatch) -> None:
-    """Issue 16 (audit log) in every overlay: without a signing key every audited action fails and the watchlist
+    """The signed audit log in every overlay: without a signing key every audited action fails and the watchlist
     service never becomes ready. dev (components/dev-audit-keys): an init container makes every key on a shared
     claim, mounted read-only, each service naming its own; prod (components/secure-services): its own key only,
     from its Secret, and nothing of the dev component. Checkpoints on lfr-audit-checkpoints, read-write; the

@@ -1,4 +1,4 @@
-"""Production credentials in k8s (issue 8), rendered with kustomize and checked structurally:
+"""Production credentials in k8s, rendered with kustomize and checked structurally:
 
 - every service Deployment of the prod overlay mounts its own Secret (plus Strimzi's KafkaUser
   Secret and cluster CA) read-only at /var/run/secrets/lfr and gets the LFR_*__*_FILE settings
@@ -7,7 +7,7 @@
   no secretKeyRef env);
 - k8s/secrets/create_secrets.py renders every key the Deployments and Redis mount, and users.acl
   carries hashes only;
-- the audit log (issue 16): every service that audits mounts its own Ed25519 signing key and nobody
+- the audit log: every service that audits mounts its own Ed25519 signing key and nobody
   else's, the shared checkpoint claim (ReadWriteMany) and the watchlist service the keyring ConfigMap
   (public keys only) that create_secrets.py renders; a key mounted in one service cannot sign for another;
 - the prod Redis runs deploy/redis/redis.conf (TLS + ACL file) with the ACL/TLS Secrets mounted.

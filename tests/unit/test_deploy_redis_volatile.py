@@ -1,4 +1,4 @@
-"""Every shipped Redis config never persists (issue 16: frame keys, face keys and alert crops never
+"""Every shipped Redis config never persists (frame keys, face keys and alert crops never
 reach a disk): docker-compose.yml (and docker-compose.secure.yml, which runs deploy/redis/redis.conf),
 deploy/redis/redis.conf (= k8s/components/redis-secure/redis.conf, the prod overlay's, Sentinel
 included: its init script copies it), k8s/base/redis/redis.yaml and the local stack's redis-server.

@@ -1,4 +1,4 @@
-"""Enrolment image limits (issues 8 and 16): count, bytes, format, dimensions and decoded bytes refused with
+"""Enrolment image limits: count, bytes, format, dimensions and decoded bytes refused with
 INVALID_ARGUMENT before any pixel is decoded, and counted; every file here is a real one (cv2.imencode) or
 a header written byte by byte as an attacker would."""
 
@@ -199,7 +199,7 @@ def test_images_are_decoded_one_at_a_time_and_cut_pixel_data_is_refused() -> Non
     assert checked[1].detail == "image 2 is truncated or corrupt (its PNG data does not decode)"
 
 
-# -- count and bytes (issue 8) ----------------------------------------------------------------------------
+# -- count and bytes ----------------------------------------------------------------------------
 
 
 def _core(reasons: list[str], **opts: int) -> WatchlistCore:

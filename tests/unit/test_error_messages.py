@@ -1,4 +1,4 @@
-"""gRPC errors never echo raw exception text to callers (issue 16, part 6): the watchlist
+"""gRPC errors never echo raw exception text to callers: the watchlist
 servicer on an in-process gRPC server, its core made to fail the ways a dependency fails
 (an unexpected client error, Triton, the audit log), and the audit API (Tail, Verify) with
 its reads failing. The caller gets UNAVAILABLE with a

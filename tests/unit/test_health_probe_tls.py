@@ -1,5 +1,5 @@
 """deploy/docker/grpc_health_probe.py (the containers' and the prod pods' health probe) against a
-real gRPC server on mTLS (issue 8): the kubelet's native gRPC probe cannot do TLS, so the prod
+real gRPC server on mTLS: the kubelet's native gRPC probe cannot do TLS, so the prod
 overlay runs this script with the probe's client certificate (LFR_CLIENT__*)."""
 
 from __future__ import annotations

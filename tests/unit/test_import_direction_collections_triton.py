@@ -1,4 +1,4 @@
-"""Issue #19 (sideways and upward imports): common names the Milvus collections itself and
+"""Sideways and upward imports: common names the Milvus collections itself and
 never reaches up into the watchlist service; services.stack may use services.triton_repo but
 never the other way round (both share services.common.stack_paths). The import graph of the runtime
 services and services/common as a whole: test_import_graph.py (whose helper these checks use)."""

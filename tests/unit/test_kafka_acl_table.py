@@ -1,4 +1,4 @@
-"""The Kafka ACL table and the Milvus role table (services/common/acls.py, issue 8): they match
+"""The Kafka ACL table and the Milvus role table (services/common/acls.py): they match
 what the services' code produces, consumes and calls, are least-privilege, and their production
 renderings (Strimzi KafkaUsers, kafka-acls.sh, deploy/milvus/users.py) are in sync."""
 

@@ -1,4 +1,4 @@
-"""One ports table (services/common/ports.py) and one repository root (services/common/paths.py), issue #19:
+"""One ports table (services/common/ports.py) and one repository root (services/common/paths.py):
 every default still has the brief's value, and no module under services/ writes its own."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Secrets from files (issue 8): read at connect time, never in reprs, errors name the file only."""
+"""Secrets from files: read at connect time, never in reprs, errors name the file only."""
 
 from __future__ import annotations
 

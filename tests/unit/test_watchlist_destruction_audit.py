@@ -1,4 +1,4 @@
-"""A destroyed watchlist is always audited (issue 16): when the audit append fails after the watchlist was
+"""A destroyed watchlist is always audited: when the audit append fails after the watchlist was
 marked closed (Kafka or the audit lock briefly unavailable), the record is kept and appended by the next
 reaper round or a repeated close, once, never dropped; one failure does not hold back other destructions."""
 
