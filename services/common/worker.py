@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from google.protobuf.message import Message
 
 from services.common import clients
+from services.common.audit import AuditWriter
 from services.common.kafka import (
     LAG_INTERVAL_S,
     BatchHandler,
@@ -75,6 +76,33 @@ class RedisUser:
         if self.redis is not None:
             await self.redis.aclose()
             self.redis = None
+
+
+class AuditUser:
+    """Mixin for a Kafka worker that appends to the audit log through one writer in ``self.audit``: started
+    (closed again when the start fails) by its ``connect``, closed by its ``close``."""
+
+    audit: AuditWriter | None = None
+
+    async def start_audit(self, topic: str, redis: Any,
+                          on_record: Callable[[str], None] | None = None) -> AuditWriter:
+        """The running writer of this service to ``topic`` (started once; ``redis`` holds the writers' lock)."""
+        if self.audit is None:
+            ctx: ServiceContext = self.ctx  # type: ignore[attr-defined]  # the worker's
+            audit = AuditWriter.from_settings(ctx.settings.kafka, ctx.name, ctx.settings.audit, topic=topic,
+                                              redis=redis, instance=ctx.settings.instance, on_record=on_record)
+            try:
+                await audit.start()
+            except BaseException:
+                await audit.close()
+                raise
+            self.audit = audit
+        return self.audit
+
+    async def close_audit(self) -> None:
+        if self.audit is not None:
+            await self.audit.close()
+            self.audit = None
 
 
 class KafkaWorker(Worker):

@@ -41,7 +41,7 @@ from services.common.metrics import MetricsFactory
 from services.common.paths import REPO_ROOT, resolve
 from services.common.service import ServiceContext
 from services.common.settings import KafkaSettings
-from services.common.worker import KafkaWorker, RedisUser
+from services.common.worker import AuditUser, KafkaWorker, RedisUser
 from services.ingest.buffer import DropOldestBuffer
 from services.ingest.gate import GateMonitor
 from services.ingest.config import IngestOptions, IngestSettings
@@ -331,7 +331,7 @@ async def stream_file(
     return await stream.run(stop, seconds)
 
 
-class CameraIngestor(RedisUser, KafkaWorker):
+class CameraIngestor(RedisUser, AuditUser, KafkaWorker):
     """Streams every camera of the registry, keyed by camera id (``record_key(camera_id)``),
     each only while its zone has enough available officers (``gate`` overrides that)."""
 
@@ -364,17 +364,7 @@ class CameraIngestor(RedisUser, KafkaWorker):
                 self.monitor.redis = self.redis
             if self.audit is None and self.options.frame_keys.enabled and self.sealer is None:
                 self.sealer = FrameSealer(self.redis, self.options.frame_keys)
-            if self.audit is None:
-                audit = AuditWriter.from_settings(self.kafka, self.ctx.name, self.ctx.settings.audit,
-                                                  topic=self.options.audit_topic, redis=self.redis,
-                                                  instance=self.ctx.settings.instance)
-                try:
-                    await audit.start()
-                except BaseException:
-                    await audit.close()
-                    raise
-                self.audit = audit
-                self.monitor.audit = audit
+            self.monitor.audit = await self.start_audit(self.options.audit_topic, self.redis)
         elif self.options.frame_keys.enabled and self.sealer is None:
             if self.redis is None:
                 self.redis = await clients.connect_redis(self.redis_settings)
@@ -383,9 +373,7 @@ class CameraIngestor(RedisUser, KafkaWorker):
 
     async def close(self) -> None:
         await super().close()
-        if self.audit is not None:
-            await self.audit.close()
-            self.audit = None
+        await self.close_audit()
         await self.close_redis()
 
     async def work(self) -> None:

@@ -40,7 +40,7 @@ from services.common.kafka import Outbox, RecordLike, decode
 from services.common.pass_keys import pass_key
 from services.common.retry import retry_until_up
 from services.common.service import ServiceContext
-from services.common.worker import KafkaWorker, RedisUser
+from services.common.worker import AuditUser, KafkaWorker, RedisUser
 from services.officers import routing
 from services.officers.alert_store import (
     DEADLINES, PENDING, RETENTION, UNREACHABLE, AlertRecord, AlertStore, Writes,
@@ -61,7 +61,7 @@ class NotReady(ConnectionError):
     pass
 
 
-class Officers(RedisUser, KafkaWorker):
+class Officers(RedisUser, AuditUser, KafkaWorker):
     """The service's state, connections and loops (the API's servicers, :mod:`.api`, call into it)."""
 
     input_type = alerts_pb2.Alert
@@ -96,24 +96,13 @@ class Officers(RedisUser, KafkaWorker):
             self.officers = OfficerStore(self.redis, self.options.heartbeat_ttl_s)
             self.alerts = AlertStore(self.redis)
             self.roster_store = Roster(self.redis)
-        if self.audit is None:
-            audit = AuditWriter.from_settings(self.kafka, self.ctx.name, self.ctx.settings.audit,
-                                              topic=self.options.audit_topic, redis=self.redis,
-                                              instance=self.ctx.settings.instance,
-                                              on_record=lambda action: self.audit_records.labels(action).inc())
-            try:
-                await audit.start()
-            except BaseException:
-                await audit.close()
-                raise
-            self.audit = audit
+        await self.start_audit(self.options.audit_topic, self.redis,
+                               on_record=lambda action: self.audit_records.labels(action).inc())
         await super().connect()
 
     async def close(self) -> None:
         await super().close()
-        if self.audit is not None:
-            await self.audit.close()
-            self.audit = None
+        await self.close_audit()
         await self.close_redis()
 
     def ready(self) -> tuple[OfficerStore, AlertStore, AuditWriter]:

@@ -133,31 +133,35 @@ class WatchlistLocks:
         self.redis = redis
         self.lease_s = lease_s
         self.wait_s = wait_s
-        self._local: dict[str, asyncio.Lock] = {}
+        self._local: dict[str, list[Any]] = {}  # watchlist id -> [its in-process lock, callers holding or waiting]
 
     @contextlib.asynccontextmanager
     async def hold(self, watchlist_id: str) -> AsyncIterator[None]:
         """UNAVAILABLE (retry) when another change of the watchlist holds it longer than ``wait_s``."""
-        local = self._local.setdefault(watchlist_id, asyncio.Lock())
+        entry = self._local.setdefault(watchlist_id, [asyncio.Lock(), 0])
+        entry[1] += 1
         try:
-            await asyncio.wait_for(local.acquire(), self.wait_s)
-        except asyncio.TimeoutError:
-            raise Refusal(grpc.StatusCode.UNAVAILABLE,
-                          f"watchlist {watchlist_id} is being changed by another call: retry in a moment") from None
-        lock = None
-        try:
-            if self.redis is not None:
-                lock = self.redis.lock(f"{LOCK_PREFIX}{watchlist_id}:lock", timeout=self.lease_s,
-                                       blocking_timeout=self.wait_s)
-                if not await lock.acquire():
-                    raise Refusal(grpc.StatusCode.UNAVAILABLE, f"watchlist {watchlist_id} is being changed by "
-                                                               "another replica: retry in a moment")
-            yield
+            try:
+                await asyncio.wait_for(entry[0].acquire(), self.wait_s)
+            except asyncio.TimeoutError:
+                raise Refusal(grpc.StatusCode.UNAVAILABLE, f"watchlist {watchlist_id} is being changed by another "
+                                                           "call: retry in a moment") from None
+            lock = None
+            try:
+                if self.redis is not None:
+                    lock = self.redis.lock(f"{LOCK_PREFIX}{watchlist_id}:lock", timeout=self.lease_s,
+                                           blocking_timeout=self.wait_s)
+                    if not await lock.acquire():
+                        raise Refusal(grpc.StatusCode.UNAVAILABLE, f"watchlist {watchlist_id} is being changed by "
+                                                                   "another replica: retry in a moment")
+                yield
+            finally:
+                if lock is not None and await lock.owned():
+                    await lock.release()
+                entry[0].release()
         finally:
-            if lock is not None and await lock.owned():
-                await lock.release()
-            local.release()
-            if not local.locked():
+            entry[1] -= 1
+            if entry[1] == 0:  # nobody holds or waits for it: forget it (a waiter keeps the same lock)
                 self._local.pop(watchlist_id, None)
 
 

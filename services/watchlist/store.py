@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 QUERY_PAGE = 5000
 QUERY_LIMIT = 16_384  # Milvus' largest query window; beyond it, page with an iterator
+OTHERS_FRESH_S = 1.0  # reads reuse a listing of the faces collections this recent; deletes always list again
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Store:
         self.embedder = embedder
         self.collection = faces_collection(embedder)
         self.others: dict[str, str] = {}  # embedder -> collection, the other embedders' that exist
+        self._listed_at = -float("inf")  # when ``others`` was last listed (time.monotonic)
         self.timeout_s = timeout_s
         self.engine_file = engine_file  # milvus-lite only: see WatchlistOptions.local_engine_file
         self.compact_wait_s = compact_wait_s  # a Milvus server: see WatchlistOptions.compact_wait_s
@@ -82,20 +84,24 @@ class Store:
         schema.ensure_watchlists_collection(self.client)
         self.refresh_collections()
 
-    def refresh_collections(self) -> dict[str, str]:
-        """Find the other embedders' faces collections (embedder -> collection)."""
-        self.others = faces_schema.other_embedder_collections(self.client, self.embedder)
+    def refresh_collections(self, force: bool = True) -> dict[str, str]:
+        """The other embedders' faces collections (embedder -> collection), listed again unless ``force`` is
+        false and the last listing is under OTHERS_FRESH_S old (one listing serves a whole ListWatchlists)."""
+        if force or time.monotonic() - self._listed_at >= OTHERS_FRESH_S:
+            self.others = faces_schema.other_embedder_collections(self.client, self.embedder)
+            self._listed_at = time.monotonic()
         return self.others
 
-    def face_collections(self) -> list[str]:
-        """The active collection and every other embedder's that exists, looked up afresh (another service
-        may have created one since): a delete must reach a watchlist's faces wherever they are."""
-        return [self.collection, *self.refresh_collections().values()]
+    def face_collections(self, fresh: bool = False) -> list[str]:
+        """The active collection and every other embedder's that exists (another replica may have created one
+        since the service started); ``fresh`` lists them now: a delete must reach a watchlist's faces wherever
+        they are."""
+        return [self.collection, *self.refresh_collections(force=fresh).values()]
 
     def embedder_of(self, watchlist_id: str) -> str:
         """The embedder whose collection holds the watchlist's faces (the active one when it has none)."""
         expr = faces_schema.watchlist_filter(watchlist_id)
-        for embedder, collection in self.refresh_collections().items():
+        for embedder, collection in self.refresh_collections(force=False).items():
             if self._count_in(collection, expr):
                 return embedder
         return self.embedder
@@ -136,12 +142,12 @@ class Store:
 
     def count(self, expr: str) -> int:
         """Faces matching ``expr`` in every faces collection."""
-        return sum(self._count_in(c, expr) for c in self.face_collections())
+        return sum(self._count_in(c, expr) for c in self.face_collections(fresh=True))
 
     def destroy_faces(self, expr: str, collections: Sequence[str] | None = None) -> Deletion:
         """Delete the faces matching ``expr`` (in every faces collection, or in ``collections``) and have the
         engine drop their bytes (erase_deleted)."""
-        found = {c: n for c in (collections or self.face_collections()) if (n := self._count_in(c, expr))}
+        found = {c: n for c in (collections or self.face_collections(fresh=True)) if (n := self._count_in(c, expr))}
         if not found:
             return Deletion(0, "nothing deleted")
         for collection in found:

@@ -162,6 +162,9 @@ async def test_a_close_waits_for_a_move_of_the_same_watchlist() -> None:
 
     await asyncio.gather(change("move", 0.2), change("close", 0))
     assert order == ["move start", "move end", "close start", "close end"]
+    order.clear()  # three at once: each waits for the one before (the lock is not forgotten while one waits)
+    await asyncio.gather(change("a", 0.05), change("b", 0.05), change("c", 0))
+    assert order == ["a start", "a end", "b start", "b end", "c start", "c end"] and locks._local == {}
     busy = WatchlistLocks(wait_s=0.1)
     async with busy.hold("wl"):
         with pytest.raises(Refusal) as e:
