@@ -68,14 +68,13 @@ def _check_embedders(names: list[str]) -> None:
 def missing_embedders_error(url: str, missing: list[str]) -> SetupError:
     """The SetupError for embedders Triton does not serve: how to build each (with the licence token the manifest
     asks for, when its terms forbid operational use) and to restart Triton."""
+    from services.models.acknowledgement import how_to_build
     from services.models.manifest import load_manifest
 
     models = load_manifest().models
-    builds = []
-    for name in missing:
-        token = models[name].requires_acknowledgement if name in models else None
-        builds.append(f"'.venv/bin/lfr models build {name}" + (f" --accept-licence {token}'" if token else "'")
-                      + (" (its terms forbid operational use: research only)" if token else ""))
+    builds = [f"'.venv/bin/{how_to_build(name, models[name])}'"
+              + (" (its terms forbid operational use: research only)" if models[name].requires_acknowledgement
+                 else "") for name in missing]
     return SetupError(f"Triton at {url} does not serve the embedder{'s' if len(missing) > 1 else ''} "
                       f"{', '.join(missing)}",
                       f"build {' and '.join(builds)}, then restart Triton so that it loads "
